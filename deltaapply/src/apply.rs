@@ -1,0 +1,496 @@
+//! Applying a patch: check the header against the caller's limits, the old file
+//! against the header, the payload against its hash, then decode into a staged file
+//! whose hash is checked before it replaces the destination.
+//!
+//! Memory: the bsdiff method streams (two zstd windows of at most `2^window_log`
+//! bytes, one control window of at most 1 MiB, and fixed 128 KiB buffers); the zstd
+//! reference method holds the old file plus one window; the full method one window.
+//! [`crate::container::memory_bound`] is the exact figure and is checked against
+//! [`Limits`] before anything is read.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::container::{FileId, HEADER_LEN, Header, StreamSizes};
+use crate::control::OpReader;
+use crate::digest::{Hasher, IO_CHUNK, hash_reader};
+use crate::stage::{Staged, inherit_permissions};
+use crate::{Error, Method};
+
+/// Resource limits the applier enforces before it decodes anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest `apply_memory` a patch may declare.
+    pub max_apply_memory: u64,
+}
+
+impl Default for Limits {
+    /// 1 GiB: room for the zstd reference method on old files of several hundred MiB.
+    /// Devices should pass their own figure.
+    fn default() -> Self {
+        Limits { max_apply_memory: 1 << 30 }
+    }
+}
+
+/// Which step of applying a [`Progress`] report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Hashing the old file.
+    CheckSource,
+    /// Hashing the patch payload.
+    CheckPayload,
+    /// Decoding and writing the new file.
+    Write,
+}
+
+/// A progress report: `done` of `total` bytes of `phase`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// The current step.
+    pub phase: Phase,
+    /// Bytes processed in this step so far.
+    pub done: u64,
+    /// Bytes this step will process.
+    pub total: u64,
+}
+
+/// What a successful apply did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApplyReport {
+    /// The patch's method.
+    pub method: Method,
+    /// The old file the patch was checked against (`None` for the full method).
+    pub source: Option<FileId>,
+    /// The file written.
+    pub target: FileId,
+    /// Where it was written.
+    pub dest: PathBuf,
+}
+
+/// An opened patch whose header has been validated (the payload not yet).
+#[derive(Debug)]
+pub struct Patch {
+    path: PathBuf,
+    file: File,
+    header: Header,
+}
+
+impl Patch {
+    /// Opens `path` and validates its header and length.
+    pub fn open(path: &Path) -> Result<Patch, Error> {
+        let io_err = |source| Error::PatchIo { path: path.to_path_buf(), source };
+        let file = File::open(path).map_err(io_err)?;
+        let len = file.metadata().map_err(io_err)?.len();
+        let mut head = Vec::with_capacity(HEADER_LEN);
+        (&file).take(HEADER_LEN as u64).read_to_end(&mut head).map_err(io_err)?;
+        let header = Header::decode(&head, len)
+            .map_err(|source| Error::Format { path: path.to_path_buf(), source })?;
+        Ok(Patch { path: path.to_path_buf(), file, header })
+    }
+
+    /// The validated header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The patch file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Hashes the payload and compares it with the header. No decoder sees a payload
+    /// byte before this passes.
+    pub fn verify_payload(&self, progress: &mut dyn FnMut(Progress)) -> Result<(), Error> {
+        let total = self.header.payload.size;
+        let mut done = 0;
+        let section = self.section(0, total);
+        let (len, digest) = hash_reader(section, &mut |n| {
+            done += n;
+            progress(Progress { phase: Phase::CheckPayload, done, total });
+        })
+        .map_err(|source| Error::PatchIo { path: self.path.clone(), source })?;
+        if len != total {
+            return Err(Error::Corrupt {
+                path: self.path.clone(),
+                problem: format!("payload is {len} bytes, expected {total} (file changed while reading?)"),
+            });
+        }
+        if digest != self.header.payload.sha256 {
+            return Err(Error::Format {
+                path: self.path.clone(),
+                source: crate::container::FormatError::PayloadHash {
+                    expected: self.header.payload.sha256,
+                    got: digest,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// A reader over `len` payload bytes starting `offset` bytes into the payload.
+    fn section(&self, offset: u64, len: u64) -> Section<'_> {
+        let start = HEADER_LEN as u64 + offset;
+        Section { file: &self.file, pos: start, end: start + len }
+    }
+
+    fn corrupt(&self, problem: impl std::fmt::Display) -> Error {
+        Error::Corrupt { path: self.path.clone(), problem: problem.to_string() }
+    }
+}
+
+/// Applies the patch at `patch` to `old`, writing `dest` atomically. `old` may equal
+/// `dest` (in-place update). On any error `dest` is left as it was and no temporary
+/// file remains.
+pub fn apply_file(
+    old: Option<&Path>,
+    patch: &Path,
+    dest: &Path,
+    limits: &Limits,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ApplyReport, Error> {
+    let patch = Patch::open(patch)?;
+    apply_patch(old, &patch, dest, limits, progress)
+}
+
+/// Like [`apply_file`], for a patch already opened.
+pub fn apply_patch(
+    old: Option<&Path>,
+    patch: &Patch,
+    dest: &Path,
+    limits: &Limits,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ApplyReport, Error> {
+    let header = patch.header();
+    if header.apply_memory > limits.max_apply_memory {
+        return Err(Error::MemoryLimit {
+            path: patch.path.clone(),
+            needed: header.apply_memory,
+            limit: limits.max_apply_memory,
+        });
+    }
+    // The old file is checked (and, for the reference method, loaded) before the
+    // payload, so that the common "wrong base" case fails fast with the clearest error.
+    let source = match (header.source, old) {
+        (None, _) => None,
+        (Some(_), None) => return Err(Error::MissingSource { path: patch.path.clone() }),
+        (Some(expected), Some(old_path)) => {
+            let keep = header.method == Method::ZstdRef;
+            Some(check_source(old_path, expected, keep, progress)?)
+        }
+    };
+    patch.verify_payload(progress)?;
+
+    let staged = Staged::beside(dest, inherit_permissions(dest, old))?;
+    let mut sink = Sink::new(&staged, header.target.size, progress);
+    match (header.method, &source) {
+        (Method::Bsdiff, Some(src)) => {
+            let streams = header.streams.expect("decode guarantees streams for bsdiff");
+            apply_bsdiff(patch, src, header.source.map_or(0, |s| s.size), streams, &mut sink)?
+        }
+        (Method::ZstdRef, Some(src)) => {
+            let prefix = src.bytes.as_deref().expect("loaded for the reference method");
+            let reader = patch.section(0, header.payload.size);
+            let mut dec = zstd::stream::read::Decoder::with_ref_prefix(io::BufReader::new(reader), prefix)
+                .map_err(|e| patch.corrupt(e))?;
+            dec.window_log_max(u32::from(header.window_log)).map_err(|e| patch.corrupt(e))?;
+            copy_all(patch, dec, &mut sink)?;
+        }
+        (Method::Full, _) => {
+            let reader = patch.section(0, header.payload.size);
+            let mut dec = zstd::stream::read::Decoder::new(reader).map_err(|e| patch.corrupt(e))?;
+            dec.window_log_max(u32::from(header.window_log)).map_err(|e| patch.corrupt(e))?;
+            copy_all(patch, dec, &mut sink)?;
+        }
+        (Method::Bsdiff | Method::ZstdRef, None) => unreachable!("source checked above"),
+    }
+    let (size, sha256) = sink.finish()?;
+    if size != header.target.size || sha256 != header.target.sha256 {
+        return Err(Error::TargetMismatch {
+            path: patch.path.clone(),
+            expected: header.target,
+            got_size: size,
+            got_sha256: sha256,
+        });
+    }
+    staged.commit()?;
+    Ok(ApplyReport {
+        method: header.method,
+        source: header.source,
+        target: header.target,
+        dest: dest.to_path_buf(),
+    })
+}
+
+struct Source {
+    path: PathBuf,
+    file: File,
+    /// The whole file, when the method needs it in memory.
+    bytes: Option<Vec<u8>>,
+}
+
+/// Checks `path` against `expected` (size first, then SHA-256), optionally keeping
+/// its bytes.
+fn check_source(
+    path: &Path,
+    expected: FileId,
+    keep: bool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Source, Error> {
+    let io_err = |source| Error::SourceIo { path: path.to_path_buf(), source };
+    let file = File::open(path).map_err(io_err)?;
+    let size = file.metadata().map_err(io_err)?.len();
+    let wrong = |got_sha256| Error::WrongSource {
+        path: path.to_path_buf(),
+        expected,
+        got_size: size,
+        got_sha256,
+    };
+    if size != expected.size {
+        return Err(wrong(None));
+    }
+    let total = expected.size;
+    let mut done = 0;
+    let mut report = |n| {
+        done += n;
+        progress(Progress { phase: Phase::CheckSource, done, total });
+    };
+    // Reading one byte past the expected size catches a file that grew meanwhile.
+    let limited = (&file).take(expected.size + 1);
+    let (len, digest, bytes) = if keep {
+        // The size was checked against the header and `apply_memory` (which includes
+        // it) against the caller's limit, so this allocation is bounded.
+        let mut buf = Vec::with_capacity(expected.size as usize);
+        let mut reader = limited;
+        let mut chunk = vec![0u8; IO_CHUNK];
+        let mut hasher = Hasher::new();
+        loop {
+            let n = match reader.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err(e)),
+            };
+            hasher.update(&chunk[..n]);
+            buf.extend_from_slice(&chunk[..n]);
+            report(n as u64);
+        }
+        (hasher.len(), hasher.finish(), Some(buf))
+    } else {
+        let (len, digest) = hash_reader(limited, &mut report).map_err(io_err)?;
+        (len, digest, None)
+    };
+    if len != expected.size || digest != expected.sha256 {
+        return Err(Error::WrongSource {
+            path: path.to_path_buf(),
+            expected,
+            got_size: len,
+            got_sha256: Some(digest),
+        });
+    }
+    Ok(Source { path: path.to_path_buf(), file, bytes })
+}
+
+/// The bsdiff decoder loop: positioned reads of the old file, sequential output.
+fn apply_bsdiff(
+    patch: &Patch,
+    old: &Source,
+    old_size: u64,
+    streams: StreamSizes,
+    sink: &mut Sink<'_, '_>,
+) -> Result<(), Error> {
+    let window_log = u32::from(patch.header.window_log);
+    let control_window =
+        window_log.min(u32::from(crate::container::MAX_CONTROL_WINDOW_LOG));
+    let decoder = |offset, len, log| -> Result<_, Error> {
+        let mut d = zstd::stream::read::Decoder::new(patch.section(offset, len))
+            .map_err(|e| patch.corrupt(e))?;
+        d.window_log_max(log).map_err(|e| patch.corrupt(e))?;
+        Ok(d)
+    };
+    let mut ops = OpReader::new(decoder(0, streams.control, control_window)?);
+    let mut diff = decoder(streams.control, streams.diff, window_log)?;
+    let mut extra = decoder(streams.control + streams.diff, streams.extra, window_log)?;
+
+    let target = patch.header.target.size;
+    let mut cursor: u64 = 0;
+    let mut new_buf = vec![0u8; IO_CHUNK];
+    let mut old_buf = vec![0u8; IO_CHUNK];
+    while let Some(op) = ops.next_op().map_err(|e| patch.corrupt(e))? {
+        let remaining = target - sink.written;
+        if op.diff_len > remaining || op.extra_len > remaining - op.diff_len {
+            return Err(patch.corrupt(format!(
+                "control record {} writes past the target size {target}",
+                sink.written
+            )));
+        }
+        if cursor.checked_add(op.diff_len).is_none_or(|end| end > old_size) {
+            return Err(patch.corrupt(format!(
+                "control record reads old bytes {cursor}..{} beyond the old size {old_size}",
+                cursor.saturating_add(op.diff_len)
+            )));
+        }
+        let mut left = op.diff_len;
+        while left > 0 {
+            let n = left.min(IO_CHUNK as u64) as usize;
+            read_stream(patch, &mut diff, &mut new_buf[..n], "diff")?;
+            read_exact_at(&old.file, &mut old_buf[..n], cursor)
+                .map_err(|source| Error::SourceIo { path: old.path.clone(), source })?;
+            for (d, o) in new_buf[..n].iter_mut().zip(&old_buf[..n]) {
+                *d = d.wrapping_add(*o);
+            }
+            sink.write(&new_buf[..n])?;
+            cursor += n as u64;
+            left -= n as u64;
+        }
+        let mut left = op.extra_len;
+        while left > 0 {
+            let n = left.min(IO_CHUNK as u64) as usize;
+            read_stream(patch, &mut extra, &mut new_buf[..n], "extra")?;
+            sink.write(&new_buf[..n])?;
+            left -= n as u64;
+        }
+        cursor = cursor
+            .checked_add_signed(op.seek)
+            .filter(|&c| c <= old_size)
+            .ok_or_else(|| {
+                patch.corrupt(format!("control record seeks the old cursor outside 0..={old_size}"))
+            })?;
+    }
+    if sink.written != target {
+        return Err(patch.corrupt(format!(
+            "control stream produces {} bytes, the header says {target}",
+            sink.written
+        )));
+    }
+    for (name, stream) in [("diff", &mut diff as &mut dyn Read), ("extra", &mut extra)] {
+        let mut probe = [0u8; 1];
+        match stream.read(&mut probe) {
+            Ok(0) => {}
+            Ok(_) => return Err(patch.corrupt(format!("{name} stream has bytes left over"))),
+            Err(e) => return Err(patch.corrupt(format!("{name} stream: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+fn read_stream(patch: &Patch, r: &mut impl Read, buf: &mut [u8], name: &str) -> Result<(), Error> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => patch.corrupt(format!("{name} stream ends early")),
+        _ => patch.corrupt(format!("{name} stream: {e}")),
+    })
+}
+
+/// Copies a decoder's whole output into the sink, refusing more than the target size.
+fn copy_all(patch: &Patch, mut r: impl Read, sink: &mut Sink<'_, '_>) -> Result<(), Error> {
+    let mut buf = vec![0u8; IO_CHUNK];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(patch.corrupt(e)),
+        };
+        if n as u64 > sink.limit - sink.written {
+            return Err(patch.corrupt(format!(
+                "payload decodes to more than the target size {}",
+                sink.limit
+            )));
+        }
+        sink.write(&buf[..n])?;
+    }
+}
+
+/// The staged output: buffered, hashed, counted, bounded.
+struct Sink<'s, 'p> {
+    out: BufWriter<&'s File>,
+    path: &'s Path,
+    hasher: Hasher,
+    written: u64,
+    limit: u64,
+    progress: &'p mut dyn FnMut(Progress),
+    reported: u64,
+}
+
+impl<'s, 'p> Sink<'s, 'p> {
+    fn new(staged: &'s Staged, limit: u64, progress: &'p mut dyn FnMut(Progress)) -> Self {
+        Sink {
+            out: BufWriter::with_capacity(IO_CHUNK, staged.file()),
+            path: staged.path(),
+            hasher: Hasher::new(),
+            written: 0,
+            limit,
+            progress,
+            reported: 0,
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.hasher.update(bytes);
+        self.out
+            .write_all(bytes)
+            .map_err(|source| Error::OutputIo { path: self.path.to_path_buf(), source })?;
+        self.written += bytes.len() as u64;
+        if self.written - self.reported >= 1 << 20 || self.written == self.limit {
+            self.reported = self.written;
+            (self.progress)(Progress { phase: Phase::Write, done: self.written, total: self.limit });
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(u64, crate::Sha256Digest), Error> {
+        let path = self.path.to_path_buf();
+        self.out.into_inner().map_err(|e| Error::OutputIo { path, source: e.into_error() })?;
+        Ok((self.written, self.hasher.finish()))
+    }
+}
+
+/// A bounded window of the patch file read with positioned reads, so several
+/// streams can read the same file at once without sharing a file offset.
+struct Section<'f> {
+    file: &'f File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for Section<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.end - self.pos;
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let got = read_at(self.file, &mut buf[..n], self.pos)?;
+        if got == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "patch file shrank while reading"));
+        }
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match read_at(file, buf, offset) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "old file shrank while reading")),
+            Ok(n) => {
+                buf = &mut buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

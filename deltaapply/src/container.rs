@@ -1,0 +1,403 @@
+//! The patch container, format version 1: a fixed 296-byte header followed by the
+//! payload. `format-spec/patch-v1.md` is the normative description; this module and
+//! that document must agree, and `tests/vectors.rs` checks it against `testdata/vectors`.
+//!
+//! Decoding is strict: every field is range-checked, reserved bytes must be zero, and
+//! the header carries a checksum so that a flipped bit is reported as such rather than
+//! as a confusing mismatch later.
+
+use crate::codec::{Reader, Writer};
+use crate::digest::Sha256Digest;
+use crate::method::Method;
+
+/// The eight bytes every patch starts with.
+pub const MAGIC: [u8; 8] = *b"\x89DPATCH\n";
+/// The container version this crate writes and reads.
+pub const VERSION: u16 = 1;
+/// Total header length of a version-1 patch, signature block included.
+pub const HEADER_LEN: usize = 296;
+/// Bytes `0..CHECKED_LEN` are covered by the header checksum.
+const CHECKED_LEN: usize = 176;
+/// Bytes `0..SIGNED_LEN` are covered by the signature (checksum included).
+pub const SIGNED_LEN: usize = 192;
+/// Domain-separation prefix of the message a patch signature signs.
+pub const SIGNATURE_CONTEXT: &[u8] = b"deltapack patch v1\0";
+
+/// Size and SHA-256 of a file or byte string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct FileId {
+    /// Length in bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes.
+    pub sha256: Sha256Digest,
+}
+
+/// Where the payload's zstd streams are, for the bsdiff method (all other methods
+/// have a single stream filling the payload).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct StreamSizes {
+    /// Compressed length of the control stream.
+    pub control: u64,
+    /// Compressed length of the diff stream.
+    pub diff: u64,
+    /// Compressed length of the extra stream.
+    pub extra: u64,
+}
+
+/// The optional signature block of a patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureSlot {
+    /// No signature: the block is all zero.
+    Unsigned,
+    /// An ed25519 signature by `public_key` over [`Header::signed_message`].
+    Ed25519 {
+        /// The signer's public key.
+        public_key: [u8; 32],
+        /// The signature.
+        signature: [u8; 64],
+    },
+}
+
+/// A decoded, self-consistent patch header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// How the payload turns the source into the target.
+    pub method: Method,
+    /// log2 of the largest zstd window any payload stream uses.
+    pub window_log: u8,
+    /// The file the patch applies to; `None` for [`Method::Full`].
+    pub source: Option<FileId>,
+    /// The file applying the patch produces.
+    pub target: FileId,
+    /// The bytes after the header.
+    pub payload: FileId,
+    /// Stream layout of a bsdiff payload; `None` for other methods.
+    pub streams: Option<StreamSizes>,
+    /// Upper bound, in bytes, of the memory applying needs beyond the applier's own
+    /// baseline. Always equal to [`memory_bound`] of the other fields.
+    pub apply_memory: u64,
+    /// The signature block.
+    pub signature: SignatureSlot,
+}
+
+/// What is wrong with a patch's bytes. Offsets are from the start of the patch file.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FormatError {
+    /// Fewer bytes than the header needs.
+    #[error("truncated: the header needs {HEADER_LEN} bytes, the file has {got}")]
+    TruncatedHeader {
+        /// Bytes present.
+        got: u64,
+    },
+    /// Not a patch at all.
+    #[error("not a deltapack patch (bad magic bytes)")]
+    BadMagic,
+    /// A container version this decoder does not know.
+    #[error("unsupported patch format version {version} (this applier reads version {VERSION})")]
+    UnsupportedVersion {
+        /// The version found.
+        version: u16,
+    },
+    /// The header length field disagrees with the version.
+    #[error("header length {got} is not {HEADER_LEN}, as version {VERSION} requires")]
+    BadHeaderLength {
+        /// The length found.
+        got: u16,
+    },
+    /// A method number this decoder does not know.
+    #[error("unknown method {code}")]
+    UnknownMethod {
+        /// The method number found.
+        code: u8,
+    },
+    /// A reserved byte is not zero.
+    #[error("reserved byte at offset {offset} is {value:#04x}, must be 0")]
+    ReservedNotZero {
+        /// Offset of the byte.
+        offset: usize,
+        /// Its value.
+        value: u8,
+    },
+    /// The header checksum does not match: a header byte was changed.
+    #[error("header checksum mismatch: the header is corrupt")]
+    HeaderChecksum,
+    /// A field is outside its allowed range.
+    #[error("field {field} is invalid: {problem}")]
+    BadField {
+        /// The field's name in the spec.
+        field: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The file is shorter or longer than header plus payload.
+    #[error("file is {got} bytes, header and payload need exactly {expected}: {}", if got < expected { "truncated" } else { "trailing bytes" })]
+    WrongFileLength {
+        /// `HEADER_LEN + payload_size`.
+        expected: u64,
+        /// The file's length.
+        got: u64,
+    },
+    /// The payload's SHA-256 does not match the header.
+    #[error("payload sha256 is {got}, the header says {expected}: the payload is corrupt")]
+    PayloadHash {
+        /// From the header.
+        expected: Sha256Digest,
+        /// Computed.
+        got: Sha256Digest,
+    },
+    /// A signature block that cannot be used.
+    #[error("signature block: {problem}")]
+    BadSignatureBlock {
+        /// What is wrong.
+        problem: &'static str,
+    },
+}
+
+/// Smallest and largest window log a patch may declare. zstd itself allows 10..=31.
+pub const MIN_WINDOW_LOG: u8 = 10;
+/// See [`MIN_WINDOW_LOG`].
+pub const MAX_WINDOW_LOG: u8 = 31;
+/// Fixed allowance for decoder state and I/O buffers, included in every memory bound.
+pub const BASE_APPLY_MEMORY: u64 = 1 << 20;
+/// The control stream of a bsdiff patch never uses a window larger than this.
+pub const MAX_CONTROL_WINDOW_LOG: u8 = 20;
+
+/// The memory, in bytes, that applying a patch with these parameters may need beyond
+/// the applier's baseline. This is the formula `format-spec/patch-v1.md` gives.
+pub fn memory_bound(method: Method, window_log: u8, source_size: u64) -> u64 {
+    let window = 1u64 << window_log;
+    match method {
+        Method::Bsdiff => {
+            2 * window + (1u64 << window_log.min(MAX_CONTROL_WINDOW_LOG)) + BASE_APPLY_MEMORY
+        }
+        Method::ZstdRef => source_size.saturating_add(window + BASE_APPLY_MEMORY),
+        Method::Full => window + BASE_APPLY_MEMORY,
+    }
+}
+
+impl Header {
+    /// Encodes the header to its 296 bytes, computing the checksum.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut w = Writer::with_capacity(HEADER_LEN);
+        w.bytes(&MAGIC);
+        w.u16(VERSION);
+        w.u16(HEADER_LEN as u16);
+        w.u8(self.method.code());
+        w.u8(self.window_log);
+        w.zeros(2);
+        let source = self.source.unwrap_or(FileId { size: 0, sha256: Sha256Digest([0; 32]) });
+        w.u64(source.size);
+        w.bytes(&source.sha256.0);
+        w.u64(self.target.size);
+        w.bytes(&self.target.sha256.0);
+        w.u64(self.payload.size);
+        w.bytes(&self.payload.sha256.0);
+        w.u64(self.apply_memory);
+        let streams = self.streams.unwrap_or(StreamSizes { control: 0, diff: 0, extra: 0 });
+        w.u64(streams.control);
+        w.u64(streams.diff);
+        w.u64(streams.extra);
+        w.zeros(8);
+        debug_assert_eq!(w.len(), CHECKED_LEN);
+        let check = header_check(w.as_slice());
+        w.bytes(&check);
+        debug_assert_eq!(w.len(), SIGNED_LEN);
+        match self.signature {
+            SignatureSlot::Unsigned => w.zeros(HEADER_LEN - SIGNED_LEN),
+            SignatureSlot::Ed25519 { public_key, signature } => {
+                w.u8(1);
+                w.zeros(7);
+                w.bytes(&public_key);
+                w.bytes(&signature);
+            }
+        }
+        w.into_vec().try_into().expect("header is exactly HEADER_LEN bytes")
+    }
+
+    /// Decodes and validates a header. `file_len` is the length of the whole patch
+    /// file, which must be exactly header plus payload.
+    pub fn decode(bytes: &[u8], file_len: u64) -> Result<Header, FormatError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(FormatError::TruncatedHeader { got: bytes.len() as u64 });
+        }
+        let bytes = &bytes[..HEADER_LEN];
+        let mut r = Reader::new(bytes);
+        if r.array::<8>() != MAGIC {
+            return Err(FormatError::BadMagic);
+        }
+        let version = r.u16();
+        if version != VERSION {
+            return Err(FormatError::UnsupportedVersion { version });
+        }
+        let header_len = r.u16();
+        if header_len as usize != HEADER_LEN {
+            return Err(FormatError::BadHeaderLength { got: header_len });
+        }
+        // The checksum comes before field checks so that a flipped bit is reported as
+        // corruption, not as whichever field it happened to land in.
+        if header_check(&bytes[..CHECKED_LEN]) != bytes[CHECKED_LEN..SIGNED_LEN] {
+            return Err(FormatError::HeaderChecksum);
+        }
+        let method_code = r.u8();
+        let method = Method::from_code(method_code)
+            .ok_or(FormatError::UnknownMethod { code: method_code })?;
+        let window_log = r.u8();
+        expect_zero(&mut r, 2)?;
+        let source = FileId { size: r.u64(), sha256: Sha256Digest(r.array()) };
+        let target = FileId { size: r.u64(), sha256: Sha256Digest(r.array()) };
+        let payload = FileId { size: r.u64(), sha256: Sha256Digest(r.array()) };
+        let apply_memory = r.u64();
+        let streams = StreamSizes { control: r.u64(), diff: r.u64(), extra: r.u64() };
+        expect_zero(&mut r, 8)?;
+        r.skip(SIGNED_LEN - CHECKED_LEN);
+        let signature = decode_signature(&mut r)?;
+        debug_assert_eq!(r.position(), HEADER_LEN);
+
+        if !(MIN_WINDOW_LOG..=MAX_WINDOW_LOG).contains(&window_log) {
+            return Err(bad(
+                "window_log",
+                format!("{window_log} is outside {MIN_WINDOW_LOG}..={MAX_WINDOW_LOG}"),
+            ));
+        }
+        let source = match method {
+            Method::Full => {
+                if source.size != 0 || source.sha256.0 != [0; 32] {
+                    return Err(bad("source", "must be all zero for the full method".into()));
+                }
+                None
+            }
+            Method::Bsdiff | Method::ZstdRef => Some(source),
+        };
+        let streams = match method {
+            Method::Bsdiff => {
+                let sum = streams
+                    .control
+                    .checked_add(streams.diff)
+                    .and_then(|s| s.checked_add(streams.extra));
+                if sum != Some(payload.size) {
+                    return Err(bad(
+                        "stream sizes",
+                        format!(
+                            "control {} + diff {} + extra {} does not equal payload_size {}",
+                            streams.control, streams.diff, streams.extra, payload.size
+                        ),
+                    ));
+                }
+                Some(streams)
+            }
+            Method::ZstdRef | Method::Full => {
+                if streams != (StreamSizes { control: 0, diff: 0, extra: 0 }) {
+                    return Err(bad("stream sizes", "must be zero for this method".into()));
+                }
+                None
+            }
+        };
+        let expected_memory =
+            memory_bound(method, window_log, source.map_or(0, |s| s.size));
+        if apply_memory != expected_memory {
+            return Err(bad(
+                "apply_memory",
+                format!("{apply_memory} does not match the bound {expected_memory} its other fields imply"),
+            ));
+        }
+        let expected_len = (HEADER_LEN as u64).checked_add(payload.size);
+        if expected_len != Some(file_len) {
+            return Err(FormatError::WrongFileLength {
+                expected: expected_len.unwrap_or(u64::MAX),
+                got: file_len,
+            });
+        }
+        Ok(Header { method, window_log, source, target, payload, streams, apply_memory, signature })
+    }
+
+    /// The exact bytes a signature over this header signs: a context string followed
+    /// by the first 192 header bytes (everything but the signature block).
+    pub fn signed_message(&self) -> Vec<u8> {
+        let encoded = self.encode();
+        let mut message = SIGNATURE_CONTEXT.to_vec();
+        message.extend_from_slice(&encoded[..SIGNED_LEN]);
+        message
+    }
+}
+
+fn header_check(bytes: &[u8]) -> [u8; 16] {
+    let digest = Sha256Digest::of(bytes);
+    digest.0[..16].try_into().expect("16 of 32 bytes")
+}
+
+fn decode_signature(r: &mut Reader<'_>) -> Result<SignatureSlot, FormatError> {
+    let algorithm = r.u8();
+    let reserved = r.array::<7>();
+    let public_key = r.array::<32>();
+    let signature = r.array::<64>();
+    match algorithm {
+        0 => {
+            if reserved != [0; 7] || public_key != [0; 32] || signature != [0; 64] {
+                return Err(FormatError::BadSignatureBlock {
+                    problem: "unsigned patch has non-zero bytes in its signature block",
+                });
+            }
+            Ok(SignatureSlot::Unsigned)
+        }
+        1 => {
+            if reserved != [0; 7] {
+                return Err(FormatError::BadSignatureBlock {
+                    problem: "reserved bytes are not zero",
+                });
+            }
+            Ok(SignatureSlot::Ed25519 { public_key, signature })
+        }
+        _ => Err(FormatError::BadSignatureBlock { problem: "unknown signature algorithm" }),
+    }
+}
+
+fn expect_zero(r: &mut Reader<'_>, n: usize) -> Result<(), FormatError> {
+    for _ in 0..n {
+        let offset = r.position();
+        let value = r.u8();
+        if value != 0 {
+            return Err(FormatError::ReservedNotZero { offset, value });
+        }
+    }
+    Ok(())
+}
+
+fn bad(field: &'static str, problem: String) -> FormatError {
+    FormatError::BadField { field, problem }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Header {
+        let payload = FileId { size: 30, sha256: Sha256Digest([7; 32]) };
+        Header {
+            method: Method::Bsdiff,
+            window_log: 20,
+            source: Some(FileId { size: 100, sha256: Sha256Digest([1; 32]) }),
+            target: FileId { size: 120, sha256: Sha256Digest([2; 32]) },
+            payload,
+            streams: Some(StreamSizes { control: 10, diff: 15, extra: 5 }),
+            apply_memory: memory_bound(Method::Bsdiff, 20, 100),
+            signature: SignatureSlot::Unsigned,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let h = sample();
+        let bytes = h.encode();
+        assert_eq!(Header::decode(&bytes, HEADER_LEN as u64 + 30).unwrap(), h);
+    }
+
+    #[test]
+    fn every_bit_flip_is_rejected() {
+        let bytes = sample().encode();
+        for bit in 0..HEADER_LEN * 8 {
+            let mut b = bytes;
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(Header::decode(&b, HEADER_LEN as u64 + 30).is_err(), "bit {bit}");
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! `deltaapply` applies deltapack patches. It is the small, embeddable half of the
+//! toolchain: the patch format, verification and apply, and no diffing code.
+//!
+//! Every patch is checked before it is trusted: the header is validated field by
+//! field (with a checksum), the old file's size and SHA-256 must match, the payload's
+//! SHA-256 must match before any decoder sees it, and the output's SHA-256 must match
+//! before it is renamed over the destination. On any failure the destination is
+//! untouched and no temporary file remains.
+//!
+//! ```no_run
+//! use deltaapply::{apply_file, Limits};
+//! use std::path::Path;
+//!
+//! let report = apply_file(
+//!     Some(Path::new("app-1.0.bin")),
+//!     Path::new("1.0-to-1.1.dpatch"),
+//!     Path::new("app-1.1.bin"),
+//!     &Limits { max_apply_memory: 32 << 20 },
+//!     &mut |_progress| {},
+//! )?;
+//! println!("wrote {} bytes, sha256 {}", report.target.size, report.target.sha256);
+//! # Ok::<(), deltaapply::Error>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod apply;
+mod codec;
+pub mod container;
+pub mod control;
+mod digest;
+mod error;
+mod method;
+pub mod stage;
+
+pub use apply::{ApplyReport, Limits, Patch, Phase, Progress, apply_file, apply_patch};
+pub use container::{FileId, FormatError, Header};
+pub use digest::{Hasher, Sha256Digest, hash_reader};
+pub use error::{Error, exit};
+pub use method::Method;

@@ -1,0 +1,68 @@
+//! The ways a patch can turn a source file into a target file.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A patch method, as numbered in the container header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Method {
+    /// Suffix-array matching with approximate matches: control, diff and extra
+    /// streams, each zstd-compressed. Applies with positioned reads of the old file
+    /// and bounded memory.
+    Bsdiff,
+    /// One zstd frame compressed with the whole old file as reference prefix.
+    /// Applying holds the old file in memory.
+    ZstdRef,
+    /// The target file, zstd-compressed; needs no source.
+    Full,
+}
+
+impl Method {
+    /// All methods, in the order `auto` breaks ties.
+    pub const ALL: [Method; 3] = [Method::Bsdiff, Method::ZstdRef, Method::Full];
+
+    /// The number stored in the header.
+    pub fn code(self) -> u8 {
+        match self {
+            Method::Bsdiff => 1,
+            Method::ZstdRef => 2,
+            Method::Full => 3,
+        }
+    }
+
+    /// The method with header number `code`, if any.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.code() == code)
+    }
+
+    /// The name used on command lines and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Bsdiff => "bsdiff",
+            Method::ZstdRef => "zstd",
+            Method::Full => "full",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown method {s:?} (expected bsdiff, zstd or full)"))
+    }
+}
+
+impl serde::Serialize for Method {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}

@@ -1,0 +1,94 @@
+//! Atomic replacement of a file: write to a temporary file beside the destination,
+//! fsync, rename over the destination, fsync the directory. Until [`Staged::commit`]
+//! the destination is untouched; dropping a `Staged` removes the temporary file.
+
+use std::fs::{self, File, Permissions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::Error;
+
+/// A temporary file that becomes `dest` on [`Staged::commit`].
+#[derive(Debug)]
+pub struct Staged {
+    tmp: tempfile::NamedTempFile,
+    dest: PathBuf,
+}
+
+impl Staged {
+    /// Creates the temporary file in `dest`'s directory (so the final rename cannot
+    /// cross filesystems), with `permissions` if given.
+    pub fn beside(dest: &Path, permissions: Option<Permissions>) -> Result<Staged, Error> {
+        let dir = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(".deltaapply-tmp")
+            .tempfile_in(dir)
+            .map_err(|source| Error::OutputIo { path: dir.to_path_buf(), source })?;
+        if let Some(p) = permissions {
+            tmp.as_file()
+                .set_permissions(p)
+                .map_err(|source| Error::OutputIo { path: tmp.path().to_path_buf(), source })?;
+        }
+        Ok(Staged { tmp, dest: dest.to_path_buf() })
+    }
+
+    /// The temporary file, for writing.
+    pub fn file(&self) -> &File {
+        self.tmp.as_file()
+    }
+
+    /// The temporary file's path (for error messages).
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Flushes the temporary file to disk and renames it over the destination.
+    pub fn commit(self) -> Result<(), Error> {
+        let tmp_path = self.tmp.path().to_path_buf();
+        self.tmp
+            .as_file()
+            .sync_all()
+            .map_err(|source| Error::OutputIo { path: tmp_path.clone(), source })?;
+        self.tmp
+            .persist(&self.dest)
+            .map_err(|e| Error::OutputIo { path: self.dest.clone(), source: e.error })?;
+        sync_parent(&self.dest).map_err(|source| Error::OutputIo { path: self.dest.clone(), source })
+    }
+}
+
+/// Makes a rename in `path`'s directory durable. Directories cannot be opened for
+/// syncing on every platform; there it is a no-op.
+fn sync_parent(path: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// The permissions a new file at `dest` should get: those of the file it replaces,
+/// else those of `like` (the old file), else `rw-r--r--` on Unix.
+pub fn inherit_permissions(dest: &Path, like: Option<&Path>) -> Option<Permissions> {
+    let found = fs::metadata(dest)
+        .ok()
+        .filter(|m| m.is_file())
+        .or_else(|| like.and_then(|p| fs::metadata(p).ok()))
+        .map(|m| m.permissions());
+    #[cfg(unix)]
+    let found = found.or_else(|| {
+        use std::os::unix::fs::PermissionsExt;
+        Some(Permissions::from_mode(0o644))
+    });
+    found
+}
