@@ -29,7 +29,9 @@ impl Default for Limits {
     /// 1 GiB: room for the zstd reference method on old files of several hundred MiB.
     /// Devices should pass their own figure.
     fn default() -> Self {
-        Limits { max_apply_memory: 1 << 30 }
+        Limits {
+            max_apply_memory: 1 << 30,
+        }
     }
 }
 
@@ -80,14 +82,26 @@ pub struct Patch {
 impl Patch {
     /// Opens `path` and validates its header and length.
     pub fn open(path: &Path) -> Result<Patch, Error> {
-        let io_err = |source| Error::PatchIo { path: path.to_path_buf(), source };
+        let io_err = |source| Error::PatchIo {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = File::open(path).map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
         let mut head = Vec::with_capacity(HEADER_LEN);
-        (&file).take(HEADER_LEN as u64).read_to_end(&mut head).map_err(io_err)?;
-        let header = Header::decode(&head, len)
-            .map_err(|source| Error::Format { path: path.to_path_buf(), source })?;
-        Ok(Patch { path: path.to_path_buf(), file, header })
+        (&file)
+            .take(HEADER_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(io_err)?;
+        let header = Header::decode(&head, len).map_err(|source| Error::Format {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Patch {
+            path: path.to_path_buf(),
+            file,
+            header,
+        })
     }
 
     /// The validated header.
@@ -108,13 +122,22 @@ impl Patch {
         let section = self.section(0, total);
         let (len, digest) = hash_reader(section, &mut |n| {
             done += n;
-            progress(Progress { phase: Phase::CheckPayload, done, total });
+            progress(Progress {
+                phase: Phase::CheckPayload,
+                done,
+                total,
+            });
         })
-        .map_err(|source| Error::PatchIo { path: self.path.clone(), source })?;
+        .map_err(|source| Error::PatchIo {
+            path: self.path.clone(),
+            source,
+        })?;
         if len != total {
             return Err(Error::Corrupt {
                 path: self.path.clone(),
-                problem: format!("payload is {len} bytes, expected {total} (file changed while reading?)"),
+                problem: format!(
+                    "payload is {len} bytes, expected {total} (file changed while reading?)"
+                ),
             });
         }
         if digest != self.header.payload.sha256 {
@@ -132,11 +155,18 @@ impl Patch {
     /// A reader over `len` payload bytes starting `offset` bytes into the payload.
     fn section(&self, offset: u64, len: u64) -> Section<'_> {
         let start = HEADER_LEN as u64 + offset;
-        Section { file: &self.file, pos: start, end: start + len }
+        Section {
+            file: &self.file,
+            pos: start,
+            end: start + len,
+        }
     }
 
     fn corrupt(&self, problem: impl std::fmt::Display) -> Error {
-        Error::Corrupt { path: self.path.clone(), problem: problem.to_string() }
+        Error::Corrupt {
+            path: self.path.clone(),
+            problem: problem.to_string(),
+        }
     }
 }
 
@@ -174,7 +204,11 @@ pub fn apply_patch(
     // payload, so that the common "wrong base" case fails fast with the clearest error.
     let source = match (header.source, old) {
         (None, _) => None,
-        (Some(_), None) => return Err(Error::MissingSource { path: patch.path.clone() }),
+        (Some(_), None) => {
+            return Err(Error::MissingSource {
+                path: patch.path.clone(),
+            });
+        }
         (Some(expected), Some(old_path)) => {
             let keep = header.method == Method::ZstdRef;
             Some(check_source(old_path, expected, keep, progress)?)
@@ -186,21 +220,37 @@ pub fn apply_patch(
     let mut sink = Sink::new(&staged, header.target.size, progress);
     match (header.method, &source) {
         (Method::Bsdiff, Some(src)) => {
-            let streams = header.streams.expect("decode guarantees streams for bsdiff");
-            apply_bsdiff(patch, src, header.source.map_or(0, |s| s.size), streams, &mut sink)?
+            let streams = header
+                .streams
+                .expect("decode guarantees streams for bsdiff");
+            apply_bsdiff(
+                patch,
+                src,
+                header.source.map_or(0, |s| s.size),
+                streams,
+                &mut sink,
+            )?
         }
         (Method::ZstdRef, Some(src)) => {
-            let prefix = src.bytes.as_deref().expect("loaded for the reference method");
+            check_frame_content_size(patch)?;
+            let prefix = src
+                .bytes
+                .as_deref()
+                .expect("loaded for the reference method");
             let reader = patch.section(0, header.payload.size);
-            let mut dec = zstd::stream::read::Decoder::with_ref_prefix(io::BufReader::new(reader), prefix)
+            let mut dec =
+                zstd::stream::read::Decoder::with_ref_prefix(io::BufReader::new(reader), prefix)
+                    .map_err(|e| patch.corrupt(e))?;
+            dec.window_log_max(u32::from(header.window_log))
                 .map_err(|e| patch.corrupt(e))?;
-            dec.window_log_max(u32::from(header.window_log)).map_err(|e| patch.corrupt(e))?;
             copy_all(patch, dec, &mut sink)?;
         }
         (Method::Full, _) => {
+            check_frame_content_size(patch)?;
             let reader = patch.section(0, header.payload.size);
             let mut dec = zstd::stream::read::Decoder::new(reader).map_err(|e| patch.corrupt(e))?;
-            dec.window_log_max(u32::from(header.window_log)).map_err(|e| patch.corrupt(e))?;
+            dec.window_log_max(u32::from(header.window_log))
+                .map_err(|e| patch.corrupt(e))?;
             copy_all(patch, dec, &mut sink)?;
         }
         (Method::Bsdiff | Method::ZstdRef, None) => unreachable!("source checked above"),
@@ -223,6 +273,29 @@ pub fn apply_patch(
     })
 }
 
+/// The single-frame methods' memory bound relies on the frame declaring its content
+/// size (zstd then sizes its buffer by it): check that it does, and that it is the
+/// target size.
+fn check_frame_content_size(patch: &Patch) -> Result<(), Error> {
+    let mut head = [0u8; 18];
+    let n = patch.header.payload.size.min(18) as usize;
+    read_exact_at(&patch.file, &mut head[..n], HEADER_LEN as u64).map_err(|source| {
+        Error::PatchIo {
+            path: patch.path.clone(),
+            source,
+        }
+    })?;
+    match zstd::zstd_safe::get_frame_content_size(&head[..n]) {
+        Ok(Some(size)) if size == patch.header.target.size => Ok(()),
+        Ok(Some(size)) => Err(patch.corrupt(format!(
+            "zstd frame declares {size} bytes, the header says {}",
+            patch.header.target.size
+        ))),
+        Ok(None) => Err(patch.corrupt("zstd frame does not declare its content size")),
+        Err(_) => Err(patch.corrupt("payload does not start with a valid zstd frame header")),
+    }
+}
+
 struct Source {
     path: PathBuf,
     file: File,
@@ -238,7 +311,10 @@ fn check_source(
     keep: bool,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Source, Error> {
-    let io_err = |source| Error::SourceIo { path: path.to_path_buf(), source };
+    let io_err = |source| Error::SourceIo {
+        path: path.to_path_buf(),
+        source,
+    };
     let file = File::open(path).map_err(io_err)?;
     let size = file.metadata().map_err(io_err)?.len();
     let wrong = |got_sha256| Error::WrongSource {
@@ -254,7 +330,11 @@ fn check_source(
     let mut done = 0;
     let mut report = |n| {
         done += n;
-        progress(Progress { phase: Phase::CheckSource, done, total });
+        progress(Progress {
+            phase: Phase::CheckSource,
+            done,
+            total,
+        });
     };
     // Reading one byte past the expected size catches a file that grew meanwhile.
     let limited = (&file).take(expected.size + 1);
@@ -289,7 +369,11 @@ fn check_source(
             got_sha256: Some(digest),
         });
     }
-    Ok(Source { path: path.to_path_buf(), file, bytes })
+    Ok(Source {
+        path: path.to_path_buf(),
+        file,
+        bytes,
+    })
 }
 
 /// The bsdiff decoder loop: positioned reads of the old file, sequential output.
@@ -301,8 +385,7 @@ fn apply_bsdiff(
     sink: &mut Sink<'_, '_>,
 ) -> Result<(), Error> {
     let window_log = u32::from(patch.header.window_log);
-    let control_window =
-        window_log.min(u32::from(crate::container::MAX_CONTROL_WINDOW_LOG));
+    let control_window = window_log.min(u32::from(crate::container::MAX_CONTROL_WINDOW_LOG));
     let decoder = |offset, len, log| -> Result<_, Error> {
         let mut d = zstd::stream::read::Decoder::new(patch.section(offset, len))
             .map_err(|e| patch.corrupt(e))?;
@@ -325,7 +408,10 @@ fn apply_bsdiff(
                 sink.written
             )));
         }
-        if cursor.checked_add(op.diff_len).is_none_or(|end| end > old_size) {
+        if cursor
+            .checked_add(op.diff_len)
+            .is_none_or(|end| end > old_size)
+        {
             return Err(patch.corrupt(format!(
                 "control record reads old bytes {cursor}..{} beyond the old size {old_size}",
                 cursor.saturating_add(op.diff_len)
@@ -335,8 +421,12 @@ fn apply_bsdiff(
         while left > 0 {
             let n = left.min(IO_CHUNK as u64) as usize;
             read_stream(patch, &mut diff, &mut new_buf[..n], "diff")?;
-            read_exact_at(&old.file, &mut old_buf[..n], cursor)
-                .map_err(|source| Error::SourceIo { path: old.path.clone(), source })?;
+            read_exact_at(&old.file, &mut old_buf[..n], cursor).map_err(|source| {
+                Error::SourceIo {
+                    path: old.path.clone(),
+                    source,
+                }
+            })?;
             for (d, o) in new_buf[..n].iter_mut().zip(&old_buf[..n]) {
                 *d = d.wrapping_add(*o);
             }
@@ -355,7 +445,9 @@ fn apply_bsdiff(
             .checked_add_signed(op.seek)
             .filter(|&c| c <= old_size)
             .ok_or_else(|| {
-                patch.corrupt(format!("control record seeks the old cursor outside 0..={old_size}"))
+                patch.corrupt(format!(
+                    "control record seeks the old cursor outside 0..={old_size}"
+                ))
             })?;
     }
     if sink.written != target {
@@ -430,18 +522,28 @@ impl<'s, 'p> Sink<'s, 'p> {
         self.hasher.update(bytes);
         self.out
             .write_all(bytes)
-            .map_err(|source| Error::OutputIo { path: self.path.to_path_buf(), source })?;
+            .map_err(|source| Error::OutputIo {
+                path: self.path.to_path_buf(),
+                source,
+            })?;
         self.written += bytes.len() as u64;
         if self.written - self.reported >= 1 << 20 || self.written == self.limit {
             self.reported = self.written;
-            (self.progress)(Progress { phase: Phase::Write, done: self.written, total: self.limit });
+            (self.progress)(Progress {
+                phase: Phase::Write,
+                done: self.written,
+                total: self.limit,
+            });
         }
         Ok(())
     }
 
     fn finish(self) -> Result<(u64, crate::Sha256Digest), Error> {
         let path = self.path.to_path_buf();
-        self.out.into_inner().map_err(|e| Error::OutputIo { path, source: e.into_error() })?;
+        self.out.into_inner().map_err(|e| Error::OutputIo {
+            path,
+            source: e.into_error(),
+        })?;
         Ok((self.written, self.hasher.finish()))
     }
 }
@@ -463,7 +565,10 @@ impl Read for Section<'_> {
         }
         let got = read_at(self.file, &mut buf[..n], self.pos)?;
         if got == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "patch file shrank while reading"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "patch file shrank while reading",
+            ));
         }
         self.pos += got as u64;
         Ok(got)
@@ -483,7 +588,12 @@ fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
 fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
         match read_at(file, buf, offset) {
-            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "old file shrank while reading")),
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "old file shrank while reading",
+                ));
+            }
             Ok(n) => {
                 buf = &mut buf[n..];
                 offset += n as u64;

@@ -163,15 +163,17 @@ pub const BASE_APPLY_MEMORY: u64 = 1 << 20;
 pub const MAX_CONTROL_WINDOW_LOG: u8 = 20;
 
 /// The memory, in bytes, that applying a patch with these parameters may need beyond
-/// the applier's baseline. This is the formula `format-spec/patch-v1.md` gives.
-pub fn memory_bound(method: Method, window_log: u8, source_size: u64) -> u64 {
+/// the applier's baseline. This is the formula `format-spec/patch-v1.md` gives. The
+/// single-frame methods count `min(window, target)` because their frame must declare
+/// its content size (the applier checks), which caps zstd's buffer at that size.
+pub fn memory_bound(method: Method, window_log: u8, source_size: u64, target_size: u64) -> u64 {
     let window = 1u64 << window_log;
     match method {
         Method::Bsdiff => {
             2 * window + (1u64 << window_log.min(MAX_CONTROL_WINDOW_LOG)) + BASE_APPLY_MEMORY
         }
-        Method::ZstdRef => source_size.saturating_add(window + BASE_APPLY_MEMORY),
-        Method::Full => window + BASE_APPLY_MEMORY,
+        Method::ZstdRef => source_size.saturating_add(window.min(target_size) + BASE_APPLY_MEMORY),
+        Method::Full => window.min(target_size) + BASE_APPLY_MEMORY,
     }
 }
 
@@ -185,7 +187,10 @@ impl Header {
         w.u8(self.method.code());
         w.u8(self.window_log);
         w.zeros(2);
-        let source = self.source.unwrap_or(FileId { size: 0, sha256: Sha256Digest([0; 32]) });
+        let source = self.source.unwrap_or(FileId {
+            size: 0,
+            sha256: Sha256Digest([0; 32]),
+        });
         w.u64(source.size);
         w.bytes(&source.sha256.0);
         w.u64(self.target.size);
@@ -193,7 +198,11 @@ impl Header {
         w.u64(self.payload.size);
         w.bytes(&self.payload.sha256.0);
         w.u64(self.apply_memory);
-        let streams = self.streams.unwrap_or(StreamSizes { control: 0, diff: 0, extra: 0 });
+        let streams = self.streams.unwrap_or(StreamSizes {
+            control: 0,
+            diff: 0,
+            extra: 0,
+        });
         w.u64(streams.control);
         w.u64(streams.diff);
         w.u64(streams.extra);
@@ -204,21 +213,28 @@ impl Header {
         debug_assert_eq!(w.len(), SIGNED_LEN);
         match self.signature {
             SignatureSlot::Unsigned => w.zeros(HEADER_LEN - SIGNED_LEN),
-            SignatureSlot::Ed25519 { public_key, signature } => {
+            SignatureSlot::Ed25519 {
+                public_key,
+                signature,
+            } => {
                 w.u8(1);
                 w.zeros(7);
                 w.bytes(&public_key);
                 w.bytes(&signature);
             }
         }
-        w.into_vec().try_into().expect("header is exactly HEADER_LEN bytes")
+        w.into_vec()
+            .try_into()
+            .expect("header is exactly HEADER_LEN bytes")
     }
 
     /// Decodes and validates a header. `file_len` is the length of the whole patch
     /// file, which must be exactly header plus payload.
     pub fn decode(bytes: &[u8], file_len: u64) -> Result<Header, FormatError> {
         if bytes.len() < HEADER_LEN {
-            return Err(FormatError::TruncatedHeader { got: bytes.len() as u64 });
+            return Err(FormatError::TruncatedHeader {
+                got: bytes.len() as u64,
+            });
         }
         let bytes = &bytes[..HEADER_LEN];
         let mut r = Reader::new(bytes);
@@ -243,11 +259,24 @@ impl Header {
             .ok_or(FormatError::UnknownMethod { code: method_code })?;
         let window_log = r.u8();
         expect_zero(&mut r, 2)?;
-        let source = FileId { size: r.u64(), sha256: Sha256Digest(r.array()) };
-        let target = FileId { size: r.u64(), sha256: Sha256Digest(r.array()) };
-        let payload = FileId { size: r.u64(), sha256: Sha256Digest(r.array()) };
+        let source = FileId {
+            size: r.u64(),
+            sha256: Sha256Digest(r.array()),
+        };
+        let target = FileId {
+            size: r.u64(),
+            sha256: Sha256Digest(r.array()),
+        };
+        let payload = FileId {
+            size: r.u64(),
+            sha256: Sha256Digest(r.array()),
+        };
         let apply_memory = r.u64();
-        let streams = StreamSizes { control: r.u64(), diff: r.u64(), extra: r.u64() };
+        let streams = StreamSizes {
+            control: r.u64(),
+            diff: r.u64(),
+            extra: r.u64(),
+        };
         expect_zero(&mut r, 8)?;
         r.skip(SIGNED_LEN - CHECKED_LEN);
         let signature = decode_signature(&mut r)?;
@@ -286,18 +315,30 @@ impl Header {
                 Some(streams)
             }
             Method::ZstdRef | Method::Full => {
-                if streams != (StreamSizes { control: 0, diff: 0, extra: 0 }) {
+                if streams
+                    != (StreamSizes {
+                        control: 0,
+                        diff: 0,
+                        extra: 0,
+                    })
+                {
                     return Err(bad("stream sizes", "must be zero for this method".into()));
                 }
                 None
             }
         };
-        let expected_memory =
-            memory_bound(method, window_log, source.map_or(0, |s| s.size));
+        let expected_memory = memory_bound(
+            method,
+            window_log,
+            source.map_or(0, |s| s.size),
+            target.size,
+        );
         if apply_memory != expected_memory {
             return Err(bad(
                 "apply_memory",
-                format!("{apply_memory} does not match the bound {expected_memory} its other fields imply"),
+                format!(
+                    "{apply_memory} does not match the bound {expected_memory} its other fields imply"
+                ),
             ));
         }
         let expected_len = (HEADER_LEN as u64).checked_add(payload.size);
@@ -307,7 +348,16 @@ impl Header {
                 got: file_len,
             });
         }
-        Ok(Header { method, window_log, source, target, payload, streams, apply_memory, signature })
+        Ok(Header {
+            method,
+            window_log,
+            source,
+            target,
+            payload,
+            streams,
+            apply_memory,
+            signature,
+        })
     }
 
     /// The exact bytes a signature over this header signs: a context string followed
@@ -345,9 +395,14 @@ fn decode_signature(r: &mut Reader<'_>) -> Result<SignatureSlot, FormatError> {
                     problem: "reserved bytes are not zero",
                 });
             }
-            Ok(SignatureSlot::Ed25519 { public_key, signature })
+            Ok(SignatureSlot::Ed25519 {
+                public_key,
+                signature,
+            })
         }
-        _ => Err(FormatError::BadSignatureBlock { problem: "unknown signature algorithm" }),
+        _ => Err(FormatError::BadSignatureBlock {
+            problem: "unknown signature algorithm",
+        }),
     }
 }
 
@@ -371,15 +426,28 @@ mod tests {
     use super::*;
 
     fn sample() -> Header {
-        let payload = FileId { size: 30, sha256: Sha256Digest([7; 32]) };
+        let payload = FileId {
+            size: 30,
+            sha256: Sha256Digest([7; 32]),
+        };
         Header {
             method: Method::Bsdiff,
             window_log: 20,
-            source: Some(FileId { size: 100, sha256: Sha256Digest([1; 32]) }),
-            target: FileId { size: 120, sha256: Sha256Digest([2; 32]) },
+            source: Some(FileId {
+                size: 100,
+                sha256: Sha256Digest([1; 32]),
+            }),
+            target: FileId {
+                size: 120,
+                sha256: Sha256Digest([2; 32]),
+            },
             payload,
-            streams: Some(StreamSizes { control: 10, diff: 15, extra: 5 }),
-            apply_memory: memory_bound(Method::Bsdiff, 20, 100),
+            streams: Some(StreamSizes {
+                control: 10,
+                diff: 15,
+                extra: 5,
+            }),
+            apply_memory: memory_bound(Method::Bsdiff, 20, 100, 120),
             signature: SignatureSlot::Unsigned,
         }
     }
@@ -397,7 +465,10 @@ mod tests {
         for bit in 0..HEADER_LEN * 8 {
             let mut b = bytes;
             b[bit / 8] ^= 1 << (bit % 8);
-            assert!(Header::decode(&b, HEADER_LEN as u64 + 30).is_err(), "bit {bit}");
+            assert!(
+                Header::decode(&b, HEADER_LEN as u64 + 30).is_err(),
+                "bit {bit}"
+            );
         }
     }
 }

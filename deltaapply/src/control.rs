@@ -59,11 +59,17 @@ impl<R: Read> OpReader<R> {
 
     /// Returns the next op, or `None` at a clean end of stream.
     pub fn next_op(&mut self) -> Result<Option<Op>, ControlError> {
-        let Some(diff_len) = self.varint(true)? else { return Ok(None) };
+        let Some(diff_len) = self.varint(true)? else {
+            return Ok(None);
+        };
         let extra_len = self.varint(false)?.expect("mid-record EOF is an error");
         let seek = unzigzag(self.varint(false)?.expect("mid-record EOF is an error"));
         self.record += 1;
-        Ok(Some(Op { diff_len, extra_len, seek }))
+        Ok(Some(Op {
+            diff_len,
+            extra_len,
+            seek,
+        }))
     }
 
     fn byte(&mut self) -> Result<Option<u8>, ControlError> {
@@ -83,7 +89,11 @@ impl<R: Read> OpReader<R> {
         let mut value: u64 = 0;
         for i in 0..10u32 {
             let Some(b) = self.byte()? else {
-                return if i == 0 && eof_ok { Ok(None) } else { Err(ControlError::Truncated { record }) };
+                return if i == 0 && eof_ok {
+                    Ok(None)
+                } else {
+                    Err(ControlError::Truncated { record })
+                };
             };
             let bits = u64::from(b & 0x7f);
             if i == 9 && b > 1 {
@@ -129,10 +139,26 @@ mod tests {
     #[test]
     fn round_trip_extremes() {
         let ops = [
-            Op { diff_len: 0, extra_len: 0, seek: 0 },
-            Op { diff_len: u64::MAX, extra_len: 1, seek: i64::MIN },
-            Op { diff_len: 127, extra_len: 128, seek: i64::MAX },
-            Op { diff_len: 300, extra_len: 0, seek: -1 },
+            Op {
+                diff_len: 0,
+                extra_len: 0,
+                seek: 0,
+            },
+            Op {
+                diff_len: u64::MAX,
+                extra_len: 1,
+                seek: i64::MIN,
+            },
+            Op {
+                diff_len: 127,
+                extra_len: 128,
+                seek: i64::MAX,
+            },
+            Op {
+                diff_len: 300,
+                extra_len: 0,
+                seek: -1,
+            },
         ];
         let mut buf = Vec::new();
         for op in ops {

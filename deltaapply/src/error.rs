@@ -135,7 +135,9 @@ impl Error {
             }
             Error::WrongSource { .. } | Error::MissingSource { .. } => exit::WRONG_SOURCE,
             Error::MemoryLimit { .. } => exit::LIMIT,
-            Error::PatchIo { .. } | Error::SourceIo { .. } | Error::OutputIo { .. } => exit::FAILURE,
+            Error::PatchIo { .. } | Error::SourceIo { .. } | Error::OutputIo { .. } => {
+                exit::FAILURE
+            }
         }
     }
 }

@@ -25,6 +25,8 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod codec;
 pub mod container;
 pub mod control;

@@ -1,7 +1,41 @@
-//! `deltaapply`: applies deltapack patches. See README.md for the commands and exit codes.
+//! `deltaapply`: applies deltapack patches. Exit codes are listed in README.md and in
+//! `deltaapply::exit`.
 
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Apply deltapack patches: every byte verified, bounded memory, atomic replacement.
+#[derive(Parser)]
+#[command(name = "deltaapply", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Apply(cmd::apply::Args),
+    Inspect(cmd::inspect::Args),
+}
+
 fn main() -> ExitCode {
-    ExitCode::from(0)
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                deltaapply::exit::USAGE as u8
+            } else {
+                0
+            });
+        }
+    };
+    let code = match cli.command {
+        Command::Apply(args) => cmd::apply::run(args),
+        Command::Inspect(args) => cmd::inspect::run(args),
+    };
+    ExitCode::from(code as u8)
 }

@@ -23,18 +23,30 @@ impl Staged {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".{name}."))
             .suffix(".deltaapply-tmp")
             .tempfile_in(dir)
-            .map_err(|source| Error::OutputIo { path: dir.to_path_buf(), source })?;
+            .map_err(|source| Error::OutputIo {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         if let Some(p) = permissions {
             tmp.as_file()
                 .set_permissions(p)
-                .map_err(|source| Error::OutputIo { path: tmp.path().to_path_buf(), source })?;
+                .map_err(|source| Error::OutputIo {
+                    path: tmp.path().to_path_buf(),
+                    source,
+                })?;
         }
-        Ok(Staged { tmp, dest: dest.to_path_buf() })
+        Ok(Staged {
+            tmp,
+            dest: dest.to_path_buf(),
+        })
     }
 
     /// The temporary file, for writing.
@@ -53,11 +65,18 @@ impl Staged {
         self.tmp
             .as_file()
             .sync_all()
-            .map_err(|source| Error::OutputIo { path: tmp_path.clone(), source })?;
-        self.tmp
-            .persist(&self.dest)
-            .map_err(|e| Error::OutputIo { path: self.dest.clone(), source: e.error })?;
-        sync_parent(&self.dest).map_err(|source| Error::OutputIo { path: self.dest.clone(), source })
+            .map_err(|source| Error::OutputIo {
+                path: tmp_path.clone(),
+                source,
+            })?;
+        self.tmp.persist(&self.dest).map_err(|e| Error::OutputIo {
+            path: self.dest.clone(),
+            source: e.error,
+        })?;
+        sync_parent(&self.dest).map_err(|source| Error::OutputIo {
+            path: self.dest.clone(),
+            source,
+        })
     }
 }
 

@@ -1,1 +1,228 @@
-//! placeholder
+//! `deltapack` makes patches for `deltaapply`: a suffix-array (bsdiff-class) matcher
+//! whose output applies in bounded memory, zstd with the old file as reference, and
+//! the full image, with `auto` choosing the smallest that fits the device's memory
+//! budget. Output is deterministic: the same inputs and settings give the same bytes.
+//!
+//! ```
+//! use deltapack::{make_patch, MethodChoice, Settings};
+//!
+//! let old = b"hello world, hello patch".repeat(100);
+//! let mut new = old.clone();
+//! new[50] = b'J';
+//! let made = make_patch(&old, &new, MethodChoice::Auto, &Settings::default())?;
+//! assert!(made.bytes.len() < new.len());
+//! # Ok::<(), deltapack::DiffError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod matcher;
+pub mod methods;
+pub mod suffix;
+
+use std::io;
+
+use deltaapply::Method;
+use deltaapply::container::{MAX_WINDOW_LOG, MIN_WINDOW_LOG, memory_bound};
+
+/// Tuning shared by every method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// zstd compression level (1..=22).
+    pub level: i32,
+    /// Threads for suffix sorting, compression, and trying methods side by side.
+    /// The output does not depend on it.
+    pub threads: usize,
+    /// Largest memory, in bytes, applying the patch may need (beyond the applier's
+    /// baseline): methods and windows are chosen to fit.
+    pub max_apply_memory: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            level: 19,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            max_apply_memory: 32 << 20,
+        }
+    }
+}
+
+impl Settings {
+    /// Sets zstd's worker threads. Workers are always at least one, because zstd's
+    /// output is the same for any number of workers but differs from single-threaded
+    /// mode: this keeps patches independent of `threads`.
+    pub(crate) fn configure_workers<W: io::Write>(
+        &self,
+        enc: &mut zstd::stream::write::Encoder<'_, W>,
+    ) -> io::Result<()> {
+        enc.multithread(self.threads.max(1) as u32)
+    }
+}
+
+/// Which method to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodChoice {
+    /// Try every method that fits the memory budget and keep the smallest.
+    Auto,
+    /// Use this method (an error if it cannot fit the memory budget).
+    Only(Method),
+}
+
+/// Why no patch could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DiffError {
+    /// The requested method cannot apply within the memory budget.
+    #[error(
+        "the {method} method needs at least {needed} bytes to apply, above --max-apply-memory {budget}"
+    )]
+    OverBudget {
+        /// The method.
+        method: Method,
+        /// Its smallest possible need.
+        needed: u64,
+        /// The budget.
+        budget: u64,
+    },
+    /// The suffix index cannot be built (old file too large for the bsdiff method).
+    #[error(transparent)]
+    Index(#[from] suffix::IndexError),
+    /// Compression failed.
+    #[error("compression failed")]
+    Compress(#[from] io::Error),
+}
+
+/// One method's result while choosing.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Candidate {
+    /// The method.
+    pub method: Method,
+    /// Patch size in bytes, when it was made.
+    pub size: Option<u64>,
+    /// Memory applying it needs, when it was made.
+    pub apply_memory: Option<u64>,
+    /// Why it was not made.
+    pub skipped: Option<String>,
+}
+
+/// A finished patch and how it was chosen.
+#[derive(Debug, Clone)]
+pub struct MadePatch {
+    /// The patch file's bytes.
+    pub bytes: Vec<u8>,
+    /// The method chosen.
+    pub method: Method,
+    /// Every method considered.
+    pub candidates: Vec<Candidate>,
+}
+
+/// The largest window log at which `method` fits `budget`, if any.
+pub fn max_window_log(
+    method: Method,
+    source_size: u64,
+    target_size: u64,
+    budget: u64,
+) -> Option<u8> {
+    (MIN_WINDOW_LOG..=MAX_WINDOW_LOG)
+        .rev()
+        .find(|&w| memory_bound(method, w, source_size, target_size) <= budget)
+}
+
+/// Makes a patch from `old` to `new`.
+pub fn make_patch(
+    old: &[u8],
+    new: &[u8],
+    choice: MethodChoice,
+    settings: &Settings,
+) -> Result<MadePatch, DiffError> {
+    let methods: Vec<Method> = match choice {
+        MethodChoice::Auto => Method::ALL.to_vec(),
+        MethodChoice::Only(m) => vec![m],
+    };
+    let results: Vec<(Method, Result<Vec<u8>, DiffError>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = methods
+            .iter()
+            .map(|&method| s.spawn(move || (method, make_one(method, old, new, settings))))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("method thread panicked"))
+            .collect()
+    });
+
+    let mut candidates = Vec::new();
+    let mut best: Option<(Method, Vec<u8>)> = None;
+    let mut first_error = None;
+    for (method, result) in results {
+        match result {
+            Ok(bytes) => {
+                let header = deltaapply::Header::decode(&bytes, bytes.len() as u64)
+                    .expect("encoder writes valid headers");
+                candidates.push(Candidate {
+                    method,
+                    size: Some(bytes.len() as u64),
+                    apply_memory: Some(header.apply_memory),
+                    skipped: None,
+                });
+                // Strictly smaller wins, so ties go to the earlier method in Method::ALL.
+                if best.as_ref().is_none_or(|(_, b)| bytes.len() < b.len()) {
+                    best = Some((method, bytes));
+                }
+            }
+            Err(e) => {
+                candidates.push(Candidate {
+                    method,
+                    size: None,
+                    apply_memory: None,
+                    skipped: Some(e.to_string()),
+                });
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match best {
+        Some((method, bytes)) => Ok(MadePatch {
+            bytes,
+            method,
+            candidates,
+        }),
+        None => Err(first_error.expect("at least one method was tried")),
+    }
+}
+
+/// Makes one method's patch within the settings' memory budget.
+pub fn make_one(
+    method: Method,
+    old: &[u8],
+    new: &[u8],
+    settings: &Settings,
+) -> Result<Vec<u8>, DiffError> {
+    let budget = settings.max_apply_memory;
+    let (old_len, new_len) = (old.len() as u64, new.len() as u64);
+    let over = |needed| DiffError::OverBudget {
+        method,
+        needed,
+        budget,
+    };
+    match method {
+        Method::Bsdiff => {
+            let w = max_window_log(method, old_len, new_len, budget)
+                .ok_or_else(|| over(memory_bound(method, MIN_WINDOW_LOG, old_len, new_len)))?;
+            let index = suffix::SuffixIndex::build(old, settings.threads)?;
+            Ok(methods::bsdiff(&index, old, new, settings, w)?)
+        }
+        Method::ZstdRef => {
+            let w = methods::window_log_for(old_len + new_len).min(MAX_WINDOW_LOG);
+            let needed = memory_bound(method, w, old_len, new_len);
+            if needed > budget {
+                return Err(over(needed));
+            }
+            Ok(methods::zstd_ref(old, new, settings)?)
+        }
+        Method::Full => {
+            let w = max_window_log(method, 0, new_len, budget)
+                .ok_or_else(|| over(memory_bound(method, MIN_WINDOW_LOG, 0, new_len)))?;
+            Ok(methods::full(new, settings, w)?)
+        }
+    }
+}

@@ -1,1 +1,40 @@
-fn main() {}
+//! `deltapack`: makes deltapack patches. Exit codes are listed in README.md.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Make compact binary patches for deltaapply.
+#[derive(Parser)]
+#[command(name = "deltapack", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Diff(cmd::diff::Args),
+    Inspect(cmd::inspect::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() {
+                deltaapply::exit::USAGE as u8
+            } else {
+                0
+            });
+        }
+    };
+    let code = match cli.command {
+        Command::Diff(args) => cmd::diff::run(args),
+        Command::Inspect(args) => cmd::inspect::run(args),
+    };
+    ExitCode::from(code as u8)
+}

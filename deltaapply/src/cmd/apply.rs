@@ -1,0 +1,106 @@
+//! `deltaapply apply`: apply a patch to a file, writing the result atomically.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use deltaapply::{Limits, Phase, cli};
+
+/// Apply a patch: `apply OLD PATCH -o NEW`, or `apply --in-place FILE PATCH`.
+///
+/// The old file's size and SHA-256 are checked before anything is written; the new file
+/// is written beside its destination, checked against the patch's SHA-256, synced and
+/// renamed into place. On any failure the destination is untouched.
+#[derive(clap::Args)]
+pub struct Args {
+    /// OLD PATCH (or just PATCH with --in-place, or for a full-image patch).
+    #[arg(value_name = "FILE", num_args = 1..=2, required = true)]
+    files: Vec<PathBuf>,
+    /// Where to write the new file.
+    #[arg(short, long, value_name = "NEW", conflicts_with = "in_place")]
+    output: Option<PathBuf>,
+    /// Update this file in place (atomically: the old file stays until the new one is verified).
+    #[arg(long, value_name = "FILE")]
+    in_place: Option<PathBuf>,
+    /// Refuse patches that need more memory than this to apply (e.g. 32MiB).
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = cli::parse_size)]
+    max_memory: u64,
+    /// Print the result as one line of JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the command; returns the exit code.
+pub fn run(args: Args) -> i32 {
+    let json = args.json;
+    let paths = match resolve_paths(&args) {
+        Ok(p) => p,
+        Err(e) => return cli::report_error(&e, deltaapply::exit::USAGE, json),
+    };
+    match apply(args, paths) {
+        Ok(()) => 0,
+        Err(e) => {
+            let code = super::exit_code(&e);
+            cli::report_error(&e, code, json)
+        }
+    }
+}
+
+/// (old file, patch, destination) from the arguments.
+type Paths = (Option<PathBuf>, PathBuf, PathBuf);
+
+fn resolve_paths(args: &Args) -> anyhow::Result<Paths> {
+    Ok(
+        match (&args.in_place, &args.output, args.files.as_slice()) {
+            (Some(file), None, [patch]) => {
+                // Follow a symlink so the file it points to is replaced, not the link.
+                let file = std::fs::canonicalize(file)
+                    .with_context(|| format!("cannot open {}", file.display()))?;
+                (Some(file.clone()), patch.clone(), file)
+            }
+            (Some(_), None, _) => bail!("with --in-place FILE, give only the PATCH"),
+            (None, Some(out), [old, patch]) => (Some(old.clone()), patch.clone(), out.clone()),
+            (None, Some(out), [patch]) => (None, patch.clone(), out.clone()),
+            (None, None, _) => bail!("say where to write the result: -o NEW, or --in-place FILE"),
+            _ => bail!("expected OLD PATCH -o NEW, or --in-place FILE PATCH"),
+        },
+    )
+}
+
+fn apply(args: Args, (old, patch, dest): Paths) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let bar = cli::Bar::bytes(!args.json);
+    let limits = Limits {
+        max_apply_memory: args.max_memory,
+    };
+    let result = deltaapply::apply_file(old.as_deref(), &patch, &dest, &limits, &mut |p| {
+        let msg = match p.phase {
+            Phase::CheckSource => "checking old file",
+            Phase::CheckPayload => "checking patch",
+            Phase::Write => "writing",
+        };
+        bar.set(msg, p.done, p.total);
+    });
+    bar.finish();
+    let report = result?;
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        cli::print_json(&serde_json::json!({
+            "ok": true,
+            "method": report.method,
+            "source": report.source,
+            "target": report.target,
+            "output": report.dest,
+            "seconds": seconds,
+        }));
+    } else {
+        eprintln!(
+            "wrote {} ({} bytes, sha256 {}) with the {} method in {seconds:.2} s",
+            report.dest.display(),
+            report.target.size,
+            report.target.sha256,
+            report.method,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! One module per subcommand, each with its own arguments and `run`.
+
+pub mod apply;
+pub mod inspect;
+
+/// The exit code for an error chain: the code of the first `deltaapply::Error` in it.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    err.chain()
+        .find_map(|e| e.downcast_ref::<deltaapply::Error>())
+        .map_or(deltaapply::exit::FAILURE, deltaapply::Error::exit_code)
+}

@@ -1,0 +1,54 @@
+//! The patch methods' encoders. Each turns (old, new) into a complete patch file's
+//! bytes: header plus payload. [`crate::make_patch`] picks among them.
+
+mod bsdiff;
+mod single_frame;
+
+pub use bsdiff::encode as bsdiff;
+pub use single_frame::{full, zstd_ref};
+
+use deltaapply::container::{FileId, Header, SignatureSlot, StreamSizes, memory_bound};
+use deltaapply::{Method, Sha256Digest};
+
+/// log2 of `n` rounded up, at least `deltaapply::container::MIN_WINDOW_LOG`.
+pub(crate) fn window_log_for(n: u64) -> u8 {
+    let min = deltaapply::container::MIN_WINDOW_LOG;
+    if n <= 1 << min {
+        return min;
+    }
+    (64 - (n - 1).leading_zeros()) as u8
+}
+
+/// Assembles header and payload into a patch file.
+pub(crate) fn assemble(
+    method: Method,
+    window_log: u8,
+    old: Option<&[u8]>,
+    new: &[u8],
+    streams: Option<StreamSizes>,
+    payload: Vec<u8>,
+) -> Vec<u8> {
+    let id = |b: &[u8]| FileId {
+        size: b.len() as u64,
+        sha256: Sha256Digest::of(b),
+    };
+    let source = old.map(id);
+    let header = Header {
+        method,
+        window_log,
+        source,
+        target: id(new),
+        payload: id(&payload),
+        streams,
+        apply_memory: memory_bound(
+            method,
+            window_log,
+            source.map_or(0, |s| s.size),
+            new.len() as u64,
+        ),
+        signature: SignatureSlot::Unsigned,
+    };
+    let mut out = header.encode().to_vec();
+    out.extend_from_slice(&payload);
+    out
+}
