@@ -9,7 +9,7 @@
 //! [`Limits`] before anything is read.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::container::{FileId, HEADER_LEN, Header, StreamSizes};
@@ -237,21 +237,25 @@ pub fn apply_patch(
                 .bytes
                 .as_deref()
                 .expect("loaded for the reference method");
-            let reader = patch.section(0, header.payload.size);
-            let mut dec =
-                zstd::stream::read::Decoder::with_ref_prefix(io::BufReader::new(reader), prefix)
-                    .map_err(|e| patch.corrupt(e))?;
+            let reader = io::BufReader::new(patch.section(0, header.payload.size));
+            let mut dec = zstd::stream::read::Decoder::with_ref_prefix(reader, prefix)
+                .map_err(|e| patch.corrupt(e))?
+                .single_frame();
             dec.window_log_max(u32::from(header.window_log))
                 .map_err(|e| patch.corrupt(e))?;
-            copy_all(patch, dec, &mut sink)?;
+            copy_all(patch, &mut dec, &mut sink)?;
+            expect_end(patch, dec.finish(), "payload")?;
         }
         (Method::Full, _) => {
             check_frame_content_size(patch)?;
             let reader = patch.section(0, header.payload.size);
-            let mut dec = zstd::stream::read::Decoder::new(reader).map_err(|e| patch.corrupt(e))?;
+            let mut dec = zstd::stream::read::Decoder::new(reader)
+                .map_err(|e| patch.corrupt(e))?
+                .single_frame();
             dec.window_log_max(u32::from(header.window_log))
                 .map_err(|e| patch.corrupt(e))?;
-            copy_all(patch, dec, &mut sink)?;
+            copy_all(patch, &mut dec, &mut sink)?;
+            expect_end(patch, dec.finish(), "payload")?;
         }
         (Method::Bsdiff | Method::ZstdRef, None) => unreachable!("source checked above"),
     }
@@ -337,11 +341,17 @@ fn check_source(
         });
     };
     // Reading one byte past the expected size catches a file that grew meanwhile.
-    let limited = (&file).take(expected.size + 1);
+    let limited = (&file).take(expected.size.saturating_add(1));
     let (len, digest, bytes) = if keep {
         // The size was checked against the header and `apply_memory` (which includes
         // it) against the caller's limit, so this allocation is bounded.
-        let mut buf = Vec::with_capacity(expected.size as usize);
+        let capacity = usize::try_from(expected.size).map_err(|_| {
+            io_err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "old file does not fit in memory",
+            ))
+        })?;
+        let mut buf = Vec::with_capacity(capacity);
         let mut reader = limited;
         let mut chunk = vec![0u8; IO_CHUNK];
         let mut hasher = Hasher::new();
@@ -388,11 +398,15 @@ fn apply_bsdiff(
     let control_window = window_log.min(u32::from(crate::container::MAX_CONTROL_WINDOW_LOG));
     let decoder = |offset, len, log| -> Result<_, Error> {
         let mut d = zstd::stream::read::Decoder::new(patch.section(offset, len))
-            .map_err(|e| patch.corrupt(e))?;
+            .map_err(|e| patch.corrupt(e))?
+            .single_frame();
         d.window_log_max(log).map_err(|e| patch.corrupt(e))?;
         Ok(d)
     };
-    let mut ops = OpReader::new(decoder(0, streams.control, control_window)?);
+    let mut ops = OpReader::new(io::BufReader::with_capacity(
+        16 << 10,
+        decoder(0, streams.control, control_window)?,
+    ));
     let mut diff = decoder(streams.control, streams.diff, window_log)?;
     let mut extra = decoder(streams.control + streams.diff, streams.extra, window_log)?;
 
@@ -402,18 +416,23 @@ fn apply_bsdiff(
     let mut old_buf = vec![0u8; IO_CHUNK];
     while let Some(op) = ops.next_op().map_err(|e| patch.corrupt(e))? {
         let remaining = target - sink.written;
+        let record = ops.records_read() - 1;
         if op.diff_len > remaining || op.extra_len > remaining - op.diff_len {
             return Err(patch.corrupt(format!(
-                "control record {} writes past the target size {target}",
-                sink.written
+                "control record {record} writes past the target size {target}"
             )));
+        }
+        // Only the first record may produce nothing (it positions the cursor); this
+        // bounds the records, and so the work, by the target size.
+        if record > 0 && op.diff_len == 0 && op.extra_len == 0 {
+            return Err(patch.corrupt(format!("control record {record} produces no bytes")));
         }
         if cursor
             .checked_add(op.diff_len)
             .is_none_or(|end| end > old_size)
         {
             return Err(patch.corrupt(format!(
-                "control record reads old bytes {cursor}..{} beyond the old size {old_size}",
+                "control record {record} reads old bytes {cursor}..{} beyond the old size {old_size}",
                 cursor.saturating_add(op.diff_len)
             )));
         }
@@ -456,15 +475,33 @@ fn apply_bsdiff(
             sink.written
         )));
     }
-    for (name, stream) in [("diff", &mut diff as &mut dyn Read), ("extra", &mut extra)] {
+    for (name, mut stream) in [("diff", diff), ("extra", extra)] {
         let mut probe = [0u8; 1];
         match stream.read(&mut probe) {
             Ok(0) => {}
             Ok(_) => return Err(patch.corrupt(format!("{name} stream has bytes left over"))),
             Err(e) => return Err(patch.corrupt(format!("{name} stream: {e}"))),
         }
+        expect_end(patch, stream.finish(), name)?;
     }
-    Ok(())
+    let mut control = ops.into_inner();
+    match control.fill_buf() {
+        Ok([]) => {}
+        Ok(_) => return Err(patch.corrupt("control stream has bytes left over")),
+        Err(e) => return Err(patch.corrupt(format!("control stream: {e}"))),
+    }
+    expect_end(patch, control.into_inner().finish(), "control")
+}
+
+/// Each zstd stream is exactly one frame filling its section: bytes after the frame
+/// (another frame, or anything else) are refused, so no second frame can ask for a
+/// window the memory bound did not count.
+fn expect_end(patch: &Patch, mut rest: impl io::BufRead, name: &str) -> Result<(), Error> {
+    match rest.fill_buf() {
+        Ok([]) => Ok(()),
+        Ok(_) => Err(patch.corrupt(format!("{name} has bytes after its zstd frame"))),
+        Err(e) => Err(patch.corrupt(format!("{name}: {e}"))),
+    }
 }
 
 fn read_stream(patch: &Patch, r: &mut impl Read, buf: &mut [u8], name: &str) -> Result<(), Error> {
@@ -475,7 +512,7 @@ fn read_stream(patch: &Patch, r: &mut impl Read, buf: &mut [u8], name: &str) -> 
 }
 
 /// Copies a decoder's whole output into the sink, refusing more than the target size.
-fn copy_all(patch: &Patch, mut r: impl Read, sink: &mut Sink<'_, '_>) -> Result<(), Error> {
+fn copy_all(patch: &Patch, r: &mut impl Read, sink: &mut Sink<'_, '_>) -> Result<(), Error> {
     let mut buf = vec![0u8; IO_CHUNK];
     loop {
         let n = match r.read(&mut buf) {

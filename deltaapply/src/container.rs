@@ -157,8 +157,10 @@ pub enum FormatError {
 pub const MIN_WINDOW_LOG: u8 = 10;
 /// See [`MIN_WINDOW_LOG`].
 pub const MAX_WINDOW_LOG: u8 = 31;
-/// Fixed allowance for decoder state and I/O buffers, included in every memory bound.
-pub const BASE_APPLY_MEMORY: u64 = 1 << 20;
+/// Fixed allowance for decoder state and I/O buffers, included in every memory bound
+/// (three zstd decoders' state and read buffers plus the applier's own buffers come
+/// to about 2.2 MiB).
+pub const BASE_APPLY_MEMORY: u64 = 4 << 20;
 /// The control stream of a bsdiff patch never uses a window larger than this.
 pub const MAX_CONTROL_WINDOW_LOG: u8 = 20;
 
@@ -231,16 +233,20 @@ impl Header {
     /// Decodes and validates a header. `file_len` is the length of the whole patch
     /// file, which must be exactly header plus payload.
     pub fn decode(bytes: &[u8], file_len: u64) -> Result<Header, FormatError> {
-        if bytes.len() < HEADER_LEN {
-            return Err(FormatError::TruncatedHeader {
-                got: bytes.len() as u64,
-            });
-        }
-        let bytes = &bytes[..HEADER_LEN];
-        let mut r = Reader::new(bytes);
-        if r.array::<8>() != MAGIC {
+        // Magic and version first, so that a short file that is not a patch, or a
+        // patch of another version, is reported as such rather than as truncated.
+        let truncated = FormatError::TruncatedHeader {
+            got: bytes.len() as u64,
+        };
+        let prefix = &bytes[..bytes.len().min(8)];
+        if prefix != &MAGIC[..prefix.len()] {
             return Err(FormatError::BadMagic);
         }
+        if bytes.len() < 12 {
+            return Err(truncated);
+        }
+        let mut r = Reader::new(bytes);
+        r.skip(8);
         let version = r.u16();
         if version != VERSION {
             return Err(FormatError::UnsupportedVersion { version });
@@ -249,6 +255,10 @@ impl Header {
         if header_len as usize != HEADER_LEN {
             return Err(FormatError::BadHeaderLength { got: header_len });
         }
+        if bytes.len() < HEADER_LEN {
+            return Err(truncated);
+        }
+        let bytes = &bytes[..HEADER_LEN];
         // The checksum comes before field checks so that a flipped bit is reported as
         // corruption, not as whichever field it happened to land in.
         if header_check(&bytes[..CHECKED_LEN]) != bytes[CHECKED_LEN..SIGNED_LEN] {
@@ -375,6 +385,7 @@ fn header_check(bytes: &[u8]) -> [u8; 16] {
     digest.0[..16].try_into().expect("16 of 32 bytes")
 }
 
+#[allow(clippy::unnecessary_wraps)]
 fn decode_signature(r: &mut Reader<'_>) -> Result<SignatureSlot, FormatError> {
     let algorithm = r.u8();
     let reserved = r.array::<7>();
@@ -389,17 +400,11 @@ fn decode_signature(r: &mut Reader<'_>) -> Result<SignatureSlot, FormatError> {
             }
             Ok(SignatureSlot::Unsigned)
         }
-        1 => {
-            if reserved != [0; 7] {
-                return Err(FormatError::BadSignatureBlock {
-                    problem: "reserved bytes are not zero",
-                });
-            }
-            Ok(SignatureSlot::Ed25519 {
-                public_key,
-                signature,
-            })
-        }
+        // Algorithm 1 (ed25519) is reserved for signing, which this revision of the
+        // applier cannot verify yet: refusing it beats accepting an unchecked signature.
+        1 => Err(FormatError::BadSignatureBlock {
+            problem: "ed25519-signed patches are not supported by this applier version",
+        }),
         _ => Err(FormatError::BadSignatureBlock {
             problem: "unknown signature algorithm",
         }),

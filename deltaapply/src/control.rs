@@ -110,6 +110,11 @@ impl<R: Read> OpReader<R> {
         Err(ControlError::Varint { record })
     }
 
+    /// How many records have been read.
+    pub fn records_read(&self) -> u64 {
+        self.record
+    }
+
     /// Unwraps the inner reader.
     pub fn into_inner(self) -> R {
         self.inner

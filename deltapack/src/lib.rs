@@ -135,20 +135,15 @@ pub fn make_patch(
     choice: MethodChoice,
     settings: &Settings,
 ) -> Result<MadePatch, DiffError> {
-    let methods: Vec<Method> = match choice {
-        MethodChoice::Auto => Method::ALL.to_vec(),
-        MethodChoice::Only(m) => vec![m],
+    let results: Vec<(Method, Result<Vec<u8>, Skip>)> = match choice {
+        MethodChoice::Only(method) => {
+            vec![(
+                method,
+                make_one(method, old, new, settings).map_err(Skip::Failed),
+            )]
+        }
+        MethodChoice::Auto => auto(old, new, settings),
     };
-    let results: Vec<(Method, Result<Vec<u8>, DiffError>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = methods
-            .iter()
-            .map(|&method| s.spawn(move || (method, make_one(method, old, new, settings))))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("method thread panicked"))
-            .collect()
-    });
 
     let mut candidates = Vec::new();
     let mut best: Option<(Method, Vec<u8>)> = None;
@@ -169,14 +164,22 @@ pub fn make_patch(
                     best = Some((method, bytes));
                 }
             }
-            Err(e) => {
+            Err(skip) => {
+                let reason = match &skip {
+                    Skip::Failed(e) => e.to_string(),
+                    Skip::CannotWin { estimate, best } => format!(
+                        "cannot win: a quick compression gives {estimate} bytes, over twice the best patch's {best}"
+                    ),
+                };
                 candidates.push(Candidate {
                     method,
                     size: None,
                     apply_memory: None,
-                    skipped: Some(e.to_string()),
+                    skipped: Some(reason),
                 });
-                first_error.get_or_insert(e);
+                if let Skip::Failed(e) = skip {
+                    first_error.get_or_insert(e);
+                }
             }
         }
     }
@@ -188,6 +191,57 @@ pub fn make_patch(
         }),
         None => Err(first_error.expect("at least one method was tried")),
     }
+}
+
+/// Why `auto` has no patch from a method.
+enum Skip {
+    Failed(DiffError),
+    /// The full image, when a quick compression shows it cannot beat the best delta.
+    CannotWin {
+        estimate: u64,
+        best: u64,
+    },
+}
+
+/// The full image at level 19 is rarely more than 25% smaller than at level 3 with
+/// the same window; a quick estimate over this factor times the best delta means
+/// the full image cannot win, and its slow compression is skipped.
+const FULL_ESTIMATE_FACTOR: u64 = 2;
+
+/// `auto`: the delta methods side by side (with a quick estimate of the full image
+/// beside them), then the full image unless the estimate rules it out. Every choice
+/// depends only on the inputs and settings, so the result is deterministic.
+fn auto(old: &[u8], new: &[u8], settings: &Settings) -> Vec<(Method, Result<Vec<u8>, Skip>)> {
+    let (deltas, estimate) = std::thread::scope(|s| {
+        let handles: Vec<_> = [Method::Bsdiff, Method::ZstdRef]
+            .into_iter()
+            .map(|m| s.spawn(move || (m, make_one(m, old, new, settings).map_err(Skip::Failed))))
+            .collect();
+        let quick = Settings {
+            level: settings.level.min(3),
+            ..settings.clone()
+        };
+        let estimate = make_one(Method::Full, old, new, &quick).map(|b| b.len() as u64);
+        let deltas: Vec<_> = handles
+            .into_iter()
+            .map(|h| h.join().expect("method thread panicked"))
+            .collect();
+        (deltas, estimate)
+    });
+    let best = deltas
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .map(|b| b.len() as u64)
+        .min();
+    let full = match (estimate, best) {
+        (Ok(estimate), Some(best)) if estimate > FULL_ESTIMATE_FACTOR * best => {
+            Err(Skip::CannotWin { estimate, best })
+        }
+        _ => make_one(Method::Full, old, new, settings).map_err(Skip::Failed),
+    };
+    let mut results = deltas;
+    results.push((Method::Full, full));
+    results
 }
 
 /// Makes one method's patch within the settings' memory budget.

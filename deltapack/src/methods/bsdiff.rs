@@ -30,9 +30,13 @@ pub fn encode(
         diff: encoder(settings, window_log)?,
         extra: encoder(settings, window_log)?,
         buf: vec![0u8; 64 << 10],
+        pending: None,
         error: None,
     };
     matcher::diff(index, old, new, &mut streams);
+    if let Some(op) = streams.pending.take() {
+        op.encode(&mut streams.control);
+    }
     if let Some(e) = streams.error {
         return Err(e);
     }
@@ -75,6 +79,9 @@ struct Streams<'a> {
     diff: Encoder<'static, Vec<u8>>,
     extra: Encoder<'static, Vec<u8>>,
     buf: Vec<u8>,
+    /// The last op, held back so that a following op producing no bytes can be folded
+    /// into its seek: the format allows such an op only as the first record.
+    pending: Option<Op>,
     error: Option<io::Error>,
 }
 
@@ -90,12 +97,19 @@ impl Emit for Streams<'_> {
         if self.error.is_some() {
             return;
         }
-        Op {
+        let op = Op {
             diff_len: diff_len as u64,
             extra_len: extra_len as u64,
             seek,
+        };
+        match &mut self.pending {
+            Some(prev) if diff_len == 0 && extra_len == 0 => prev.seek += seek,
+            pending => {
+                if let Some(prev) = pending.replace(op) {
+                    prev.encode(&mut self.control);
+                }
+            }
         }
-        .encode(&mut self.control);
         let mut done = 0;
         while done < diff_len {
             let n = (diff_len - done).min(self.buf.len());
