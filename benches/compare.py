@@ -15,6 +15,7 @@ Python 3.11 stdlib only. See benches/README.md.
 """
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -47,8 +48,10 @@ RECORDED = {  # pair: (bsdiff, xdelta3, zstd, hdiffz -m)
 PEERS = ("bsdiff", "xdelta3", "zstd")
 OURS = ("auto", "bsdiff", "zstd")  # deltapack --method values
 TOOLS = (*PEERS, *(f"ours-{m}" for m in OURS))
+PEER_BINS = {"bsdiff": ("bsdiff", "bspatch"), "xdelta3": ("xdelta3",), "zstd": ("zstd",)}
 DP = ROOT / "target" / "release" / "deltapack"
 DA = ROOT / "target" / "applier" / "deltaapply"
+BIN = {"deltapack": DP, "deltaapply": DA}  # main() points these at snapshot copies
 
 
 def xdelta_window(old):
@@ -74,8 +77,8 @@ def peer_cmds(tool, old, new, patch, out):
 def our_cmds(method, old, new, patch, out):
     """(diff argv, apply argv) for deltapack --method METHOD and deltaapply."""
     extra = ["--max-apply-memory", "8GiB"] if method == "zstd" else []
-    return ([str(DP), "diff", old, new, "-o", patch, "--method", method, "--json", *extra],
-            [str(DA), "apply", old, patch, "-o", out, "--max-memory", "8GiB", "--json"])
+    return ([str(BIN["deltapack"]), "diff", old, new, "-o", patch, "--method", method, "--json", *extra],
+            [str(BIN["deltaapply"]), "apply", old, patch, "-o", out, "--max-memory", "8GiB", "--json"])
 
 
 def run(argv, **kw):
@@ -91,10 +94,13 @@ def timed(argv, timeout, tfile):
                          errors="replace", start_new_session=True)
     try:
         out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(p.pid, signal.SIGKILL)
+    except BaseException as e:  # timeout or Ctrl-C: the child has its own session, kill it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
-        return {"timeout": True}
+        if isinstance(e, subprocess.TimeoutExpired):
+            return {"timeout": True}
+        raise
     # GNU time may prefix "Command exited with non-zero status N": the figures are last.
     e, u, s, m = Path(tfile).read_text().split("\n")[-2].split()
     return {"rc": p.returncode, "wall": float(e), "cpu": float(u) + float(s),
@@ -124,8 +130,14 @@ def last_json(text):
     return None
 
 
-def tail(text, n=3):
-    return " | ".join(text.strip().splitlines()[-n:])[:300]
+def why(res, *paths):
+    """Short reason a command failed: its JSON "error", else the end of stderr/stdout,
+    with our temp paths shortened to file names."""
+    err = (last_json(res["stdout"]) or {}).get("error")
+    text = str(err) if err else res["stderr"].strip() or res["stdout"].strip()
+    for p in paths:
+        text = text.replace(p, os.path.basename(p))
+    return " | ".join(text.splitlines()[-3:])[:300]
 
 
 def bench_one(tool, old, new, wd, timeout, keep):
@@ -150,7 +162,7 @@ def diff_apply_verify(tool, old, new, patch, out, tf, timeout):
         return r
     r.update(diff_wall=d["wall"], diff_cpu=d["cpu"], diff_rss_kib=d["rss_kib"])
     if d["rc"] != 0 or not os.path.exists(patch):
-        r.update(status="diff error", verified=False, note=f"exit {d['rc']}: {tail(d['stderr']) or 'no patch written'}")
+        r.update(status="diff error", verified=False, note=f"exit {d['rc']}: {why(d, patch, out) or 'no patch written'}")
         return r
     r["patch_bytes"] = os.path.getsize(patch)
     if ours:
@@ -176,7 +188,7 @@ def diff_apply_verify(tool, old, new, patch, out, tf, timeout):
             r["apply_json"] = last_json(a["stdout"])
         if a["rc"] != 0 or not os.path.exists(out):
             r.update(status="apply error", verified=False, note="; ".join(
-                filter(None, [r.get("note"), f"apply exit {a['rc']}: {tail(a['stderr'])}"])))
+                filter(None, [r.get("note"), f"apply exit {a['rc']}: {why(a, patch, out)}"])))
         else:
             r["verified"] = same(out, new)
             if not r["verified"]:
@@ -237,7 +249,8 @@ def header_info(args):
         rev += " (uncommitted changes)"
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"nproc {first_line(['nproc'])}, {cpu}, {mem / 2**20:.1f} GiB RAM",
+        "machine": f"nproc {first_line(['nproc'])}, {cpu}, {mem / 2**20:.1f} GiB RAM, "
+                   f"load average {os.getloadavg()[0]:.2f} at start (timings need an idle machine)",
         "versions": {
             "zstd": first_line(["zstd", "--version"]),
             "xdelta3": first_line(["xdelta3", "-V"]),
@@ -376,14 +389,17 @@ def main():
             "(pip/npm downloads plus a generated 2 x 512 MiB image; takes several minutes).")
         if not FETCH.exists():
             sys.exit(f"error: {FETCH} not found; cannot build the corpus")
-        subprocess.run(["bash", str(FETCH), str(args.corpus)], check=True)
+        if subprocess.run(["bash", str(FETCH), str(args.corpus)]).returncode != 0:
+            sys.exit(f"error: {FETCH} failed; see its messages above")
     all_pairs = sorted(p.name for p in (args.corpus / "pairs").iterdir() if (p / "new").exists())
     pairs = [p.strip() for p in args.pairs.split(",")] if args.pairs else all_pairs
+    if not pairs or not tools:
+        sys.exit("error: nothing to run (no pairs or no tools selected)")
     if missing := [p for p in pairs if p not in all_pairs]:
         sys.exit(f"error: no such pair(s) in {args.corpus}/pairs: {', '.join(missing)}")
 
-    need = ["tar"] + [p for p in ("bsdiff", "bspatch", "xdelta3", "zstd") if any(t in PEERS for t in tools)]
-    if lacking := [n for n in need if not shutil.which(n)] + ([] if os.access("/usr/bin/time", os.X_OK) else ["/usr/bin/time"]):
+    need = ["tar", "/usr/bin/time", *(b for t in tools for b in PEER_BINS.get(t, ()))]
+    if lacking := [n for n in need if not shutil.which(n)]:
         sys.exit(f"error: missing {', '.join(lacking)}; install with: apt-get install -y bsdiff xdelta3 zstd time")
 
     ours_missing = None
@@ -396,6 +412,10 @@ def main():
     args.out.parent.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="deltabench-"))
     work.mkdir(parents=True, exist_ok=True)
+    if not ours_missing:  # run copies, so a rebuild during the run cannot mix versions
+        (work / "bin").mkdir(exist_ok=True)
+        for name, exe in BIN.items():
+            BIN[name] = Path(shutil.copy2(exe, work / "bin" / name))
     rows = []
     try:
         for i, pair in enumerate(pairs, 1):
@@ -435,4 +455,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit("interrupted (tables hold the pairs finished so far)")

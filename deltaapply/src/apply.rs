@@ -281,23 +281,72 @@ pub fn apply_patch(
 /// size (zstd then sizes its buffer by it): check that it does, and that it is the
 /// target size.
 fn check_frame_content_size(patch: &Patch) -> Result<(), Error> {
+    let header = &patch.header;
+    let window_log = u32::from(header.window_log);
+    check_frame(
+        patch,
+        0,
+        header.payload.size,
+        window_log,
+        "payload",
+        Some(header.target.size),
+    )
+}
+
+/// Checks the header of the zstd frame starting `offset` bytes into the payload: it
+/// must be a zstd frame (not a skippable one) whose window is at most `2^max_log`.
+/// libzstd skips its own window check for frames it can decode in one call, so this is
+/// where the header's `window_log` is enforced. With `content_size`, the frame must
+/// also declare exactly that content size.
+fn check_frame(
+    patch: &Patch,
+    offset: u64,
+    len: u64,
+    max_log: u32,
+    name: &str,
+    content_size: Option<u64>,
+) -> Result<(), Error> {
+    const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
     let mut head = [0u8; 18];
-    let n = patch.header.payload.size.min(18) as usize;
-    read_exact_at(&patch.file, &mut head[..n], HEADER_LEN as u64).map_err(|source| {
+    let n = len.min(18) as usize;
+    read_exact_at(&patch.file, &mut head[..n], HEADER_LEN as u64 + offset).map_err(|source| {
         Error::PatchIo {
             path: patch.path.clone(),
             source,
         }
     })?;
-    match zstd::zstd_safe::get_frame_content_size(&head[..n]) {
-        Ok(Some(size)) if size == patch.header.target.size => Ok(()),
-        Ok(Some(size)) => Err(patch.corrupt(format!(
-            "zstd frame declares {size} bytes, the header says {}",
-            patch.header.target.size
-        ))),
-        Ok(None) => Err(patch.corrupt("zstd frame does not declare its content size")),
-        Err(_) => Err(patch.corrupt("payload does not start with a valid zstd frame header")),
+    let head = &head[..n];
+    if n < 6 || head[..4] != ZSTD_MAGIC {
+        return Err(patch.corrupt(format!("{name} does not start with a zstd frame")));
     }
+    let content = zstd::zstd_safe::get_frame_content_size(head)
+        .map_err(|_| patch.corrupt(format!("{name} has an invalid zstd frame header")))?;
+    match (content_size, content) {
+        (None, _) => {}
+        (Some(expected), Some(got)) if expected == got => {}
+        (Some(expected), Some(got)) => {
+            return Err(patch.corrupt(format!(
+                "zstd frame declares {got} bytes, the header says {expected}"
+            )));
+        }
+        (Some(_), None) => {
+            return Err(patch.corrupt("zstd frame does not declare its content size"));
+        }
+    }
+    let single_segment = head[4] & 0x20 != 0;
+    let window = if single_segment {
+        content.ok_or_else(|| patch.corrupt(format!("{name} has an invalid zstd frame header")))?
+    } else {
+        let descriptor = head[5];
+        let base = 1u64 << (10 + u32::from(descriptor >> 3));
+        base + base / 8 * u64::from(descriptor & 7)
+    };
+    if window > 1u64 << max_log {
+        return Err(patch.corrupt(format!(
+            "{name} zstd frame needs a {window}-byte window, above the 2^{max_log} the header allows"
+        )));
+    }
+    Ok(())
 }
 
 struct Source {
@@ -396,7 +445,8 @@ fn apply_bsdiff(
 ) -> Result<(), Error> {
     let window_log = u32::from(patch.header.window_log);
     let control_window = window_log.min(u32::from(crate::container::MAX_CONTROL_WINDOW_LOG));
-    let decoder = |offset, len, log| -> Result<_, Error> {
+    let decoder = |offset, len, log, name| -> Result<_, Error> {
+        check_frame(patch, offset, len, log, name, None)?;
         let mut d = zstd::stream::read::Decoder::new(patch.section(offset, len))
             .map_err(|e| patch.corrupt(e))?
             .single_frame();
@@ -405,10 +455,15 @@ fn apply_bsdiff(
     };
     let mut ops = OpReader::new(io::BufReader::with_capacity(
         16 << 10,
-        decoder(0, streams.control, control_window)?,
+        decoder(0, streams.control, control_window, "control stream")?,
     ));
-    let mut diff = decoder(streams.control, streams.diff, window_log)?;
-    let mut extra = decoder(streams.control + streams.diff, streams.extra, window_log)?;
+    let mut diff = decoder(streams.control, streams.diff, window_log, "diff stream")?;
+    let mut extra = decoder(
+        streams.control + streams.diff,
+        streams.extra,
+        window_log,
+        "extra stream",
+    )?;
 
     let target = patch.header.target.size;
     let mut cursor: u64 = 0;

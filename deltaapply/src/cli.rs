@@ -121,22 +121,6 @@ pub fn percent(a: u64, b: u64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
-        assert_eq!(parse_size("512k"), Ok(512 << 10));
-        assert_eq!(parse_size("7"), Ok(7));
-        assert_eq!(parse_size(" 8 GiB "), Ok(8 << 30));
-        assert!(parse_size("x").is_err());
-        assert!(parse_size("99999999999T").is_err());
-        assert!(parse_size("3 parsecs").is_err());
-    }
-}
-
 /// A patch header as JSON (the fields `inspect --json` prints).
 pub fn header_json(h: &crate::Header) -> serde_json::Value {
     let signature = match h.signature {
@@ -208,4 +192,20 @@ pub fn header_text(h: &crate::Header) -> String {
     };
     line("signature", sig);
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_size("7"), Ok(7));
+        assert_eq!(parse_size(" 8 GiB "), Ok(8 << 30));
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("99999999999T").is_err());
+        assert!(parse_size("3 parsecs").is_err());
+    }
 }

@@ -244,6 +244,14 @@ fn auto(old: &[u8], new: &[u8], settings: &Settings) -> Vec<(Method, Result<Vec<
     results
 }
 
+/// With `DELTAPACK_TIMINGS=1` in the environment, prints how long a phase took to
+/// stderr (a diagnostic for benchmarking; never part of normal output).
+pub(crate) fn trace_phase(name: &str, started: std::time::Instant) {
+    if std::env::var_os("DELTAPACK_TIMINGS").is_some() {
+        eprintln!("[timing] {name}: {:.2} s", started.elapsed().as_secs_f64());
+    }
+}
+
 /// Makes one method's patch within the settings' memory budget.
 pub fn make_one(
     method: Method,
@@ -262,8 +270,13 @@ pub fn make_one(
         Method::Bsdiff => {
             let w = max_window_log(method, old_len, new_len, budget)
                 .ok_or_else(|| over(memory_bound(method, MIN_WINDOW_LOG, old_len, new_len)))?;
+            let started = std::time::Instant::now();
             let index = suffix::SuffixIndex::build(old, settings.threads)?;
-            Ok(methods::bsdiff(&index, old, new, settings, w)?)
+            trace_phase("suffix index", started);
+            let started = std::time::Instant::now();
+            let patch = methods::bsdiff(&index, old, new, settings, w)?;
+            trace_phase("bsdiff match + compress", started);
+            Ok(patch)
         }
         Method::ZstdRef => {
             let w = methods::window_log_for(old_len + new_len).min(MAX_WINDOW_LOG);

@@ -1,0 +1,505 @@
+//! The committed test vectors (`testdata/vectors`, format-spec §10): every case of
+//! `vectors.json` applied through the library and through the `deltaapply` binary,
+//! and the valid patches' headers checked against the documented field values.
+//!
+//! Needs the `cli` feature (the binary, and `serde_json` to read the case list).
+#![cfg(feature = "cli")]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use assert_cmd::Command;
+use common::{Scratch, at, chain, error_kind, hex, read_vector, sha256, vector};
+use deltaapply::{Method, Patch};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Index {
+    #[allow(dead_code)]
+    format: String,
+    regenerate: String,
+    cases: Vec<Case>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    patch: String,
+    old: Option<String>,
+    max_apply_memory: Option<u64>,
+    /// `"ok"` or an exit code.
+    expect: serde_json::Value,
+    new: Option<String>,
+    error: Option<String>,
+    message: Option<String>,
+    rule: String,
+    description: String,
+    header: Option<HeaderDoc>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct HeaderDoc {
+    method: String,
+    window_log: u8,
+    source: Option<FileDoc>,
+    target: FileDoc,
+    payload: FileDoc,
+    streams: Option<StreamsDoc>,
+    apply_memory: u64,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileDoc {
+    size: u64,
+    sha256: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct StreamsDoc {
+    control: u64,
+    diff: u64,
+    extra: u64,
+}
+
+enum Expect {
+    Ok(String),
+    Exit(i32),
+}
+
+impl Case {
+    fn expect(&self) -> Expect {
+        match &self.expect {
+            serde_json::Value::String(s) if s == "ok" => Expect::Ok(
+                self.new
+                    .clone()
+                    .unwrap_or_else(|| panic!("{}: \"ok\" without a new file", self.name)),
+            ),
+            serde_json::Value::Number(n) => {
+                Expect::Exit(n.as_i64().expect("integer exit code") as i32)
+            }
+            other => panic!("{}: bad expect {other}", self.name),
+        }
+    }
+
+    fn old_path(&self) -> Option<PathBuf> {
+        self.old.as_deref().map(vector)
+    }
+}
+
+fn index() -> Index {
+    let text = String::from_utf8(read_vector("vectors.json")).expect("utf-8");
+    serde_json::from_str(&text).expect("vectors.json parses")
+}
+
+#[test]
+fn vector_set_is_complete_and_small() {
+    let index = index();
+    assert!(index.regenerate.contains("make_vectors"));
+    let mut names = BTreeSet::new();
+    let mut referenced = BTreeSet::new();
+    for c in &index.cases {
+        assert!(names.insert(c.name.clone()), "duplicate case {}", c.name);
+        assert!(
+            !c.description.is_empty() && !c.rule.is_empty(),
+            "{}",
+            c.name
+        );
+        for f in [Some(&c.patch), c.old.as_ref(), c.new.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            assert!(vector(f).is_file(), "{}: {f} missing", c.name);
+            referenced.insert(f.clone());
+        }
+        match c.expect() {
+            Expect::Ok(_) => assert!(c.header.is_some() && c.error.is_none(), "{}", c.name),
+            Expect::Exit(code) => {
+                assert!([3, 4, 5].contains(&code), "{}: exit {code}", c.name);
+                assert!(c.error.is_some() && c.header.is_none(), "{}", c.name);
+            }
+        }
+    }
+    // Every file is used by a case, and the set stays small enough to commit.
+    let mut total = 0;
+    for entry in std::fs::read_dir(common::vectors_dir()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        total += entry.metadata().unwrap().len();
+        if name != "vectors.json" && name != "README.md" {
+            assert!(referenced.contains(&name), "{name} is not used by any case");
+        }
+    }
+    assert!(total < 200 << 10, "vectors take {total} bytes");
+    // The brief's minimum: a valid patch of each method, and each kind of failure.
+    for method in Method::ALL {
+        assert!(
+            index
+                .cases
+                .iter()
+                .any(|c| c.header.as_ref().is_some_and(|h| h.method == method.name())),
+            "no valid {method} vector"
+        );
+    }
+    for code in [3, 4, 5] {
+        assert!(
+            index
+                .cases
+                .iter()
+                .any(|c| matches!(c.expect(), Expect::Exit(e) if e == code)),
+            "no vector exits {code}"
+        );
+    }
+}
+
+#[test]
+fn every_vector_applies_as_documented() {
+    let mut failures = Vec::new();
+    for case in index().cases {
+        if let Err(problem) = check_with_library(&case) {
+            failures.push(format!("{} ({}): {problem}", case.name, case.description));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+fn check_with_library(case: &Case) -> Result<(), String> {
+    let scratch = Scratch::new();
+    let old = case.old_path();
+    let started = Instant::now();
+    let result = common::apply(
+        old.as_deref(),
+        &vector(&case.patch),
+        &scratch.dest,
+        case.max_apply_memory,
+    );
+    if started.elapsed().as_secs() >= 5 {
+        return Err(format!("took {:?}", started.elapsed()));
+    }
+    match (case.expect(), result) {
+        (Expect::Ok(new), Ok(report)) => {
+            let expected = read_vector(&new);
+            scratch.assert_dest(&expected, &case.name);
+            if report.target.size != expected.len() as u64
+                || report.target.sha256.0 != sha256(&expected)
+                || report.dest != scratch.dest
+            {
+                return Err(format!("report {report:?} does not describe {new}"));
+            }
+            Ok(())
+        }
+        (Expect::Ok(_), Err(e)) => Err(format!("expected success, got: {}", chain(&e))),
+        (Expect::Exit(code), Ok(_)) => Err(format!("expected exit {code}, but it applied")),
+        (Expect::Exit(code), Err(e)) => {
+            scratch.assert_untouched(&case.name);
+            let kind = error_kind(&e);
+            let message = chain(&e);
+            if e.exit_code() != code {
+                return Err(format!(
+                    "exit code {} instead of {code}: {message}",
+                    e.exit_code()
+                ));
+            }
+            if case.error.as_deref() != Some(kind.as_str()) {
+                return Err(format!("{kind} instead of {:?}: {message}", case.error));
+            }
+            if let Some(m) = &case.message
+                && !message.contains(m.as_str())
+            {
+                return Err(format!("message does not contain {m:?}: {message}"));
+            }
+            Ok(())
+        }
+    }
+}
+
+#[test]
+fn valid_headers_decode_to_the_documented_fields() {
+    let mut checked = 0;
+    for case in index().cases {
+        let Some(doc) = &case.header else { continue };
+        let name = &case.name;
+        let bytes = read_vector(&case.patch);
+        let patch = Patch::open(&vector(&case.patch)).expect(name);
+        let h = patch.header();
+
+        // The decoded header is what vectors.json documents.
+        assert_eq!(h.method.name(), doc.method, "{name}: method");
+        assert_eq!(h.window_log, doc.window_log, "{name}: window_log");
+        assert_eq!(h.apply_memory, doc.apply_memory, "{name}: apply_memory");
+        let same = |id: &deltaapply::FileId, d: &FileDoc| {
+            id.size == d.size && id.sha256.to_string() == d.sha256
+        };
+        assert!(same(&h.target, &doc.target), "{name}: target");
+        assert!(same(&h.payload, &doc.payload), "{name}: payload");
+        match (&h.source, &doc.source) {
+            (Some(s), Some(d)) => assert!(same(s, d), "{name}: source"),
+            (None, None) => {}
+            other => panic!("{name}: source {other:?}"),
+        }
+        match (&h.streams, &doc.streams) {
+            (Some(s), Some(d)) => assert_eq!(
+                (s.control, s.diff, s.extra),
+                (d.control, d.diff, d.extra),
+                "{name}: streams"
+            ),
+            (None, None) => {}
+            other => panic!("{name}: streams {other:?}"),
+        }
+
+        // And the documented values are those of the files, computed independently.
+        let file = |d: &FileDoc, bytes: &[u8], what: &str| {
+            assert_eq!(d.size, bytes.len() as u64, "{name}: {what} size");
+            assert_eq!(d.sha256, hex(&sha256(bytes)), "{name}: {what} sha256");
+        };
+        file(
+            &doc.target,
+            &read_vector(case.new.as_ref().unwrap()),
+            "target",
+        );
+        file(&doc.payload, &bytes[at::PAYLOAD..], "payload");
+        match (h.method, &doc.source, &case.old) {
+            (Method::Full, None, _) => {}
+            (_, Some(src), Some(old)) => file(src, &read_vector(old), "source"),
+            other => panic!("{name}: source for {other:?}"),
+        }
+        if let Some(s) = &doc.streams {
+            assert_eq!(s.control + s.diff + s.extra, doc.payload.size, "{name}");
+        }
+        let source_size = doc.source.as_ref().map_or(0, |s| s.size);
+        assert_eq!(
+            doc.apply_memory,
+            common::spec_memory_bound(h.method, doc.window_log, source_size, doc.target.size),
+            "{name}: apply_memory is the §4 formula"
+        );
+        // The raw bytes agree with the layout of §3.2.
+        assert_eq!(&bytes[..8], b"\x89DPATCH\n");
+        assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 1);
+        assert_eq!(u16::from_le_bytes([bytes[10], bytes[11]]), 296);
+        assert_eq!(bytes[at::METHOD], h.method.code());
+        assert_eq!(common::get_u64(&bytes, at::TARGET_SIZE), doc.target.size);
+        assert_eq!(common::get_u64(&bytes, at::PAYLOAD_SIZE), doc.payload.size);
+        assert_eq!(common::get_u64(&bytes, at::APPLY_MEMORY), doc.apply_memory);
+        assert_eq!(
+            hex(&bytes[at::TARGET_SHA..at::TARGET_SHA + 32]),
+            doc.target.sha256
+        );
+        assert_eq!(
+            hex(&bytes[at::PAYLOAD_SHA..at::PAYLOAD_SHA + 32]),
+            doc.payload.sha256
+        );
+        assert_eq!(
+            &bytes[at::CHECK..at::CHECK + 16],
+            &sha256(&bytes[..at::CHECKED])[..16],
+            "{name}: header_check"
+        );
+        assert!(bytes[192..296].iter().all(|&b| b == 0), "{name}: unsigned");
+        checked += 1;
+    }
+    assert!(checked >= 3);
+}
+
+/// `deltaapply apply [OLD] PATCH -o DEST --json [--max-memory N]`.
+fn cli_apply(case: &Case, scratch: &Scratch) -> Command {
+    let mut cmd = Command::cargo_bin("deltaapply").expect("deltaapply binary");
+    cmd.arg("apply");
+    if let Some(old) = case.old_path() {
+        cmd.arg(old);
+    }
+    cmd.arg(vector(&case.patch)).arg("-o").arg(&scratch.dest);
+    if let Some(limit) = case.max_apply_memory {
+        cmd.arg("--max-memory").arg(limit.to_string());
+    }
+    cmd
+}
+
+#[test]
+fn the_binary_agrees_on_every_vector() {
+    let mut failures = Vec::new();
+    for case in index().cases {
+        let scratch = Scratch::new();
+        let out = cli_apply(&case, &scratch).arg("--json").output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let json: serde_json::Value = match serde_json::from_str(stdout.trim()) {
+            Ok(v) => v,
+            Err(e) => {
+                failures.push(format!("{}: stdout is not JSON ({e}): {stdout}", case.name));
+                continue;
+            }
+        };
+        let code = out.status.code();
+        match case.expect() {
+            Expect::Ok(new) => {
+                if code != Some(0) || json["ok"] != true {
+                    failures.push(format!("{}: exit {code:?}, {json}", case.name));
+                    continue;
+                }
+                scratch.assert_dest(&read_vector(&new), &case.name);
+                assert_eq!(
+                    json["target"]["size"],
+                    case.header.as_ref().unwrap().target.size
+                );
+            }
+            Expect::Exit(expected) => {
+                scratch.assert_untouched(&case.name);
+                if code != Some(expected)
+                    || json["ok"] != false
+                    || json["exit_code"] != expected
+                    || !json["error"].is_string()
+                {
+                    failures.push(format!(
+                        "{}: expected exit {expected}, got {code:?} and {json}",
+                        case.name
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn the_binary_prints_errors_for_people() {
+    let index = index();
+    let case = |name: &str| index.cases.iter().find(|c| c.name == name).unwrap();
+
+    // A corrupt patch: exit 3, the patch named on stderr, nothing on stdout.
+    let scratch = Scratch::new();
+    let bitflip = case("payload-bitflip");
+    let out = cli_apply(bitflip, &scratch).output().unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("payload-bitflip.dpatch"), "{stderr}");
+    assert!(stderr.contains("payload sha256"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    scratch.assert_untouched("payload-bitflip (text)");
+
+    // A wrong old file: exit 4, and the message names the old file.
+    let wrong = case("bsdiff-valid/wrong-old");
+    assert_eq!(wrong.old.as_deref(), Some("exe-wrong.old"));
+    let out = cli_apply(wrong, &scratch).output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("exe-wrong.old"), "{stderr}");
+    scratch.assert_untouched("wrong old (text)");
+
+    // The memory limit: exit 5.
+    let limited = case("bsdiff-valid/limit-below");
+    assert!(limited.max_apply_memory.is_some());
+    let out = cli_apply(limited, &scratch).output().unwrap();
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--max-memory"));
+    scratch.assert_untouched("memory limit (text)");
+}
+
+#[test]
+fn the_binary_updates_in_place() {
+    let scratch = Scratch::holding("app.bin", &read_vector("exe.old"));
+    let bad = Command::cargo_bin("deltaapply")
+        .unwrap()
+        .arg("apply")
+        .arg("--in-place")
+        .arg(&scratch.dest)
+        .arg(vector("payload-bitflip.dpatch"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(3));
+    scratch.assert_untouched("in-place, corrupt patch");
+
+    Command::cargo_bin("deltaapply")
+        .unwrap()
+        .arg("apply")
+        .arg("--in-place")
+        .arg(&scratch.dest)
+        .arg(vector("bsdiff-valid.dpatch"))
+        .assert()
+        .success();
+    scratch.assert_dest(&read_vector("exe.new"), "in-place, valid patch");
+}
+
+#[test]
+fn the_binary_inspects_valid_vectors() {
+    for case in index().cases {
+        let Some(doc) = &case.header else { continue };
+        let out = Command::cargo_bin("deltaapply")
+            .unwrap()
+            .arg("inspect")
+            .arg("--json")
+            .arg(vector(&case.patch))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", case.name);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(json["method"], doc.method.as_str(), "{}", case.name);
+        assert_eq!(json["apply_memory"], doc.apply_memory, "{}", case.name);
+        assert_eq!(json["target"]["sha256"], doc.target.sha256.as_str());
+        assert_eq!(json["payload"]["sha256"], doc.payload.sha256.as_str());
+    }
+    let out = Command::cargo_bin("deltaapply")
+        .unwrap()
+        .args(["inspect", "--json"])
+        .arg(vector("unknown-version.dpatch"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["exit_code"], 3);
+    assert!(
+        json["error"].as_str().unwrap().contains("version 2"),
+        "{json}"
+    );
+}
+
+/// The huge-size vectors, applied by the binary with its address space capped at
+/// 256 MiB: any allocation sized from a forged header field would abort the process
+/// instead of ending with the documented exit code.
+#[cfg(target_os = "linux")]
+#[test]
+fn huge_declared_sizes_need_no_large_allocation() {
+    let index = index();
+    let huge: Vec<&Case> = index
+        .cases
+        .iter()
+        .filter(|c| c.patch.contains("huge"))
+        .collect();
+    assert!(huge.len() >= 4);
+    let bin = assert_cmd::cargo::cargo_bin("deltaapply");
+    for case in huge {
+        let Expect::Exit(expected) = case.expect() else {
+            panic!("{}: huge vectors must fail", case.name)
+        };
+        let scratch = Scratch::new();
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("ulimit -v 262144 && exec \"$@\"")
+            .arg("sh")
+            .arg(&bin)
+            .arg("apply");
+        if let Some(old) = case.old_path() {
+            cmd.arg(old);
+        }
+        cmd.arg(vector(&case.patch)).arg("-o").arg(&scratch.dest);
+        if let Some(limit) = case.max_apply_memory {
+            cmd.arg("--max-memory").arg(limit.to_string());
+        }
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "{}: {}",
+            case.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        scratch.assert_untouched(&case.name);
+    }
+}
