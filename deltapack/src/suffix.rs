@@ -24,9 +24,9 @@ pub const MAX_OLD_SIZE: usize = i32::MAX as usize;
 pub struct SuffixIndex<'a> {
     old: &'a [u8],
     sa: Vec<i32>,
-    /// `bucket[k]..bucket[k + 1]` is the range of the suffix array whose suffixes start
-    /// with the two bytes `k >> 8, k & 0xff`.
-    bucket: Vec<u32>,
+    /// `bucket[k]` is the range of the suffix array whose suffixes start with the two
+    /// bytes `k >> 8, k & 0xff`.
+    bucket: Vec<(u32, u32)>,
     filter: GramFilter,
 }
 
@@ -84,7 +84,8 @@ impl<'a> SuffixIndex<'a> {
             return (0, 0);
         }
         let key = usize::from(needle[0]) << 8 | usize::from(needle[1]);
-        let (mut lo, mut hi) = (self.bucket[key] as usize, self.bucket[key + 1] as usize);
+        let (lo, hi) = self.bucket[key];
+        let (mut lo, mut hi) = (lo as usize, hi as usize);
         if lo == hi {
             return (0, 0);
         }
@@ -138,25 +139,24 @@ pub fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     i
 }
 
-/// Bucket boundaries of the two-byte prefixes, computed by counting (no random access
+/// Bucket ranges of the two-byte prefixes, computed by counting (no random access
 /// into the suffix array). The one suffix of length 1 sorts before every longer suffix
-/// with the same first byte.
-fn buckets(old: &[u8]) -> Vec<u32> {
+/// with the same first byte, between two buckets.
+fn buckets(old: &[u8]) -> Vec<(u32, u32)> {
     let mut count = vec![0u32; 1 << 16];
     for w in old.windows(2) {
         count[usize::from(w[0]) << 8 | usize::from(w[1])] += 1;
     }
     let last = old.last().map(|&b| usize::from(b));
-    let mut bucket = vec![0u32; (1 << 16) + 1];
+    let mut bucket = vec![(0u32, 0u32); 1 << 16];
     let mut at = 0u32;
     for (key, &c) in count.iter().enumerate() {
         if key & 0xff == 0 && Some(key >> 8) == last {
             at += 1;
         }
-        bucket[key] = at;
+        bucket[key] = (at, at + c);
         at += c;
     }
-    bucket[1 << 16] = at;
     bucket
 }
 
@@ -233,7 +233,8 @@ mod tests {
         let old = b"abracadabra abracadabra zzz\0\0\0a";
         let idx = SuffixIndex::build(old, 1).unwrap();
         for key in 0..1usize << 16 {
-            for i in idx.bucket[key]..idx.bucket[key + 1] {
+            let (lo, hi) = idx.bucket[key];
+            for i in lo..hi {
                 let p = idx.sa[i as usize] as usize;
                 assert_eq!((usize::from(old[p]) << 8) | usize::from(old[p + 1]), key);
             }

