@@ -12,8 +12,9 @@ use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::container::DiffCoding;
 use crate::container::{FileId, HEADER_LEN, Header, StreamSizes};
-use crate::control::OpReader;
+use crate::control::{OpReader, ZeroRunReader};
 use crate::digest::{Hasher, IO_CHUNK, hash_reader};
 use crate::stage::{Staged, inherit_permissions};
 use crate::{Error, Method};
@@ -457,7 +458,13 @@ fn apply_bsdiff(
         16 << 10,
         decoder(0, streams.control, control_window, "control stream")?,
     ));
-    let mut diff = decoder(streams.control, streams.diff, window_log, "diff stream")?;
+    let diff_decoder = decoder(streams.control, streams.diff, window_log, "diff stream")?;
+    let mut diff = match streams.diff_coding {
+        DiffCoding::Plain => DiffReader::Plain(diff_decoder),
+        DiffCoding::ZeroRun => DiffReader::ZeroRun(ZeroRunReader::new(
+            io::BufReader::with_capacity(16 << 10, diff_decoder),
+        )),
+    };
     let mut extra = decoder(
         streams.control + streams.diff,
         streams.extra,
@@ -530,11 +537,23 @@ fn apply_bsdiff(
             sink.written
         )));
     }
+    let left_over = |name: &str| patch.corrupt(format!("{name} stream has bytes left over"));
+    let diff = match diff {
+        DiffReader::Plain(d) => d,
+        DiffReader::ZeroRun(mut z) => {
+            match z.at_end() {
+                Ok(true) => {}
+                Ok(false) => return Err(left_over("diff")),
+                Err(e) => return Err(patch.corrupt(format!("diff stream: {e}"))),
+            }
+            z.into_inner().into_inner()
+        }
+    };
     for (name, mut stream) in [("diff", diff), ("extra", extra)] {
         let mut probe = [0u8; 1];
         match stream.read(&mut probe) {
             Ok(0) => {}
-            Ok(_) => return Err(patch.corrupt(format!("{name} stream has bytes left over"))),
+            Ok(_) => return Err(left_over(name)),
             Err(e) => return Err(patch.corrupt(format!("{name} stream: {e}"))),
         }
         expect_end(patch, stream.finish(), name)?;
@@ -556,6 +575,23 @@ fn expect_end(patch: &Patch, mut rest: impl io::BufRead, name: &str) -> Result<(
         Ok([]) => Ok(()),
         Ok(_) => Err(patch.corrupt(format!("{name} has bytes after its zstd frame"))),
         Err(e) => Err(patch.corrupt(format!("{name}: {e}"))),
+    }
+}
+
+type StreamDecoder<'p> = zstd::stream::read::Decoder<'static, io::BufReader<Section<'p>>>;
+
+/// The diff stream, plain or zero-run coded.
+enum DiffReader<'p> {
+    Plain(StreamDecoder<'p>),
+    ZeroRun(ZeroRunReader<io::BufReader<StreamDecoder<'p>>>),
+}
+
+impl Read for DiffReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            DiffReader::Plain(d) => d.read(buf),
+            DiffReader::ZeroRun(z) => z.read(buf),
+        }
     }
 }
 

@@ -34,7 +34,7 @@ pub struct FileId {
 
 /// Where the payload's zstd streams are, for the bsdiff method (all other methods
 /// have a single stream filling the payload).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct StreamSizes {
     /// Compressed length of the control stream.
     pub control: u64,
@@ -42,7 +42,25 @@ pub struct StreamSizes {
     pub diff: u64,
     /// Compressed length of the extra stream.
     pub extra: u64,
+    /// How the diff stream's bytes are coded before compression.
+    pub diff_coding: DiffCoding,
 }
+
+/// The coding of a bsdiff patch's diff stream (header byte 14, `method_flags` bit 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiffCoding {
+    /// The decompressed stream is the diff bytes themselves.
+    #[default]
+    Plain,
+    /// The decompressed stream is pairs (zero count, literal count, literal bytes) that
+    /// expand to the diff bytes; see [`crate::control::ZeroRunReader`]. Smaller when the
+    /// diff is long zero runs (exact matches) between scattered differences.
+    ZeroRun,
+}
+
+/// `method_flags` bit 0: the bsdiff diff stream is zero-run coded.
+const FLAG_ZERO_RUN_DIFF: u8 = 1;
 
 /// The optional signature block of a patch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,7 +206,11 @@ impl Header {
         w.u16(HEADER_LEN as u16);
         w.u8(self.method.code());
         w.u8(self.window_log);
-        w.zeros(2);
+        let zero_run = self
+            .streams
+            .is_some_and(|s| s.diff_coding == DiffCoding::ZeroRun);
+        w.u8(if zero_run { FLAG_ZERO_RUN_DIFF } else { 0 });
+        w.zeros(1);
         let source = self.source.unwrap_or(FileId {
             size: 0,
             sha256: Sha256Digest([0; 32]),
@@ -200,11 +222,7 @@ impl Header {
         w.u64(self.payload.size);
         w.bytes(&self.payload.sha256.0);
         w.u64(self.apply_memory);
-        let streams = self.streams.unwrap_or(StreamSizes {
-            control: 0,
-            diff: 0,
-            extra: 0,
-        });
+        let streams = self.streams.unwrap_or_default();
         w.u64(streams.control);
         w.u64(streams.diff);
         w.u64(streams.extra);
@@ -268,7 +286,8 @@ impl Header {
         let method = Method::from_code(method_code)
             .ok_or(FormatError::UnknownMethod { code: method_code })?;
         let window_log = r.u8();
-        expect_zero(&mut r, 2)?;
+        let method_flags = r.u8();
+        expect_zero(&mut r, 1)?;
         let source = FileId {
             size: r.u64(),
             sha256: Sha256Digest(r.array()),
@@ -286,6 +305,7 @@ impl Header {
             control: r.u64(),
             diff: r.u64(),
             extra: r.u64(),
+            diff_coding: DiffCoding::Plain,
         };
         expect_zero(&mut r, 8)?;
         r.skip(SIGNED_LEN - CHECKED_LEN);
@@ -322,17 +342,27 @@ impl Header {
                         ),
                     ));
                 }
-                Some(streams)
+                let diff_coding = match method_flags {
+                    0 => DiffCoding::Plain,
+                    FLAG_ZERO_RUN_DIFF => DiffCoding::ZeroRun,
+                    _ => {
+                        return Err(bad(
+                            "method_flags",
+                            format!("{method_flags:#04x} has unknown bits"),
+                        ));
+                    }
+                };
+                Some(StreamSizes {
+                    diff_coding,
+                    ..streams
+                })
             }
             Method::ZstdRef | Method::Full => {
-                if streams
-                    != (StreamSizes {
-                        control: 0,
-                        diff: 0,
-                        extra: 0,
-                    })
-                {
+                if streams != StreamSizes::default() {
                     return Err(bad("stream sizes", "must be zero for this method".into()));
+                }
+                if method_flags != 0 {
+                    return Err(bad("method_flags", "must be zero for this method".into()));
                 }
                 None
             }
@@ -451,6 +481,7 @@ mod tests {
                 control: 10,
                 diff: 15,
                 extra: 5,
+                diff_coding: DiffCoding::ZeroRun,
             }),
             apply_memory: memory_bound(Method::Bsdiff, 20, 100, 120),
             signature: SignatureSlot::Unsigned,

@@ -72,42 +72,8 @@ impl<R: Read> OpReader<R> {
         }))
     }
 
-    fn byte(&mut self) -> Result<Option<u8>, ControlError> {
-        let mut b = [0u8; 1];
-        loop {
-            return match self.inner.read(&mut b) {
-                Ok(0) => Ok(None),
-                Ok(_) => Ok(Some(b[0])),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => Err(e.into()),
-            };
-        }
-    }
-
     fn varint(&mut self, eof_ok: bool) -> Result<Option<u64>, ControlError> {
-        let record = self.record;
-        let mut value: u64 = 0;
-        for i in 0..10u32 {
-            let Some(b) = self.byte()? else {
-                return if i == 0 && eof_ok {
-                    Ok(None)
-                } else {
-                    Err(ControlError::Truncated { record })
-                };
-            };
-            let bits = u64::from(b & 0x7f);
-            if i == 9 && b > 1 {
-                return Err(ControlError::Varint { record });
-            }
-            value |= bits << (7 * i);
-            if b & 0x80 == 0 {
-                if i > 0 && b == 0 {
-                    return Err(ControlError::Varint { record });
-                }
-                return Ok(Some(value));
-            }
-        }
-        Err(ControlError::Varint { record })
+        read_varint(&mut self.inner, eof_ok, self.record)
     }
 
     /// How many records have been read.
@@ -121,7 +87,42 @@ impl<R: Read> OpReader<R> {
     }
 }
 
-fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+/// Reads one minimal LEB128 varint of at most 64 bits. `Ok(None)` is a clean end of
+/// stream before its first byte, allowed only when `eof_ok`; `record` is for errors.
+fn read_varint(r: &mut impl Read, eof_ok: bool, record: u64) -> Result<Option<u64>, ControlError> {
+    let mut value: u64 = 0;
+    for i in 0..10u32 {
+        let mut b = [0u8; 1];
+        let b = loop {
+            match r.read(&mut b) {
+                Ok(0) => {
+                    return if i == 0 && eof_ok {
+                        Ok(None)
+                    } else {
+                        Err(ControlError::Truncated { record })
+                    };
+                }
+                Ok(_) => break b[0],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if i == 9 && b > 1 {
+            return Err(ControlError::Varint { record });
+        }
+        value |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            if i > 0 && b == 0 {
+                return Err(ControlError::Varint { record });
+            }
+            return Ok(Some(value));
+        }
+    }
+    Err(ControlError::Varint { record })
+}
+
+/// Writes `v` as a minimal LEB128 varint.
+pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -135,6 +136,132 @@ fn zigzag(v: i64) -> u64 {
 
 fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// Expands a zero-run coded diff stream: pairs of varints (zero count, literal count)
+/// each followed by that many literal bytes. A pair that expands to nothing is an
+/// error (it would let a small stream cost unbounded work), as is a stream that ends
+/// inside a pair; [`ZeroRunReader::at_end`] tells whether it ended cleanly.
+pub struct ZeroRunReader<R> {
+    inner: R,
+    zeros: u64,
+    literals: u64,
+    pairs: u64,
+}
+
+impl<R: Read> ZeroRunReader<R> {
+    /// Wraps the coded stream.
+    pub fn new(inner: R) -> Self {
+        ZeroRunReader {
+            inner,
+            zeros: 0,
+            literals: 0,
+            pairs: 0,
+        }
+    }
+
+    /// True when every pair read so far has been fully expanded and the coded stream
+    /// has no further byte.
+    pub fn at_end(&mut self) -> io::Result<bool> {
+        if self.zeros > 0 || self.literals > 0 {
+            return Ok(false);
+        }
+        let mut probe = [0u8; 1];
+        Ok(self.inner.read(&mut probe)? == 0)
+    }
+
+    /// Unwraps the coded stream.
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: Read> Read for ZeroRunReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.zeros == 0 && self.literals == 0 {
+            let invalid = |e: ControlError| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("zero-run coding: {e}"))
+            };
+            let Some(zeros) = read_varint(&mut self.inner, true, self.pairs).map_err(invalid)?
+            else {
+                return Ok(0);
+            };
+            let literals = read_varint(&mut self.inner, false, self.pairs)
+                .map_err(invalid)?
+                .expect("mid-pair end of stream is an error");
+            if zeros == 0 && literals == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("zero-run coding: pair {} expands to nothing", self.pairs),
+                ));
+            }
+            (self.zeros, self.literals) = (zeros, literals);
+            self.pairs += 1;
+        }
+        if self.zeros > 0 {
+            let n = (buf.len() as u64).min(self.zeros) as usize;
+            buf[..n].fill(0);
+            self.zeros -= n as u64;
+            return Ok(n);
+        }
+        let n = (buf.len() as u64).min(self.literals) as usize;
+        let got = self.inner.read(&mut buf[..n])?;
+        if got == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "zero-run coding: literals cut short",
+            ));
+        }
+        self.literals -= got as u64;
+        Ok(got)
+    }
+}
+
+/// Codes diff bytes as zero runs and literals (the producer's side of
+/// [`ZeroRunReader`]): every zero byte ends a literal run, so literals never hold zeros.
+#[derive(Debug, Default)]
+pub struct ZeroRunWriter {
+    zeros: u64,
+    literals: Vec<u8>,
+}
+
+impl ZeroRunWriter {
+    /// Codes `bytes`, appending complete pairs to `out`.
+    pub fn push(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if rest[0] == 0 {
+                if !self.literals.is_empty() {
+                    self.flush(out);
+                }
+                let n = rest.iter().position(|&b| b != 0).unwrap_or(rest.len());
+                self.zeros += n as u64;
+                rest = &rest[n..];
+            } else {
+                let n = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+                self.literals.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+            }
+        }
+    }
+
+    /// Appends the last pair, if any.
+    pub fn finish(mut self, out: &mut Vec<u8>) {
+        if self.zeros > 0 || !self.literals.is_empty() {
+            self.flush(out);
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        write_varint(out, self.zeros);
+        write_varint(out, self.literals.len() as u64);
+        out.extend_from_slice(&self.literals);
+        self.zeros = 0;
+        self.literals.clear();
+    }
 }
 
 #[cfg(test)]
@@ -174,6 +301,32 @@ mod tests {
             assert_eq!(r.next_op().unwrap(), Some(op));
         }
         assert_eq!(r.next_op().unwrap(), None);
+    }
+
+    #[test]
+    fn zero_runs_round_trip() {
+        let diff: Vec<u8> = (0..5000u32)
+            .map(|i| if i % 97 < 5 { (i % 7) as u8 } else { 0 })
+            .collect();
+        let mut coded = Vec::new();
+        let mut w = ZeroRunWriter::default();
+        for chunk in diff.chunks(333) {
+            w.push(chunk, &mut coded);
+        }
+        w.finish(&mut coded);
+        let mut r = ZeroRunReader::new(&coded[..]);
+        let mut back = Vec::new();
+        r.read_to_end(&mut back).unwrap();
+        assert_eq!(back, diff);
+        assert!(coded.len() < diff.len() / 4);
+        // a pair that expands to nothing
+        assert!(ZeroRunReader::new(&[0u8, 0][..]).read(&mut [0; 4]).is_err());
+        // literals cut short
+        assert!(
+            ZeroRunReader::new(&[0u8, 3, 1][..])
+                .read_to_end(&mut Vec::new())
+                .is_err()
+        );
     }
 
     #[test]

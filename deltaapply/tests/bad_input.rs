@@ -368,6 +368,11 @@ fn consistent_headers_over_random_payloads_are_rejected() {
                 control,
                 diff,
                 extra: len - control - diff,
+                diff_coding: if rng.below(2) == 0 {
+                    deltaapply::container::DiffCoding::Plain
+                } else {
+                    deltaapply::container::DiffCoding::ZeroRun
+                },
             }
         });
         let header = deltaapply::Header {
