@@ -121,6 +121,38 @@ pub fn percent(a: u64, b: u64) -> String {
     }
 }
 
+/// The `inspect` subcommand both tools share: validates the header (not the payload)
+/// and prints it; returns the exit code.
+pub fn inspect(patch: &std::path::Path, json: bool) -> i32 {
+    match crate::Patch::open(patch) {
+        Ok(p) => {
+            if json {
+                print_json(&header_json(p.header()));
+            } else {
+                print!("{}", header_text(p.header()));
+            }
+            0
+        }
+        Err(e) => {
+            let code = e.exit_code();
+            report_error(&e.into(), code, json)
+        }
+    }
+}
+
+/// Parses the command line, or prints clap's message and returns the exit code to
+/// end with (0 for `--help` and `--version`, [`crate::exit::USAGE`] for errors).
+pub fn parse_args<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
+    T::try_parse().map_err(|e| {
+        let _ = e.print();
+        std::process::ExitCode::from(if e.use_stderr() {
+            crate::exit::USAGE as u8
+        } else {
+            0
+        })
+    })
+}
+
 /// A patch header as JSON (the fields `inspect --json` prints).
 pub fn header_json(h: &crate::Header) -> serde_json::Value {
     let signature = match h.signature {
@@ -168,10 +200,14 @@ pub fn header_text(h: &crate::Header) -> String {
         format!("{} bytes, sha256 {}", h.payload.size, h.payload.sha256),
     );
     if let Some(st) = h.streams {
+        let coding = match st.diff_coding {
+            crate::container::DiffCoding::Plain => "plain",
+            crate::container::DiffCoding::ZeroRun => "zero-run coded",
+        };
         line(
             "streams",
             format!(
-                "control {} + diff {} + extra {} bytes",
+                "control {} + diff {} ({coding}) + extra {} bytes",
                 st.control, st.diff, st.extra
             ),
         );

@@ -198,6 +198,29 @@ pub fn memory_bound(method: Method, window_log: u8, source_size: u64, target_siz
 }
 
 impl Header {
+    /// An unsigned header for a payload, with `apply_memory` computed by
+    /// [`memory_bound`] (the only value a decoder accepts).
+    pub fn unsigned(
+        method: Method,
+        window_log: u8,
+        source: Option<FileId>,
+        target: FileId,
+        payload: FileId,
+        streams: Option<StreamSizes>,
+    ) -> Header {
+        let source_size = source.map_or(0, |s| s.size);
+        Header {
+            method,
+            window_log,
+            source,
+            target,
+            payload,
+            streams,
+            apply_memory: memory_bound(method, window_log, source_size, target.size),
+            signature: SignatureSlot::Unsigned,
+        }
+    }
+
     /// Encodes the header to its 296 bytes, computing the checksum.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut w = Writer::with_capacity(HEADER_LEN);

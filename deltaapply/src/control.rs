@@ -182,8 +182,17 @@ impl<R: Read> Read for ZeroRunReader<R> {
             return Ok(0);
         }
         if self.zeros == 0 && self.literals == 0 {
-            let invalid = |e: ControlError| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("zero-run coding: {e}"))
+            let pair = self.pairs;
+            let invalid = |e: ControlError| match e {
+                ControlError::Io(e) => e,
+                ControlError::Varint { .. } => io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("zero-run coding: malformed varint in pair {pair}"),
+                ),
+                ControlError::Truncated { .. } => io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("zero-run coding: the stream ends inside pair {pair}"),
+                ),
             };
             let Some(zeros) = read_varint(&mut self.inner, true, self.pairs).map_err(invalid)?
             else {
@@ -220,6 +229,9 @@ impl<R: Read> Read for ZeroRunReader<R> {
     }
 }
 
+/// Longest literal run the writer holds before it writes a pair.
+const MAX_LITERAL_RUN: usize = 1 << 16;
+
 /// Codes diff bytes as zero runs and literals (the producer's side of
 /// [`ZeroRunReader`]): every zero byte ends a literal run, so literals never hold zeros.
 #[derive(Debug, Default)]
@@ -241,9 +253,18 @@ impl ZeroRunWriter {
                 self.zeros += n as u64;
                 rest = &rest[n..];
             } else {
-                let n = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+                let room = MAX_LITERAL_RUN - self.literals.len();
+                let n = rest
+                    .iter()
+                    .take(room)
+                    .position(|&b| b == 0)
+                    .unwrap_or(rest.len().min(room));
                 self.literals.extend_from_slice(&rest[..n]);
                 rest = &rest[n..];
+                if self.literals.len() == MAX_LITERAL_RUN {
+                    // Bounds the writer's memory; the next pair starts with no zeros.
+                    self.flush(out);
+                }
             }
         }
     }

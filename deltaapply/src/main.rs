@@ -22,16 +22,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli: Cli = match deltaapply::cli::parse_args() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return ExitCode::from(if e.use_stderr() {
-                deltaapply::exit::USAGE as u8
-            } else {
-                0
-            });
-        }
+        Err(code) => return code,
     };
     let code = match cli.command {
         Command::Apply(args) => cmd::apply::run(args),

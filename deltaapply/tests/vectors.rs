@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use assert_cmd::Command;
 use common::{Scratch, at, chain, error_kind, hex, read_vector, sha256, vector};
+use deltaapply::container::DiffCoding;
 use deltaapply::{Method, Patch};
 use serde::Deserialize;
 
@@ -67,6 +68,19 @@ struct StreamsDoc {
     control: u64,
     diff: u64,
     extra: u64,
+    /// `"plain"` or `"zero-run"` (`method_flags` bit 0, format-spec §5.2.5).
+    diff_coding: String,
+}
+
+impl StreamsDoc {
+    /// The `method_flags` byte this coding implies.
+    fn method_flags(&self) -> u8 {
+        match self.diff_coding.as_str() {
+            "plain" => 0,
+            "zero-run" => 1,
+            other => panic!("unknown diff_coding {other:?}"),
+        }
+    }
 }
 
 enum Expect {
@@ -146,6 +160,17 @@ fn vector_set_is_complete_and_small() {
                 .iter()
                 .any(|c| c.header.as_ref().is_some_and(|h| h.method == method.name())),
             "no valid {method} vector"
+        );
+    }
+    // And a valid bsdiff patch of each diff coding.
+    for coding in ["plain", "zero-run"] {
+        assert!(
+            index.cases.iter().any(|c| c
+                .header
+                .as_ref()
+                .and_then(|h| h.streams.as_ref())
+                .is_some_and(|s| s.diff_coding == coding)),
+            "no valid bsdiff vector with a {coding} diff stream"
         );
     }
     for code in [3, 4, 5] {
@@ -245,11 +270,18 @@ fn valid_headers_decode_to_the_documented_fields() {
             other => panic!("{name}: source {other:?}"),
         }
         match (&h.streams, &doc.streams) {
-            (Some(s), Some(d)) => assert_eq!(
-                (s.control, s.diff, s.extra),
-                (d.control, d.diff, d.extra),
-                "{name}: streams"
-            ),
+            (Some(s), Some(d)) => {
+                assert_eq!(
+                    (s.control, s.diff, s.extra),
+                    (d.control, d.diff, d.extra),
+                    "{name}: streams"
+                );
+                let coding = match s.diff_coding {
+                    DiffCoding::Plain => "plain",
+                    DiffCoding::ZeroRun => "zero-run",
+                };
+                assert_eq!(coding, d.diff_coding, "{name}: diff_coding");
+            }
             (None, None) => {}
             other => panic!("{name}: streams {other:?}"),
         }
@@ -284,6 +316,12 @@ fn valid_headers_decode_to_the_documented_fields() {
         assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 1);
         assert_eq!(u16::from_le_bytes([bytes[10], bytes[11]]), 296);
         assert_eq!(bytes[at::METHOD], h.method.code());
+        assert_eq!(
+            bytes[at::METHOD_FLAGS],
+            doc.streams.as_ref().map_or(0, StreamsDoc::method_flags),
+            "{name}: method_flags"
+        );
+        assert_eq!(bytes[at::RESERVED], 0, "{name}: reserved byte 15");
         assert_eq!(common::get_u64(&bytes, at::TARGET_SIZE), doc.target.size);
         assert_eq!(common::get_u64(&bytes, at::PAYLOAD_SIZE), doc.payload.size);
         assert_eq!(common::get_u64(&bytes, at::APPLY_MEMORY), doc.apply_memory);
@@ -443,6 +481,15 @@ fn the_binary_inspects_valid_vectors() {
         assert_eq!(json["apply_memory"], doc.apply_memory, "{}", case.name);
         assert_eq!(json["target"]["sha256"], doc.target.sha256.as_str());
         assert_eq!(json["payload"]["sha256"], doc.payload.sha256.as_str());
+        match &doc.streams {
+            Some(s) => assert_eq!(
+                json["streams"]["diff_coding"],
+                s.diff_coding.as_str(),
+                "{}",
+                case.name
+            ),
+            None => assert!(json["streams"].is_null(), "{}", case.name),
+        }
     }
     let out = Command::cargo_bin("deltaapply")
         .unwrap()
@@ -501,5 +548,49 @@ fn huge_declared_sizes_need_no_large_allocation() {
             String::from_utf8_lossy(&out.stderr)
         );
         scratch.assert_untouched(&case.name);
+    }
+}
+
+/// The zero-run examples of format-spec §5.2.5, through the library's reader: control
+/// records that take the 7 diff bytes `00 00 00 07 05 00 00`, then the end check (Z4).
+#[test]
+fn zero_run_examples_of_the_spec() {
+    use deltaapply::control::ZeroRunReader;
+    use std::io::Read;
+
+    let diff = [0u8, 0, 0, 7, 5, 0, 0];
+    let apply = |coded: &[u8]| -> Result<(), String> {
+        let mut r = ZeroRunReader::new(coded);
+        let mut got = [0u8; 7];
+        r.read_exact(&mut got).map_err(|e| e.to_string())?;
+        assert_eq!(got, diff, "{coded:02x?} expands to other bytes");
+        match r.at_end() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("bytes left over".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    };
+    let valid: [&[u8]; 3] = [
+        &[0x03, 0x02, 0x07, 0x05, 0x02, 0x00],
+        &[0x03, 0x04, 0x07, 0x05, 0x00, 0x00],
+        &[0x01, 0x00, 0x02, 0x02, 0x07, 0x05, 0x02, 0x00],
+    ];
+    for coded in valid {
+        assert_eq!(apply(coded), Ok(()), "{coded:02x?}");
+    }
+    let rejected: [(&[u8], &str); 4] = [
+        (
+            &[0x03, 0x02, 0x07, 0x05, 0x00, 0x00, 0x02, 0x00],
+            "expands to nothing",
+        ),
+        (&[0x03, 0x02, 0x07, 0x05, 0x82, 0x00], "malformed varint"),
+        (&[0x03, 0x02, 0x07], "cut short"),
+        (&[0x03, 0x02, 0x07, 0x05, 0x03, 0x00], "left over"),
+    ];
+    for (coded, why) in rejected {
+        match apply(coded) {
+            Ok(()) => panic!("{coded:02x?} accepted"),
+            Err(e) => assert!(e.contains(why), "{coded:02x?}: {e}"),
+        }
     }
 }

@@ -15,7 +15,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
-use deltaapply::container::{FileId, HEADER_LEN, Header, SignatureSlot, StreamSizes, memory_bound};
+use deltaapply::container::{
+    DiffCoding, FileId, HEADER_LEN, Header, SignatureSlot, StreamSizes, memory_bound,
+};
 use deltaapply::control::Op;
 use deltaapply::{Method, Sha256Digest};
 use deltapack::Settings;
@@ -26,7 +28,8 @@ const VERSION_AT: usize = 8;
 const HEADER_LEN_AT: usize = 10;
 const METHOD_AT: usize = 12;
 const WINDOW_LOG_AT: usize = 13;
-const RESERVED_AT: usize = 14;
+const METHOD_FLAGS_AT: usize = 14;
+const RESERVED_AT: usize = 15;
 const SOURCE_SIZE_AT: usize = 16;
 const TARGET_SIZE_AT: usize = 56;
 const PAYLOAD_SIZE_AT: usize = 96;
@@ -438,13 +441,21 @@ fn control(ops: &[(u64, u64, i64)]) -> Vec<u8> {
 }
 
 /// A bsdiff patch from already-compressed sections, with every header field
-/// consistent (sizes, hashes, memory bound, checksum): what a forger would write.
-fn bsdiff_patch(old: &[u8], target: FileId, window_log: u8, sections: [Vec<u8>; 3]) -> Vec<u8> {
+/// consistent (sizes, hashes, memory bound, `method_flags`, checksum): what a forger
+/// would write. `coding` says how the diff section's content is coded.
+fn bsdiff_patch(
+    old: &[u8],
+    target: FileId,
+    window_log: u8,
+    coding: DiffCoding,
+    sections: [Vec<u8>; 3],
+) -> Vec<u8> {
     let [control, diff, extra] = sections;
     let streams = StreamSizes {
         control: control.len() as u64,
         diff: diff.len() as u64,
         extra: extra.len() as u64,
+        diff_coding: coding,
     };
     let payload = [control, diff, extra].concat();
     let header = Header {
@@ -477,6 +488,36 @@ fn streams_for(old: &[u8], new: &[u8], ops: &[(u64, u64, i64)]) -> [Vec<u8>; 3] 
     }
     assert_eq!(written, new.len());
     [control(ops), diff, extra]
+}
+
+/// The zero-run coding of a diff stream (format-spec §5.2.5), written from the spec
+/// rather than with the library's `ZeroRunWriter`: pairs of varints (zero count,
+/// literal count) and the literal bytes, every zero byte ending a literal run, so that
+/// literals never hold a zero.
+fn zero_run(diff: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut rest = diff;
+    while !rest.is_empty() {
+        let zeros = rest.iter().position(|&b| b != 0).unwrap_or(rest.len());
+        let literals = rest[zeros..]
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(rest.len() - zeros);
+        varint(&mut out, zeros as u64);
+        varint(&mut out, literals as u64);
+        out.extend_from_slice(&rest[zeros..zeros + literals]);
+        rest = &rest[zeros + literals..];
+    }
+    out
+}
+
+/// Minimal LEB128 (format-spec §5.2.2).
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 fn compress3(streams: &[Vec<u8>; 3]) -> anyhow::Result<[Vec<u8>; 3]> {
@@ -583,8 +624,66 @@ fn build() -> anyhow::Result<VectorSet> {
         "the spec's control stream"
     );
     let fox_target = id(&fox_new);
-    let fox = bsdiff_patch(&fox_old, fox_target, 10, compress3(&fox_streams)?);
+    let fox = bsdiff_patch(
+        &fox_old,
+        fox_target,
+        10,
+        DiffCoding::Plain,
+        compress3(&fox_streams)?,
+    );
     v.file("bsdiff-spec-example.dpatch", fox.clone())?;
+
+    // The same, with the diff stream zero-run coded (§5.2.5): forced here, whatever
+    // deltapack would choose, so that the set always has a valid patch of each coding.
+    ensure!(
+        zero_run(&[0, 0, 0, 7, 5, 0, 0]) == [3, 2, 7, 5, 2, 0],
+        "the spec's zero-run example"
+    );
+    let fox_coded = zero_run(&fox_streams[1]);
+    ensure!(
+        fox_coded == [0x28, 0x01, 0xf3],
+        "the fox diff stream, zero-run coded"
+    );
+    let mut library_coded = Vec::new();
+    let mut writer = deltaapply::control::ZeroRunWriter::default();
+    writer.push(&fox_streams[1][..16], &mut library_coded);
+    writer.push(&fox_streams[1][16..], &mut library_coded);
+    writer.finish(&mut library_coded);
+    ensure!(
+        library_coded == fox_coded,
+        "ZeroRunWriter codes as §5.2.5 says"
+    );
+    let zero_run_sections = |coded: &[u8]| -> anyhow::Result<[Vec<u8>; 3]> {
+        Ok([
+            frame(&fox_streams[0])?,
+            frame(coded)?,
+            frame(&fox_streams[2])?,
+        ])
+    };
+    v.file(
+        "bsdiff-zero-run-example.dpatch",
+        bsdiff_patch(
+            &fox_old,
+            fox_target,
+            10,
+            DiffCoding::ZeroRun,
+            zero_run_sections(&fox_coded)?,
+        ),
+    )?;
+    // One pair whose literals are the whole diff stream, zeros included: valid, though
+    // deltapack never writes zeros as literals.
+    let mut literal_zeros = vec![0x00, 41];
+    literal_zeros.extend_from_slice(&fox_streams[1]);
+    v.file(
+        "bsdiff-zero-run-literal-zeros.dpatch",
+        bsdiff_patch(
+            &fox_old,
+            fox_target,
+            10,
+            DiffCoding::ZeroRun,
+            zero_run_sections(&literal_zeros)?,
+        ),
+    )?;
 
     let bs = Some("exe.old");
     v.ok(
@@ -634,7 +733,24 @@ fn build() -> anyhow::Result<VectorSet> {
         Some("fox.old"),
         "fox.new",
         "§5.2.4",
-        "the worked example, built by hand from its control records (16, 3, +3), (25, 1, 0)",
+        "the worked example, built by hand from its control records (16, 3, +3), (25, 1, 0); \
+         plain diff stream",
+    )?;
+    v.ok(
+        "bsdiff-zero-run-example.dpatch",
+        Some("fox.old"),
+        "fox.new",
+        "§5.2.5",
+        "the worked example with its diff stream zero-run coded (method_flags 01): 28 01 F3, \
+         one pair (40, 1, F3) that spans both control records",
+    )?;
+    v.ok(
+        "bsdiff-zero-run-literal-zeros.dpatch",
+        Some("fox.old"),
+        "fox.new",
+        "§5.2.5",
+        "the worked example, zero-run coded as the single pair (0, 41) whose literals are \
+         the whole diff stream: literal bytes may be zero",
     )?;
     v.variant("with-old").ok(
         "full-valid.dpatch",
@@ -797,7 +913,7 @@ fn build() -> anyhow::Result<VectorSet> {
         BAD_PATCH,
         "Format/ReservedNotZero",
         "§6 H6",
-        "reserved byte 14 set to 01, header_check recomputed",
+        "reserved byte 15 set to 01, header_check recomputed",
     )?;
     corrupt(
         "signature-nonzero.dpatch",
@@ -948,19 +1064,55 @@ fn build() -> anyhow::Result<VectorSet> {
          is allocated for it",
     )?;
 
+    // method_flags (header byte 14) outside what the method allows.
+    let unknown_flags = bsdiff[METHOD_FLAGS_AT] | 0x02;
+    v.file(
+        "method-flags-unknown-bit.dpatch",
+        resealed(&bsdiff, |p| p[METHOD_FLAGS_AT] = unknown_flags),
+    )?;
+    v.fail(
+        "method-flags-unknown-bit.dpatch",
+        bs,
+        None,
+        BAD_PATCH,
+        "Format/BadField",
+        Some("method_flags"),
+        "§3.3 H11a",
+        &format!(
+            "bsdiff-valid with method_flags {unknown_flags:02X} (bit 1, unassigned, set), \
+             header_check recomputed"
+        ),
+    )?;
+    v.file(
+        "full-method-flags.dpatch",
+        resealed(&full, |p| p[METHOD_FLAGS_AT] = 0x01),
+    )?;
+    v.fail(
+        "full-method-flags.dpatch",
+        None,
+        None,
+        BAD_PATCH,
+        "Format/BadField",
+        Some("method_flags"),
+        "§3.3 H11a",
+        "full-valid with method_flags 01 (zero-run diff, a bsdiff flag), header_check \
+         recomputed",
+    )?;
+
     // Forged bsdiff payloads: hashes, stream sizes and checksum all consistent, so only
     // decoding can catch them. All start from the worked example.
     let fox_frames = compress3(&fox_streams)?;
     let [fox_control, fox_diff, fox_extra] = fox_streams.clone();
     let mut forged = |name: &str,
                       target: FileId,
+                      coding: DiffCoding,
                       sections: [Vec<u8>; 3],
                       error: &'static str,
                       message: &'static str,
                       rule: &'static str,
                       description: &str|
      -> anyhow::Result<()> {
-        v.file(name, bsdiff_patch(&fox_old, target, 10, sections))?;
+        v.file(name, bsdiff_patch(&fox_old, target, 10, coding, sections))?;
         v.fail(
             name,
             Some("fox.old"),
@@ -976,6 +1128,7 @@ fn build() -> anyhow::Result<VectorSet> {
     forged(
         "control-overrun.dpatch",
         fox_target,
+        DiffCoding::Plain,
         [
             frame(&control(&[(16, 3, 3), (25, 2, 0)]))?,
             fox_frames[1].clone(),
@@ -989,6 +1142,7 @@ fn build() -> anyhow::Result<VectorSet> {
     forged(
         "control-read-overrun.dpatch",
         fox_target,
+        DiffCoding::Plain,
         [
             frame(&control(&[(16, 3, 3), (26, 0, 0)]))?,
             frame(&[fox_diff.as_slice(), &[0]].concat())?,
@@ -1002,6 +1156,7 @@ fn build() -> anyhow::Result<VectorSet> {
     forged(
         "control-seek-overrun.dpatch",
         fox_target,
+        DiffCoding::Plain,
         [
             frame(&control(&[(16, 3, -20), (25, 1, 0)]))?,
             fox_frames[1].clone(),
@@ -1015,6 +1170,7 @@ fn build() -> anyhow::Result<VectorSet> {
     forged(
         "control-short.dpatch",
         fox_target,
+        DiffCoding::Plain,
         [
             frame(&control(&[(16, 3, 3)]))?,
             frame(&fox_diff[..16])?,
@@ -1028,6 +1184,7 @@ fn build() -> anyhow::Result<VectorSet> {
     forged(
         "diff-leftover.dpatch",
         fox_target,
+        DiffCoding::Plain,
         [
             fox_frames[0].clone(),
             frame(&[fox_diff.as_slice(), &[0]].concat())?,
@@ -1041,6 +1198,7 @@ fn build() -> anyhow::Result<VectorSet> {
     forged(
         "extra-short.dpatch",
         fox_target,
+        DiffCoding::Plain,
         [
             fox_frames[0].clone(),
             fox_frames[1].clone(),
@@ -1054,6 +1212,7 @@ fn build() -> anyhow::Result<VectorSet> {
     forged(
         "control-bad-varint.dpatch",
         fox_target,
+        DiffCoding::Plain,
         [
             frame(&[[0x80, 0x00].as_slice(), &fox_control[1..]].concat())?,
             fox_frames[1].clone(),
@@ -1067,6 +1226,7 @@ fn build() -> anyhow::Result<VectorSet> {
     forged(
         "control-truncated-record.dpatch",
         fox_target,
+        DiffCoding::Plain,
         [
             frame(&fox_control[..5])?,
             fox_frames[1].clone(),
@@ -1080,6 +1240,7 @@ fn build() -> anyhow::Result<VectorSet> {
     forged(
         "empty-section.dpatch",
         fox_target,
+        DiffCoding::Plain,
         [Vec::new(), fox_frames[1].clone(), fox_frames[2].clone()],
         "Corrupt",
         "control stream",
@@ -1090,6 +1251,7 @@ fn build() -> anyhow::Result<VectorSet> {
     forged(
         "bsdiff-skippable-frame.dpatch",
         fox_target,
+        DiffCoding::Plain,
         [
             fox_frames[0].clone(),
             [fox_frames[1].as_slice(), &skippable].concat(),
@@ -1106,11 +1268,99 @@ fn build() -> anyhow::Result<VectorSet> {
             size: fox_target.size,
             sha256: Sha256Digest::of(b"not the target"),
         },
+        DiffCoding::Plain,
         fox_frames.clone(),
         "TargetMismatch",
         "nothing was written",
         "§6 T1",
         "decodes cleanly, but the output does not hash to target_sha256",
+    )?;
+
+    // Forged zero-run coded diff streams (§5.2.5), from the worked example whose diff
+    // stream (40 × 00, F3) codes as 28 01 F3.
+    let zr = DiffCoding::ZeroRun;
+    forged(
+        "zero-run-empty-pair.dpatch",
+        fox_target,
+        zr,
+        zero_run_sections(&[0x00, 0x00, 0x28, 0x01, 0xf3])?,
+        "Corrupt",
+        "expands to nothing",
+        "§5.2.5 Z3",
+        "the coded diff stream 00 00 28 01 F3 starts with the pair (0, 0)",
+    )?;
+    forged(
+        "zero-run-truncated-varint.dpatch",
+        fox_target,
+        zr,
+        zero_run_sections(&[0x28, 0x81])?,
+        "Corrupt",
+        "ends inside",
+        "§5.2.5 Z2",
+        "the coded diff stream 28 81 ends inside the literal count's varint",
+    )?;
+    forged(
+        "zero-run-truncated-literals.dpatch",
+        fox_target,
+        zr,
+        zero_run_sections(&[0x28, 0x01])?,
+        "Corrupt",
+        "diff stream ends early",
+        "§5.2.5 Z2",
+        "the coded diff stream 28 01 ends before the pair's literal byte, which the second \
+         control record needs",
+    )?;
+    forged(
+        "zero-run-bad-varint.dpatch",
+        fox_target,
+        zr,
+        zero_run_sections(&[0xa8, 0x00, 0x01, 0xf3])?,
+        "Corrupt",
+        "malformed varint",
+        "§5.2.5 Z1",
+        "the coded diff stream A8 00 01 F3: the zero count 40 as the non-minimal varint A8 00",
+    )?;
+    forged(
+        "zero-run-leftover.dpatch",
+        fox_target,
+        zr,
+        zero_run_sections(&[0x28, 0x01, 0xf3, 0x05, 0x00])?,
+        "Corrupt",
+        "diff stream has bytes left over",
+        "§5.2.5 Z4",
+        "the coded diff stream 28 01 F3 05 00: a complete pair (5, 0) after the last byte the \
+         control stream uses",
+    )?;
+    forged(
+        "zero-run-leftover-literal.dpatch",
+        fox_target,
+        zr,
+        zero_run_sections(&[0x28, 0x02, 0xf3, 0x00])?,
+        "Corrupt",
+        "diff stream has bytes left over",
+        "§5.2.5 Z4",
+        "the coded diff stream 28 02 F3 00: the control stream ends with the pair's second \
+         literal unread",
+    )?;
+    // Records (16, 3, +3), (24, 2, 0) also make fox.new, with a diff stream of 40 zeros
+    // (coded 28 00) and the extra stream `cat!!`.
+    let alt_ops = [(16, 3, 3), (24, 2, 0)];
+    let alt = streams_for(&fox_old, &fox_new, &alt_ops);
+    ensure!(
+        alt[1] == [0; 40] && alt[2] == b"cat!!",
+        "the alternative records"
+    );
+    ensure!(zero_run(&alt[1]) == [0x28, 0x00]);
+    forged(
+        "zero-run-leftover-zeros.dpatch",
+        fox_target,
+        zr,
+        [frame(&alt[0])?, frame(&[0x29, 0x00])?, frame(&alt[2])?],
+        "Corrupt",
+        "diff stream has bytes left over",
+        "§5.2.5 Z4",
+        "records (16, 3, +3), (24, 2, 0) read 40 diff bytes; the coded diff stream 29 00 is \
+         one pair of 41 zeros, so one is left when the control stream ends",
     )?;
 
     // Forged single-frame payloads.
@@ -1189,7 +1439,43 @@ fn build() -> anyhow::Result<VectorSet> {
          payload is exactly one frame",
     )?;
 
+    check(&v)?;
     Ok(v)
+}
+
+/// Guards against vectors that do not test what they claim: a failing patch that is
+/// byte for byte a valid one (as an edit of a field that already had the edited value
+/// would make), and a set without a valid bsdiff patch of each diff coding.
+fn check(v: &VectorSet) -> anyhow::Result<()> {
+    let valid: std::collections::BTreeSet<&str> = v
+        .cases
+        .iter()
+        .filter(|c| matches!(c.expect, Expect::Ok(_)))
+        .map(|c| c.patch.as_str())
+        .collect();
+    for c in &v.cases {
+        if valid.contains(c.patch.as_str()) {
+            continue;
+        }
+        for ok in &valid {
+            ensure!(
+                v.bytes(&c.patch) != v.bytes(ok),
+                "{} must fail but is the same file as {ok}",
+                c.patch
+            );
+        }
+    }
+    for coding in [DiffCoding::Plain, DiffCoding::ZeroRun] {
+        ensure!(
+            v.cases.iter().any(|c| c
+                .header
+                .as_ref()
+                .and_then(|h| h.streams)
+                .is_some_and(|s| s.diff_coding == coding)),
+            "no valid bsdiff patch with a {coding:?} diff stream"
+        );
+    }
+    Ok(())
 }
 
 fn write(dir: &Path, set: &VectorSet) -> anyhow::Result<()> {
@@ -1328,13 +1614,17 @@ fn readme(set: &VectorSet) -> String {
         "\n## Headers of the valid patches\n\n\
          `vectors.json` records each valid patch's decoded header (`header`); the tests \
          check the patch decodes to exactly those values and that the sizes and SHA-256s \
-         are those of the input files and of the payload.\n"
+         are those of the input files and of the payload. *Diff coding* is bit 0 of \
+         `method_flags` (header byte 14, §5.2.5): deltapack compresses the diff stream \
+         both plain and zero-run coded and keeps the smaller, so which one its patches \
+         use may change with the encoder; the hand-built `bsdiff-spec-example` (plain) \
+         and `bsdiff-zero-run-*` (zero-run) patches keep one of each.\n"
     );
     let _ = writeln!(
         w,
-        "| patch | method | window_log | source | target | payload | streams (control + diff + extra) | apply_memory |"
+        "| patch | method | window_log | source | target | payload | streams (control + diff + extra) | diff coding | apply_memory |"
     );
-    let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---|---:|");
+    let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---|---|---:|");
     let mut seen = std::collections::BTreeSet::new();
     for c in &set.cases {
         let Some(h) = &c.header else { continue };
@@ -1344,9 +1634,13 @@ fn readme(set: &VectorSet) -> String {
         let streams = h.streams.map_or("—".into(), |s| {
             format!("{} + {} + {}", s.control, s.diff, s.extra)
         });
+        let coding = h.streams.map_or("—", |s| match s.diff_coding {
+            DiffCoding::Plain => "plain",
+            DiffCoding::ZeroRun => "zero-run",
+        });
         let _ = writeln!(
             w,
-            "| `{}` | {} | {} | {} | {} | {} | {streams} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {streams} | {coding} | {} |",
             c.patch,
             h.method,
             h.window_log,

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use deltaapply::container::{FileId, HEADER_LEN, Header, SignatureSlot, memory_bound};
+use deltaapply::container::{FileId, HEADER_LEN, Header};
 use deltaapply::{Limits, Method, Sha256Digest};
 use deltapack::{Settings, make_one};
 
@@ -110,22 +110,7 @@ fn wrap(method: Method, window_log: u8, old: Option<&[u8]>, new: &[u8], payload:
         size: b.len() as u64,
         sha256: Sha256Digest::of(b),
     };
-    let source = old.map(id);
-    let header = Header {
-        method,
-        window_log,
-        source,
-        target: id(new),
-        payload: id(payload),
-        streams: None,
-        apply_memory: memory_bound(
-            method,
-            window_log,
-            source.map_or(0, |s| s.size),
-            new.len() as u64,
-        ),
-        signature: SignatureSlot::Unsigned,
-    };
+    let header = Header::unsigned(method, window_log, old.map(id), id(new), id(payload), None);
     let mut out = header.encode().to_vec();
     out.extend_from_slice(payload);
     out

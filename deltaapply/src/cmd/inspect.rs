@@ -16,18 +16,5 @@ pub struct Args {
 
 /// Runs the command; returns the exit code.
 pub fn run(args: Args) -> i32 {
-    match deltaapply::Patch::open(&args.patch) {
-        Ok(p) => {
-            if args.json {
-                cli::print_json(&cli::header_json(p.header()));
-            } else {
-                print!("{}", cli::header_text(p.header()));
-            }
-            0
-        }
-        Err(e) => {
-            let code = e.exit_code();
-            cli::report_error(&e.into(), code, args.json)
-        }
-    }
+    cli::inspect(&args.patch, args.json)
 }

@@ -17,6 +17,9 @@ pub mod at {
     pub const HEADER_LEN: usize = 10;
     pub const METHOD: usize = 12;
     pub const WINDOW_LOG: usize = 13;
+    /// Bit 0: the bsdiff diff stream is zero-run coded (§5.2.5).
+    pub const METHOD_FLAGS: usize = 14;
+    pub const RESERVED: usize = 15;
     pub const SOURCE_SIZE: usize = 16;
     pub const SOURCE_SHA: usize = 24;
     pub const TARGET_SIZE: usize = 56;

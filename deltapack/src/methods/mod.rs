@@ -7,7 +7,7 @@ mod single_frame;
 pub use bsdiff::encode as bsdiff;
 pub use single_frame::{full, zstd_ref};
 
-use deltaapply::container::{FileId, Header, SignatureSlot, StreamSizes, memory_bound};
+use deltaapply::container::{FileId, Header, StreamSizes};
 use deltaapply::{Method, Sha256Digest};
 
 /// log2 of `n` rounded up, at least `deltaapply::container::MIN_WINDOW_LOG`.
@@ -32,22 +32,14 @@ pub(crate) fn assemble(
         size: b.len() as u64,
         sha256: Sha256Digest::of(b),
     };
-    let source = old.map(id);
-    let header = Header {
+    let header = Header::unsigned(
         method,
         window_log,
-        source,
-        target: id(new),
-        payload: id(&payload),
+        old.map(id),
+        id(new),
+        id(&payload),
         streams,
-        apply_memory: memory_bound(
-            method,
-            window_log,
-            source.map_or(0, |s| s.size),
-            new.len() as u64,
-        ),
-        signature: SignatureSlot::Unsigned,
-    };
+    );
     let mut out = header.encode().to_vec();
     out.extend_from_slice(&payload);
     out
