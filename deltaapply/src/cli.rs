@@ -92,18 +92,29 @@ impl Bar {
     }
 }
 
-/// Prints `value` as one line of JSON on stdout.
-pub fn print_json(value: &serde_json::Value) {
+/// Writes `text` to stdout. A closed pipe (the reader went away, as with `| head`) is
+/// not an error; any other failure, such as a full disk, is.
+pub fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    // A closed pipe is not an error worth reporting.
-    let _ = writeln!(out, "{value}");
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to standard output"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Prints `value` as one line of JSON on stdout (see [`write_stdout`]).
+pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+    write_stdout(&format!("{value}\n"))
 }
 
 /// Prints an error chain to stderr (`error: outer: inner: ...`), or as JSON on stdout
 /// when `json` is set, and returns the exit code.
 pub fn report_error(err: &anyhow::Error, code: i32, json: bool) -> i32 {
     if json {
-        print_json(
+        // Nothing more can be said if stdout itself fails; the exit code still tells.
+        let _ = print_json(
             &serde_json::json!({ "ok": false, "error": format!("{err:#}"), "exit_code": code }),
         );
     } else {
@@ -126,12 +137,15 @@ pub fn percent(a: u64, b: u64) -> String {
 pub fn inspect(patch: &std::path::Path, json: bool) -> i32 {
     match crate::Patch::open(patch) {
         Ok(p) => {
-            if json {
-                print_json(&header_json(p.header()));
+            let printed = if json {
+                print_json(&header_json(p.header()))
             } else {
-                print!("{}", header_text(p.header()));
+                write_stdout(&header_text(p.header()))
+            };
+            match printed {
+                Ok(()) => 0,
+                Err(e) => report_error(&e, crate::exit::FAILURE, false),
             }
-            0
         }
         Err(e) => {
             let code = e.exit_code();

@@ -74,7 +74,8 @@ pub enum MethodChoice {
 pub enum DiffError {
     /// The requested method cannot apply within the memory budget.
     #[error(
-        "the {method} method needs at least {needed} bytes to apply, above --max-apply-memory {budget}"
+        "the {method} method needs at least {needed} bytes to apply, above --max-apply-memory {budget}: \
+         raise --max-apply-memory if the devices have the memory, or use another method"
     )]
     OverBudget {
         /// The method.
@@ -87,9 +88,28 @@ pub enum DiffError {
     /// The suffix index cannot be built (old file too large for the bsdiff method).
     #[error(transparent)]
     Index(#[from] suffix::IndexError),
+    /// `auto` found no method that could make a patch.
+    #[error("no method can make this patch: {}", reasons.iter().map(|(m, why)| format!("{m}: {why}")).collect::<Vec<_>>().join("; "))]
+    NoMethod {
+        /// Each method with why it failed.
+        reasons: Vec<(Method, String)>,
+        /// True when every method failed only for the memory budget.
+        over_budget: bool,
+    },
     /// Compression failed.
     #[error("compression failed")]
     Compress(#[from] io::Error),
+}
+
+impl DiffError {
+    /// True when the error is the memory budget's (exit code 5 at the command line).
+    pub fn is_over_budget(&self) -> bool {
+        match self {
+            DiffError::OverBudget { .. } => true,
+            DiffError::NoMethod { over_budget, .. } => *over_budget,
+            _ => false,
+        }
+    }
 }
 
 /// One method's result while choosing.
@@ -148,6 +168,7 @@ pub fn make_patch(
     let mut candidates = Vec::new();
     let mut best: Option<(Method, Vec<u8>)> = None;
     let mut first_error = None;
+    let mut all_over_budget = true;
     for (method, result) in results {
         match result {
             Ok(bytes) => {
@@ -178,6 +199,7 @@ pub fn make_patch(
                     skipped: Some(reason),
                 });
                 if let Skip::Failed(e) = skip {
+                    all_over_budget &= e.is_over_budget();
                     first_error.get_or_insert(e);
                 }
             }
@@ -189,7 +211,14 @@ pub fn make_patch(
             method,
             candidates,
         }),
-        None => Err(first_error.expect("at least one method was tried")),
+        None if candidates.len() == 1 => Err(first_error.expect("the one method failed")),
+        None => Err(DiffError::NoMethod {
+            over_budget: all_over_budget,
+            reasons: candidates
+                .iter()
+                .map(|c| (c.method, c.skipped.clone().unwrap_or_default()))
+                .collect(),
+        }),
     }
 }
 

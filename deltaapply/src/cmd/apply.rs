@@ -52,12 +52,7 @@ type Paths = (Option<PathBuf>, PathBuf, PathBuf);
 fn resolve_paths(args: &Args) -> anyhow::Result<Paths> {
     Ok(
         match (&args.in_place, &args.output, args.files.as_slice()) {
-            (Some(file), None, [patch]) => {
-                // Follow a symlink so the file it points to is replaced, not the link.
-                let file = std::fs::canonicalize(file)
-                    .with_context(|| format!("cannot open {}", file.display()))?;
-                (Some(file.clone()), patch.clone(), file)
-            }
+            (Some(file), None, [patch]) => (Some(file.clone()), patch.clone(), file.clone()),
             (Some(_), None, _) => bail!("with --in-place FILE, give only the PATCH"),
             (None, Some(out), [old, patch]) => (Some(old.clone()), patch.clone(), out.clone()),
             (None, Some(out), [patch]) => (None, patch.clone(), out.clone()),
@@ -68,6 +63,14 @@ fn resolve_paths(args: &Args) -> anyhow::Result<Paths> {
 }
 
 fn apply(args: Args, (old, patch, dest): Paths) -> anyhow::Result<()> {
+    let (old, dest) = if args.in_place.is_some() {
+        // Follow a symlink so the file it points to is replaced, not the link.
+        let file = std::fs::canonicalize(&dest)
+            .with_context(|| format!("cannot open {}", dest.display()))?;
+        (Some(file.clone()), file)
+    } else {
+        (old, dest)
+    };
     let started = Instant::now();
     let bar = cli::Bar::bytes(!args.json);
     let limits = Limits {
@@ -92,7 +95,7 @@ fn apply(args: Args, (old, patch, dest): Paths) -> anyhow::Result<()> {
             "target": report.target,
             "output": report.dest,
             "seconds": seconds,
-        }));
+        }))?;
     } else {
         eprintln!(
             "wrote {} ({} bytes, sha256 {}) with the {} method in {seconds:.2} s",

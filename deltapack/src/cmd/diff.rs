@@ -1,5 +1,6 @@
 //! `deltapack diff OLD NEW -o PATCH`: make one patch.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -50,7 +51,7 @@ pub fn run(args: Args) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             let code = match e.downcast_ref::<DiffError>() {
-                Some(DiffError::OverBudget { .. }) => deltaapply::exit::LIMIT,
+                Some(err) if err.is_over_budget() => deltaapply::exit::LIMIT,
                 _ => deltaapply::exit::FAILURE,
             };
             cli::report_error(&e, code, json)
@@ -77,7 +78,13 @@ fn diff(args: Args) -> anyhow::Result<()> {
     let spinner = cli::Bar::spinner(!args.json, "diffing");
     let made = make_patch(&old, &new, args.method, &settings);
     spinner.finish();
-    let made = made?;
+    let made = made.with_context(|| {
+        format!(
+            "cannot make a patch from {} to {}",
+            args.old.display(),
+            args.new.display()
+        )
+    })?;
     write_atomically(&args.output, &made.bytes)?;
     let seconds = started.elapsed().as_secs_f64();
 
@@ -90,7 +97,7 @@ fn diff(args: Args) -> anyhow::Result<()> {
         .and_then(|c| c.size);
     let size = made.bytes.len() as u64;
     if args.json {
-        cli::print_json(&serde_json::json!({
+        return cli::print_json(&serde_json::json!({
             "ok": true,
             "patch": args.output,
             "method": made.method,
@@ -102,8 +109,9 @@ fn diff(args: Args) -> anyhow::Result<()> {
             "candidates": made.candidates,
             "seconds": seconds,
         }));
-    } else {
-        let mut out = std::io::stdout().lock();
+    }
+    {
+        let mut out = String::new();
         let vs_full = full_size
             .map(|f| format!(", {} of the full image", cli::percent(size, f)))
             .unwrap_or_default();
@@ -130,8 +138,8 @@ fn diff(args: Args) -> anyhow::Result<()> {
                 let _ = writeln!(out, "  {mark} {:<7} {what}", c.method.name());
             }
         }
+        cli::write_stdout(&out)
     }
-    Ok(())
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so a reader never

@@ -79,9 +79,20 @@ pub fn encode(
     ))
 }
 
+/// Below this window log the match tables are capped by the window.
+const SMALL_WINDOW_LOG: u8 = 21;
+
 fn encoder(settings: &Settings, window_log: u8) -> io::Result<Encoder<'static, Vec<u8>>> {
     let mut enc = Encoder::new(Vec::new(), settings.level)?;
     enc.set_parameter(CParameter::WindowLog(u32::from(window_log)))?;
+    // The stream's size is not known up front, so zstd would size its match tables
+    // for large inputs (about 80 MiB at level 19) even for a tiny patch: for small
+    // windows, cap them by the window. Large windows keep the level's own tables.
+    if window_log < SMALL_WINDOW_LOG {
+        let tables = u32::from(window_log) + 1;
+        enc.set_parameter(CParameter::HashLog(tables))?;
+        enc.set_parameter(CParameter::ChainLog(tables))?;
+    }
     enc.include_checksum(false)?;
     settings.configure_workers(&mut enc)?;
     Ok(enc)
