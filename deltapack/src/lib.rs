@@ -74,8 +74,7 @@ pub enum MethodChoice {
 pub enum DiffError {
     /// The requested method cannot apply within the memory budget.
     #[error(
-        "the {method} method needs at least {needed} bytes to apply, above --max-apply-memory {budget}: \
-         raise --max-apply-memory if the devices have the memory, or use another method"
+        "the {method} method needs at least {needed} bytes to apply, above --max-apply-memory {budget}"
     )]
     OverBudget {
         /// The method.

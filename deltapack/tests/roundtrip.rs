@@ -153,7 +153,7 @@ fn check_budget(old: &[u8], new: &[u8], budget: u64) -> Result<(), TestCaseError
     }
     let auto = match make_patch(old, new, MethodChoice::Auto, &s) {
         Ok(auto) => auto,
-        Err(DiffError::OverBudget { .. }) => {
+        Err(e) if e.is_over_budget() => {
             prop_assert!(fitting.is_empty(), "auto failed, but {} fit", fitting.len());
             return Ok(());
         }

@@ -78,13 +78,19 @@ fn diff(args: Args) -> anyhow::Result<()> {
     let spinner = cli::Bar::spinner(!args.json, "diffing");
     let made = make_patch(&old, &new, args.method, &settings);
     spinner.finish();
-    let made = made.with_context(|| {
-        format!(
-            "cannot make a patch from {} to {}",
-            args.old.display(),
-            args.new.display()
-        )
-    })?;
+    let context = format!(
+        "cannot make a patch from {} to {}",
+        args.old.display(),
+        args.new.display()
+    );
+    let made = match made {
+        Ok(made) => made,
+        Err(e) if e.is_over_budget() => {
+            let hint = "over the apply-memory budget (raise --max-apply-memory if the devices have that much memory)";
+            return Err(anyhow::Error::new(e).context(context).context(hint));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(context)),
+    };
     write_atomically(&args.output, &made.bytes)?;
     let seconds = started.elapsed().as_secs_f64();
 
