@@ -68,9 +68,8 @@ pub fn diff(index: &SuffixIndex<'_>, old: &[u8], new: &[u8], out: &mut dyn Emit)
             if (len == old_score && len != 0) || len > old_score + SWITCH_MARGIN {
                 break;
             }
-            if scored_to > scan && agrees(scan, last_offset) {
-                old_score -= 1;
-            }
+            // `scan` leaves the scored span; it never agrees with the alignment here
+            // (the shortcut above takes every byte that does), so the score stays.
             scan += 1;
             if scored_to < scan {
                 scored_to = scan;
