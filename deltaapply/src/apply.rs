@@ -233,31 +233,13 @@ pub fn apply_patch(
             )?
         }
         (Method::ZstdRef, Some(src)) => {
-            check_frame_content_size(patch)?;
             let prefix = src
                 .bytes
                 .as_deref()
                 .expect("loaded for the reference method");
-            let reader = io::BufReader::new(patch.section(0, header.payload.size));
-            let mut dec = zstd::stream::read::Decoder::with_ref_prefix(reader, prefix)
-                .map_err(|e| patch.corrupt(e))?
-                .single_frame();
-            dec.window_log_max(u32::from(header.window_log))
-                .map_err(|e| patch.corrupt(e))?;
-            copy_all(patch, &mut dec, &mut sink)?;
-            expect_end(patch, dec.finish(), "payload")?;
+            decode_single_frame(patch, Some(prefix), &mut sink)?;
         }
-        (Method::Full, _) => {
-            check_frame_content_size(patch)?;
-            let reader = patch.section(0, header.payload.size);
-            let mut dec = zstd::stream::read::Decoder::new(reader)
-                .map_err(|e| patch.corrupt(e))?
-                .single_frame();
-            dec.window_log_max(u32::from(header.window_log))
-                .map_err(|e| patch.corrupt(e))?;
-            copy_all(patch, &mut dec, &mut sink)?;
-            expect_end(patch, dec.finish(), "payload")?;
-        }
+        (Method::Full, _) => decode_single_frame(patch, None, &mut sink)?,
         (Method::Bsdiff | Method::ZstdRef, None) => unreachable!("source checked above"),
     }
     let (size, sha256) = sink.finish()?;
@@ -276,6 +258,25 @@ pub fn apply_patch(
         target: header.target,
         dest: dest.to_path_buf(),
     })
+}
+
+/// Decodes the one zstd frame of the reference and full methods into the sink.
+fn decode_single_frame(
+    patch: &Patch,
+    prefix: Option<&[u8]>,
+    sink: &mut Sink<'_, '_>,
+) -> Result<(), Error> {
+    check_frame_content_size(patch)?;
+    let reader = io::BufReader::new(patch.section(0, patch.header.payload.size));
+    let decoder = match prefix {
+        Some(prefix) => zstd::stream::read::Decoder::with_ref_prefix(reader, prefix),
+        None => zstd::stream::read::Decoder::with_buffer(reader),
+    };
+    let mut dec = decoder.map_err(|e| patch.corrupt(e))?.single_frame();
+    dec.window_log_max(u32::from(patch.header.window_log))
+        .map_err(|e| patch.corrupt(e))?;
+    copy_all(patch, &mut dec, sink)?;
+    expect_end(patch, dec.finish(), "payload")
 }
 
 /// The single-frame methods' memory bound relies on the frame declaring its content
