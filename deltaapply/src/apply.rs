@@ -121,7 +121,8 @@ impl Patch {
         let total = self.header.payload.size;
         let mut done = 0;
         let section = self.section(0, total);
-        let (len, digest) = hash_reader(section, &mut |n| {
+        let (len, digest) = hash_reader(section, &mut |chunk| {
+            let n = chunk.len() as u64;
             done += n;
             progress(Progress {
                 phase: Phase::CheckPayload,
@@ -393,35 +394,27 @@ fn check_source(
     };
     // Reading one byte past the expected size catches a file that grew meanwhile.
     let limited = (&file).take(expected.size.saturating_add(1));
-    let (len, digest, bytes) = if keep {
-        // The size was checked against the header and `apply_memory` (which includes
-        // it) against the caller's limit, so this allocation is bounded.
+    // For the reference method the bytes are kept: the size was checked against the
+    // header, and `apply_memory` (which includes it) against the caller's limit, so
+    // this allocation is bounded.
+    let mut bytes = if keep {
         let capacity = usize::try_from(expected.size).map_err(|_| {
             io_err(io::Error::new(
                 io::ErrorKind::OutOfMemory,
                 "old file does not fit in memory",
             ))
         })?;
-        let mut buf = Vec::with_capacity(capacity);
-        let mut reader = limited;
-        let mut chunk = vec![0u8; IO_CHUNK];
-        let mut hasher = Hasher::new();
-        loop {
-            let n = match reader.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err(e)),
-            };
-            hasher.update(&chunk[..n]);
-            buf.extend_from_slice(&chunk[..n]);
-            report(n as u64);
-        }
-        (hasher.len(), hasher.finish(), Some(buf))
+        Some(Vec::with_capacity(capacity))
     } else {
-        let (len, digest) = hash_reader(limited, &mut report).map_err(io_err)?;
-        (len, digest, None)
+        None
     };
+    let (len, digest) = hash_reader(limited, &mut |chunk| {
+        if let Some(b) = bytes.as_mut() {
+            b.extend_from_slice(chunk);
+        }
+        report(chunk.len() as u64);
+    })
+    .map_err(io_err)?;
     if len != expected.size || digest != expected.sha256 {
         return Err(Error::WrongSource {
             path: path.to_path_buf(),

@@ -86,11 +86,11 @@ impl Hasher {
 /// Size of the buffer used to stream files through hashers and decoders.
 pub(crate) const IO_CHUNK: usize = 128 << 10;
 
-/// Hashes everything `reader` yields, calling `progress` with each chunk's length.
-/// Returns the byte count and digest.
+/// Hashes everything `reader` yields, handing each chunk to `each` as well (for
+/// progress, or to keep the bytes). Returns the byte count and digest.
 pub fn hash_reader(
     mut reader: impl Read,
-    progress: &mut dyn FnMut(u64),
+    each: &mut dyn FnMut(&[u8]),
 ) -> io::Result<(u64, Sha256Digest)> {
     let mut hasher = Hasher::new();
     let mut buf = vec![0u8; IO_CHUNK];
@@ -102,7 +102,7 @@ pub fn hash_reader(
             Err(e) => return Err(e),
         };
         hasher.update(&buf[..n]);
-        progress(n as u64);
+        each(&buf[..n]);
     }
     Ok((hasher.len(), hasher.finish()))
 }
