@@ -131,6 +131,8 @@ pub struct MadePatch {
     pub bytes: Vec<u8>,
     /// The method chosen.
     pub method: Method,
+    /// Memory applying the chosen patch needs (its header's `apply_memory`).
+    pub apply_memory: u64,
     /// Every method considered.
     pub candidates: Vec<Candidate>,
 }
@@ -205,11 +207,19 @@ pub fn make_patch(
         }
     }
     match best {
-        Some((method, bytes)) => Ok(MadePatch {
-            bytes,
-            method,
-            candidates,
-        }),
+        Some((method, bytes)) => {
+            let apply_memory = candidates
+                .iter()
+                .find(|c| c.method == method)
+                .and_then(|c| c.apply_memory)
+                .expect("the chosen method is a candidate with its header read");
+            Ok(MadePatch {
+                bytes,
+                method,
+                apply_memory,
+                candidates,
+            })
+        }
         None if candidates.len() == 1 => Err(first_error.expect("the one method failed")),
         None => Err(DiffError::NoMethod {
             over_budget: all_over_budget,

@@ -94,8 +94,6 @@ fn diff(args: Args) -> anyhow::Result<()> {
     write_atomically(&args.output, &made.bytes)?;
     let seconds = started.elapsed().as_secs_f64();
 
-    let header = deltaapply::Header::decode(&made.bytes, made.bytes.len() as u64)
-        .expect("the encoder writes valid headers");
     let full_size = made
         .candidates
         .iter()
@@ -111,7 +109,7 @@ fn diff(args: Args) -> anyhow::Result<()> {
             "old_size": old.len(),
             "new_size": new.len(),
             "full_size": full_size,
-            "apply_memory": header.apply_memory,
+            "apply_memory": made.apply_memory,
             "candidates": made.candidates,
             "seconds": seconds,
         }));
@@ -128,7 +126,7 @@ fn diff(args: Args) -> anyhow::Result<()> {
             made.method,
             size,
             cli::percent(size, new.len() as u64),
-            cli::human_bytes(header.apply_memory),
+            cli::human_bytes(made.apply_memory),
         );
         if made.candidates.len() > 1 {
             for c in &made.candidates {
