@@ -1405,6 +1405,15 @@ fn build() -> anyhow::Result<VectorSet> {
         "§5.4 D1",
         "a frame without Frame_Content_Size (streaming compression)",
     )?;
+    forged_full(
+        "full-skippable-frame-only.dpatch",
+        &[],
+        10,
+        vec![0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef],
+        Some("does not start with a zstd frame"),
+        "§5.1",
+        "an empty target whose payload is a skippable frame instead of a zstd frame",
+    )?;
     // 256 KiB, so that the frame cannot fit the applier's 128 KiB output buffer: with a
     // frame that fits, libzstd decodes in one pass without checking windowLogMax.
     let big_zeros = vec![0u8; 256 << 10];
