@@ -54,7 +54,7 @@ impl Bar {
         }
         let bar = indicatif::ProgressBar::new(0);
         let style = indicatif::ProgressStyle::with_template(
-            "{msg:>16} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            "{msg:>17} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
         )
         .expect("valid template")
         .progress_chars("=> ");
