@@ -17,5 +17,7 @@ if ((${#missing[@]})); then
 fi
 
 cargo test --workspace --all-targets --locked "$@"
+# The library as installers embed it: without the command-line dependencies.
+cargo test -p deltaapply --no-default-features --lib --locked
 # Doc tests are not part of --all-targets.
 cargo test --workspace --doc --locked
