@@ -15,9 +15,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
-use deltaapply::container::{
-    DiffCoding, FileId, HEADER_LEN, Header, SignatureSlot, StreamSizes, memory_bound,
-};
+use deltaapply::container::{DiffCoding, FileId, HEADER_LEN, Header, StreamSizes, memory_bound};
 use deltaapply::control::Op;
 use deltaapply::{Method, Sha256Digest};
 use deltapack::Settings;
@@ -458,16 +456,14 @@ fn bsdiff_patch(
         diff_coding: coding,
     };
     let payload = [control, diff, extra].concat();
-    let header = Header {
-        method: Method::Bsdiff,
+    let header = Header::unsigned(
+        Method::Bsdiff,
         window_log,
-        source: Some(id(old)),
+        Some(id(old)),
         target,
-        payload: id(&payload),
-        streams: Some(streams),
-        apply_memory: memory_bound(Method::Bsdiff, window_log, old.len() as u64, target.size),
-        signature: SignatureSlot::Unsigned,
-    };
+        id(&payload),
+        Some(streams),
+    );
     [header.encode().as_slice(), &payload].concat()
 }
 
@@ -1374,16 +1370,7 @@ fn build() -> anyhow::Result<VectorSet> {
                            description: &str|
      -> anyhow::Result<()> {
         let target = id(target);
-        let header = Header {
-            method: Method::Full,
-            window_log,
-            source: None,
-            target,
-            payload: id(&payload),
-            streams: None,
-            apply_memory: memory_bound(Method::Full, window_log, 0, target.size),
-            signature: SignatureSlot::Unsigned,
-        };
+        let header = Header::unsigned(Method::Full, window_log, None, target, id(&payload), None);
         v.file(name, [header.encode().as_slice(), &payload].concat())?;
         v.fail(
             name,
