@@ -32,11 +32,15 @@ pub mod container;
 pub mod control;
 mod digest;
 mod error;
+pub mod key;
 mod method;
+pub mod signature;
 pub mod stage;
 
 pub use apply::{ApplyReport, Limits, Patch, Phase, Progress, apply_file, apply_patch};
 pub use container::{FileId, FormatError, Header};
 pub use digest::{Hasher, Sha256Digest, hash_reader};
 pub use error::{Error, exit};
+pub use key::{KeyId, PublicKey, TrustedKeys};
 pub use method::Method;
+pub use signature::Origin;

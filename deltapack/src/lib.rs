@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod keys;
 pub mod matcher;
 pub mod methods;
 pub mod suffix;

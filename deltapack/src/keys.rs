@@ -1,0 +1,213 @@
+//! Secret signing keys: generating, storing (PKCS#8 PEM, mode 0600), loading, and
+//! signing patch headers and manifests. The key material never reaches `Debug`,
+//! `Display`, an error message or a log line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use deltaapply::container::{Header, SignatureSlot};
+use deltaapply::signature::{SignatureEntry, manifest_message};
+use deltaapply::{KeyId, PublicKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
+use ed25519_dalek::{Signer, SigningKey};
+
+/// Largest secret key file accepted (a PKCS#8 PEM ed25519 key is 119 bytes).
+const MAX_SECRET_KEY_FILE: u64 = 4096;
+
+/// An ed25519 signing key. Its bytes are wiped when it is dropped.
+pub struct SecretKey {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretKey(public {})", self.public_key())
+    }
+}
+
+/// Why a secret key could not be made, read or written. Messages never include key
+/// material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The system's random number generator failed.
+    #[error("cannot get random bytes from the operating system: {0}")]
+    Random(String),
+    /// The key file cannot be read or written.
+    #[error("cannot access secret key file {}", path.display())]
+    Io {
+        /// The key file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file exists and overwriting was not asked for.
+    #[error("{} already exists; refusing to overwrite a key (pass --force to replace it)", path.display())]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is not an ed25519 PKCS#8 PEM secret key.
+    #[error("{} is not an ed25519 secret key in PKCS#8 PEM form (\"BEGIN PRIVATE KEY\")", path.display())]
+    Format {
+        /// The file.
+        path: PathBuf,
+    },
+}
+
+impl SecretKey {
+    /// A new key from the operating system's random number generator.
+    pub fn generate() -> Result<SecretKey, KeyError> {
+        let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(&mut seed[..]).map_err(|e| KeyError::Random(e.to_string()))?;
+        Ok(SecretKey::from_seed(&seed))
+    }
+
+    /// The key whose 32-byte seed is `seed` (for tests and test vectors).
+    pub fn from_seed(seed: &[u8; 32]) -> SecretKey {
+        SecretKey {
+            key: SigningKey::from_bytes(seed),
+        }
+    }
+
+    /// Reads a PKCS#8 PEM secret key file.
+    pub fn load(path: &Path) -> Result<SecretKey, KeyError> {
+        use std::io::Read;
+        let io = |source| KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let mut text = zeroize::Zeroizing::new(String::new());
+        file.take(MAX_SECRET_KEY_FILE + 1)
+            .read_to_string(&mut text)
+            .map_err(|_| KeyError::Format {
+                path: path.to_path_buf(),
+            })?;
+        if text.len() as u64 > MAX_SECRET_KEY_FILE {
+            return Err(KeyError::Format {
+                path: path.to_path_buf(),
+            });
+        }
+        let key = SigningKey::from_pkcs8_pem(&text).map_err(|_| KeyError::Format {
+            path: path.to_path_buf(),
+        })?;
+        Ok(SecretKey { key })
+    }
+
+    /// Writes the key as PKCS#8 PEM to `path`, created with mode 0600 (on Unix).
+    /// Refuses to replace an existing file unless `overwrite`.
+    pub fn save(&self, path: &Path, overwrite: bool) -> Result<(), KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let pem = self
+            .key
+            .to_pkcs8_pem(LineEnding::LF)
+            .expect("an ed25519 key always encodes");
+        if overwrite {
+            match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => {}
+            }
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                KeyError::Exists {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                io(e)
+            }
+        })?;
+        file.write_all(pem.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(io)
+    }
+
+    /// The matching public key.
+    pub fn public_key(&self) -> PublicKey {
+        PublicKey::from_bytes(self.key.verifying_key().to_bytes())
+            .expect("a key derived from a secret key is valid")
+    }
+
+    /// The public key's identifier.
+    pub fn key_id(&self) -> KeyId {
+        self.public_key().id()
+    }
+
+    /// Fills `header`'s signature block with this key's signature.
+    pub fn sign_header(&self, header: &mut Header) {
+        // The signed bytes do not include the signature block, so it can be set last.
+        let message = header.signed_message();
+        header.signature = SignatureSlot::Ed25519 {
+            public_key: self.public_key().to_bytes(),
+            signature: self.key.sign(&message).to_bytes(),
+        };
+    }
+
+    /// Signs a manifest's exact bytes; the entry goes into its signature file.
+    pub fn sign_manifest(&self, manifest: &[u8]) -> SignatureEntry {
+        SignatureEntry {
+            key: self.public_key(),
+            signature: self.key.sign(&manifest_message(manifest)).to_bytes(),
+        }
+    }
+}
+
+/// Whether a secret key file can be read by users other than its owner.
+#[cfg(unix)]
+pub fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0)
+}
+
+/// Whether a secret key file can be read by users other than its owner.
+#[cfg(not(unix))]
+pub fn readable_by_others(_path: &Path) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltaapply::signature::{parse_signature_file, verify_manifest};
+
+    #[test]
+    fn save_load_sign_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("release.key");
+        let key = SecretKey::generate().unwrap();
+        key.save(&path, false).unwrap();
+        assert!(matches!(
+            key.save(&path, false),
+            Err(KeyError::Exists { .. })
+        ));
+        #[cfg(unix)]
+        assert!(!readable_by_others(&path));
+        let loaded = SecretKey::load(&path).unwrap();
+        assert_eq!(loaded.public_key(), key.public_key());
+
+        let manifest = b"product = \"x\"\n";
+        let file = deltaapply::signature::encode_signature_file(&[loaded.sign_manifest(manifest)]);
+        let trusted = deltaapply::TrustedKeys::single(key.public_key());
+        assert_eq!(parse_signature_file(file.as_bytes()).unwrap().len(), 1);
+        assert!(verify_manifest(manifest, file.as_bytes(), &trusted).is_ok());
+        assert!(verify_manifest(b"product = \"y\"\n", file.as_bytes(), &trusted).is_err());
+        let other = deltaapply::TrustedKeys::single(SecretKey::from_seed(&[9; 32]).public_key());
+        assert!(verify_manifest(manifest, file.as_bytes(), &other).is_err());
+    }
+
+    #[test]
+    fn debug_hides_the_secret() {
+        let key = SecretKey::from_seed(&[7; 32]);
+        let shown = format!("{key:?}");
+        assert!(shown.contains("ed25519:"));
+        assert!(!shown.contains("0707070707"));
+    }
+}
