@@ -72,6 +72,50 @@ impl Bar {
         Bar { bar: Some(bar) }
     }
 
+    /// A bar counting items (e.g. patches made), or a hidden one when not on a terminal.
+    pub fn count(enabled: bool, what: &str) -> Self {
+        if !enabled || !std::io::stderr().is_terminal() {
+            return Bar { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new(0).with_message(what.to_string());
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{wide_bar}] {pos}/{len} {elapsed_precise}",
+        )
+        .expect("valid template")
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.enable_steady_tick(Duration::from_millis(250));
+        Bar { bar: Some(bar) }
+    }
+
+    /// Whether the bar is drawn (stderr is a terminal and it was enabled).
+    pub fn is_visible(&self) -> bool {
+        self.bar.is_some()
+    }
+
+    /// Sets the number of items.
+    pub fn set_length(&self, len: u64) {
+        if let Some(b) = &self.bar {
+            b.set_length(len);
+        }
+    }
+
+    /// Counts one item done.
+    pub fn inc(&self) {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+
+    /// Prints a line on stderr above the bar (or plainly without one), unless `quiet`.
+    pub fn println(&self, line: &str, quiet: bool) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None if !quiet => eprintln!("{line}"),
+            None => {}
+        }
+    }
+
     /// Sets what the bar shows.
     pub fn set(&self, msg: &'static str, done: u64, total: u64) {
         if let Some(b) = &self.bar {

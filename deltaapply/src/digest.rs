@@ -52,6 +52,18 @@ impl serde::Serialize for Sha256Digest {
     }
 }
 
+impl<'de> serde::Deserialize<'de> for Sha256Digest {
+    /// Accepts exactly 64 lowercase hex digits.
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(serde::de::Error::custom("sha256 must be lowercase hex"));
+        }
+        Sha256Digest::from_hex(&s)
+            .ok_or_else(|| serde::de::Error::custom("sha256 must be 64 hex digits"))
+    }
+}
+
 /// Incremental SHA-256 that also counts the bytes it has seen.
 #[derive(Default, Clone)]
 pub struct Hasher {

@@ -124,6 +124,8 @@ pub mod exit {
     pub const WRONG_SOURCE: i32 = 4;
     /// Applying would exceed a resource limit.
     pub const LIMIT: i32 = 5;
+    /// A signature is missing, invalid, or by a key that is not trusted.
+    pub const UNTRUSTED: i32 = 6;
 }
 
 impl Error {

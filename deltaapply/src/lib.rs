@@ -33,6 +33,7 @@ pub mod control;
 mod digest;
 mod error;
 pub mod key;
+pub mod manifest;
 mod method;
 pub mod signature;
 pub mod stage;

@@ -16,10 +16,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod build;
+pub mod config;
 pub mod keys;
 pub mod matcher;
 pub mod methods;
+pub mod store;
 pub mod suffix;
+pub mod verify;
 
 use std::io;
 

@@ -17,6 +17,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Diff(cmd::diff::Args),
+    Build(cmd::build::Args),
+    Verify(cmd::verify::Args),
     Inspect(cmd::inspect::Args),
 }
 
@@ -27,6 +29,8 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Diff(args) => cmd::diff::run(args),
+        Command::Build(args) => cmd::build::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
     };
     ExitCode::from(code as u8)

@@ -1,4 +1,6 @@
 //! One module per subcommand, each with its own arguments and `run`.
 
+pub mod build;
 pub mod diff;
 pub mod inspect;
+pub mod verify;

@@ -1,0 +1,666 @@
+//! The release manifest: what a publish directory holds, signed as exact bytes by a
+//! detached signature file. Normative description: `format-spec/manifest-v1.md`.
+//!
+//! The manifest names the newest release of one product and channel, its artifacts
+//! (each with its size and SHA-256, a full image, and patches to it from older
+//! releases), and the older releases still supported (with their full images, so that
+//! the next build can diff against them and an applier can recognise them by hash).
+//!
+//! [`Manifest::parse`] refuses anything larger than [`MAX_MANIFEST_SIZE`], anything not
+//! UTF-8, and every field outside its range, so that the rest of the code can trust the
+//! values it reads. Signature checking ([`crate::signature::verify_manifest`]) comes
+//! first: this parser only ever sees signed bytes.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Sha256Digest;
+use crate::method::Method;
+
+/// The manifest format this code reads and writes.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// Largest manifest accepted, in bytes. A release with 100 artifacts and 5 patches
+/// each is about 100 KiB.
+pub const MAX_MANIFEST_SIZE: u64 = 1 << 20;
+
+/// Most artifacts in one release.
+pub const MAX_ARTIFACTS: usize = 1000;
+
+/// Most older releases listed, and most patches to one artifact.
+pub const MAX_PREVIOUS: usize = 64;
+
+/// Longest product, channel, version or artifact name, in bytes.
+pub const MAX_NAME_LEN: usize = 128;
+
+/// File name of the manifest in a publish directory.
+pub const MANIFEST_FILE: &str = "manifest.toml";
+
+/// File name of its detached signature file.
+pub const SIGNATURE_FILE: &str = "manifest.toml.sig";
+
+/// A parsed, validated manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`MANIFEST_FORMAT`].
+    pub format: u32,
+    /// What is released, e.g. `example-app`.
+    pub product: String,
+    /// Which stream of releases, e.g. `stable`.
+    pub channel: String,
+    /// The newest release's version (free-form text; order is given by `sequence`).
+    pub version: String,
+    /// Increases by at least one with every manifest published for this product and
+    /// channel; appliers refuse a manifest older than one they accepted.
+    pub sequence: u64,
+    /// When the manifest was made.
+    pub created: Timestamp,
+    /// After this instant appliers refuse the manifest (a frozen feed).
+    pub expires: Timestamp,
+    /// The newest release's files.
+    #[serde(rename = "artifact")]
+    pub artifacts: Vec<Artifact>,
+    /// Older releases still supported, newest first.
+    #[serde(rename = "previous", default, skip_serializing_if = "Vec::is_empty")]
+    pub previous: Vec<PreviousRelease>,
+}
+
+/// One file of the newest release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// Its name, unique within the release (a plain file name).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its SHA-256.
+    pub sha256: Sha256Digest,
+    /// The full image, usable from any installed state.
+    pub full: FullImage,
+    /// Patches to it from older releases, newest base first.
+    #[serde(rename = "patch", default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<PatchEntry>,
+}
+
+/// A published file: where it is, and its exact size and hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FullImage {
+    /// Path relative to the manifest, e.g. `full/<sha256>.dpatch`.
+    pub path: RelPath,
+    /// Size of the file in bytes.
+    pub size: u64,
+    /// SHA-256 of the file.
+    pub sha256: Sha256Digest,
+    /// How the artifact is compressed inside it: `zstd` (a patch-v1 container of
+    /// method full, whose payload is one zstd frame).
+    pub compression: String,
+    /// Memory applying it needs (the container's `apply_memory`).
+    pub apply_memory: u64,
+}
+
+/// A patch from an older release to an artifact of the newest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatchEntry {
+    /// The older release's version.
+    pub base_version: String,
+    /// Size of the file the patch applies to.
+    pub base_size: u64,
+    /// SHA-256 of the file the patch applies to.
+    pub base_sha256: Sha256Digest,
+    /// Path of the patch file relative to the manifest.
+    pub path: RelPath,
+    /// Size of the patch file.
+    pub size: u64,
+    /// SHA-256 of the patch file.
+    pub sha256: Sha256Digest,
+    /// The patch's method.
+    pub method: Method,
+    /// Memory applying it needs (the patch's `apply_memory`).
+    pub apply_memory: u64,
+}
+
+/// An older release that is still supported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousRelease {
+    /// Its version.
+    pub version: String,
+    /// Its sequence number (lower than the manifest's).
+    pub sequence: u64,
+    /// Its files, with their full images.
+    #[serde(rename = "artifact")]
+    pub artifacts: Vec<PreviousArtifact>,
+}
+
+/// A file of an older release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousArtifact {
+    /// Its name.
+    pub name: String,
+    /// Its size.
+    pub size: u64,
+    /// Its SHA-256.
+    pub sha256: Sha256Digest,
+    /// Its full image.
+    pub full: FullImage,
+}
+
+/// Why manifest bytes were refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    /// Larger than [`MAX_MANIFEST_SIZE`].
+    #[error("manifest is {size} bytes, more than the {MAX_MANIFEST_SIZE} allowed")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+    },
+    /// Not UTF-8.
+    #[error("manifest is not UTF-8 text")]
+    NotUtf8,
+    /// Not TOML of the expected shape.
+    #[error("manifest is not valid: {0}")]
+    Syntax(String),
+    /// A format this code does not read.
+    #[error(
+        "manifest format {format} is not supported (this applier reads format {MANIFEST_FORMAT})"
+    )]
+    UnsupportedFormat {
+        /// The manifest's format.
+        format: u32,
+    },
+    /// A field is out of range or inconsistent with another.
+    #[error("manifest field {field}: {problem}")]
+    Invalid {
+        /// Where, e.g. `artifact[0].patch[1].path`.
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl Manifest {
+    /// Parses and validates manifest bytes (which should already have passed the
+    /// signature check).
+    pub fn parse(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        if bytes.len() as u64 > MAX_MANIFEST_SIZE {
+            return Err(ManifestError::TooLarge {
+                size: bytes.len() as u64,
+            });
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| ManifestError::NotUtf8)?;
+        // The format is read on its own first, so that a newer manifest is reported as
+        // such rather than as a shape error.
+        #[derive(Deserialize)]
+        struct FormatOnly {
+            format: Option<u32>,
+        }
+        let format = toml::from_str::<FormatOnly>(text)
+            .map_err(|e| ManifestError::Syntax(e.to_string().trim_end().to_string()))?
+            .format;
+        match format {
+            Some(MANIFEST_FORMAT) => {}
+            Some(format) => return Err(ManifestError::UnsupportedFormat { format }),
+            None => return Err(ManifestError::Syntax("missing field `format`".into())),
+        }
+        let manifest: Manifest = toml::from_str(text)
+            .map_err(|e| ManifestError::Syntax(e.to_string().trim_end().to_string()))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Checks every field's range and the cross-field rules of the spec.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        let invalid = |field: &str, problem: String| ManifestError::Invalid {
+            field: field.to_string(),
+            problem,
+        };
+        if self.format != MANIFEST_FORMAT {
+            return Err(ManifestError::UnsupportedFormat {
+                format: self.format,
+            });
+        }
+        check_name("product", &self.product, NameKind::Label)?;
+        check_name("channel", &self.channel, NameKind::Label)?;
+        check_name("version", &self.version, NameKind::Label)?;
+        if self.sequence == 0 {
+            return Err(invalid("sequence", "must be at least 1".into()));
+        }
+        if self.expires <= self.created {
+            return Err(invalid(
+                "expires",
+                format!("{} is not after created {}", self.expires, self.created),
+            ));
+        }
+        if self.artifacts.is_empty() || self.artifacts.len() > MAX_ARTIFACTS {
+            return Err(invalid(
+                "artifact",
+                format!("must list 1 to {MAX_ARTIFACTS} artifacts"),
+            ));
+        }
+        let mut names = BTreeSet::new();
+        for (i, a) in self.artifacts.iter().enumerate() {
+            let at = format!("artifact[{i}]");
+            check_name(&format!("{at}.name"), &a.name, NameKind::FileName)?;
+            if !names.insert(a.name.as_str()) {
+                return Err(invalid(
+                    &format!("{at}.name"),
+                    format!("{:?} appears twice", a.name),
+                ));
+            }
+            check_full(&format!("{at}.full"), &a.full)?;
+            if a.patches.len() > MAX_PREVIOUS {
+                return Err(invalid(
+                    &format!("{at}.patch"),
+                    format!("more than {MAX_PREVIOUS} patches"),
+                ));
+            }
+            let mut bases = BTreeSet::new();
+            for (j, p) in a.patches.iter().enumerate() {
+                let at = format!("{at}.patch[{j}]");
+                check_name(
+                    &format!("{at}.base_version"),
+                    &p.base_version,
+                    NameKind::Label,
+                )?;
+                if p.base_version == self.version {
+                    return Err(invalid(
+                        &format!("{at}.base_version"),
+                        "a patch from the release to itself".into(),
+                    ));
+                }
+                if p.base_sha256 == a.sha256 {
+                    return Err(invalid(
+                        &format!("{at}.base_sha256"),
+                        "equals the artifact's own hash".into(),
+                    ));
+                }
+                if !bases.insert(p.base_sha256) {
+                    return Err(invalid(
+                        &format!("{at}.base_sha256"),
+                        "two patches from the same base".into(),
+                    ));
+                }
+                if p.method == Method::Full {
+                    return Err(invalid(
+                        &format!("{at}.method"),
+                        "a patch must apply to a base (bsdiff or zstd)".into(),
+                    ));
+                }
+            }
+        }
+        if self.previous.len() > MAX_PREVIOUS {
+            return Err(invalid(
+                "previous",
+                format!("more than {MAX_PREVIOUS} older releases"),
+            ));
+        }
+        let mut versions = BTreeSet::from([self.version.as_str()]);
+        let mut last_sequence = self.sequence;
+        for (i, r) in self.previous.iter().enumerate() {
+            let at = format!("previous[{i}]");
+            check_name(&format!("{at}.version"), &r.version, NameKind::Label)?;
+            if !versions.insert(r.version.as_str()) {
+                return Err(invalid(
+                    &format!("{at}.version"),
+                    format!("version {:?} is listed twice", r.version),
+                ));
+            }
+            if r.sequence >= last_sequence {
+                return Err(invalid(
+                    &format!("{at}.sequence"),
+                    "must be lower than the newer release's before it".into(),
+                ));
+            }
+            last_sequence = r.sequence;
+            if r.artifacts.is_empty() || r.artifacts.len() > MAX_ARTIFACTS {
+                return Err(invalid(
+                    &format!("{at}.artifact"),
+                    format!("must list 1 to {MAX_ARTIFACTS} artifacts"),
+                ));
+            }
+            let mut names = BTreeSet::new();
+            for (j, a) in r.artifacts.iter().enumerate() {
+                let at = format!("{at}.artifact[{j}]");
+                check_name(&format!("{at}.name"), &a.name, NameKind::FileName)?;
+                if !names.insert(a.name.as_str()) {
+                    return Err(invalid(
+                        &format!("{at}.name"),
+                        format!("{:?} appears twice", a.name),
+                    ));
+                }
+                check_full(&format!("{at}.full"), &a.full)?;
+            }
+        }
+        for (i, a) in self.artifacts.iter().enumerate() {
+            for (j, p) in a.patches.iter().enumerate() {
+                if !versions.contains(p.base_version.as_str()) {
+                    return Err(invalid(
+                        &format!("artifact[{i}].patch[{j}].base_version"),
+                        format!("{:?} is not a listed older release", p.base_version),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The artifact called `name`.
+    pub fn artifact(&self, name: &str) -> Option<&Artifact> {
+        self.artifacts.iter().find(|a| a.name == name)
+    }
+
+    /// Whether the manifest has expired at `now`.
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        now >= self.expires
+    }
+}
+
+fn check_full(at: &str, full: &FullImage) -> Result<(), ManifestError> {
+    if full.compression != "zstd" {
+        return Err(ManifestError::Invalid {
+            field: format!("{at}.compression"),
+            problem: format!("{:?} is not a known compression (zstd)", full.compression),
+        });
+    }
+    Ok(())
+}
+
+enum NameKind {
+    /// Product, channel, version: printable ASCII without spaces.
+    Label,
+    /// An artifact name: letters, digits, `.`, `_`, `-`, `+`, not starting with `.`.
+    FileName,
+}
+
+fn check_name(field: &str, value: &str, kind: NameKind) -> Result<(), ManifestError> {
+    let problem = if value.is_empty() || value.len() > MAX_NAME_LEN {
+        Some(format!("must be 1 to {MAX_NAME_LEN} bytes"))
+    } else {
+        match kind {
+            NameKind::Label => (!value.bytes().all(|b| b.is_ascii_graphic()))
+                .then(|| "must be printable ASCII without spaces".to_string()),
+            NameKind::FileName => (value.starts_with('.')
+                || !value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b)))
+            .then(|| {
+                "must be letters, digits, '.', '_', '-', '+' and not start with '.'".to_string()
+            }),
+        }
+    };
+    match problem {
+        Some(problem) => Err(ManifestError::Invalid {
+            field: field.to_string(),
+            problem: format!("{value:?} {problem}"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Checks a name the way the manifest checks artifact names (for producers).
+pub fn check_artifact_name(name: &str) -> Result<(), ManifestError> {
+    check_name("artifact name", name, NameKind::FileName)
+}
+
+/// Checks a product, channel or version label the way the manifest does.
+pub fn check_label(field: &str, value: &str) -> Result<(), ManifestError> {
+    check_name(field, value, NameKind::Label)
+}
+
+/// A path inside a publish directory: 1 to 8 components of letters, digits, `.`, `_`,
+/// `-`, separated by `/`; no component empty or starting with `.`; at most 255 bytes.
+/// So it can never name anything outside the directory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct RelPath(String);
+
+impl RelPath {
+    /// Validates `s`.
+    pub fn new(s: &str) -> Result<RelPath, String> {
+        if s.is_empty() || s.len() > 255 {
+            return Err(format!("{s:?}: a path must be 1 to 255 bytes"));
+        }
+        let parts: Vec<&str> = s.split('/').collect();
+        if parts.len() > 8 {
+            return Err(format!("{s:?}: more than 8 components"));
+        }
+        for part in parts {
+            if part.is_empty()
+                || part.starts_with('.')
+                || !part
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+            {
+                return Err(format!(
+                    "{s:?}: each component must be letters, digits, '.', '_', '-', not empty and not starting with '.'"
+                ));
+            }
+            if is_windows_device(part) {
+                return Err(format!("{s:?}: {part:?} is a Windows device name"));
+            }
+        }
+        Ok(RelPath(s.to_string()))
+    }
+
+    /// The path as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The path below `root`.
+    pub fn under(&self, root: &std::path::Path) -> std::path::PathBuf {
+        self.0.split('/').fold(root.to_path_buf(), |p, c| p.join(c))
+    }
+}
+
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for RelPath {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        RelPath::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `CON`, `nul.txt`, `COM1`…: names Windows reserves in every directory.
+fn is_windows_device(component: &str) -> bool {
+    let stem = component
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit())
+}
+
+/// An instant, in whole seconds since the Unix epoch, written in TOML as a UTC offset
+/// date-time (`2026-11-21T10:00:00Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub u64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Timestamp {
+        Timestamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        )
+    }
+
+    /// Parses `YYYY-MM-DDTHH:MM:SSZ`.
+    pub fn parse(s: &str) -> Option<Timestamp> {
+        let dt: toml::value::Datetime = s.parse().ok()?;
+        Timestamp::from_datetime(&dt)
+    }
+
+    fn from_datetime(dt: &toml::value::Datetime) -> Option<Timestamp> {
+        use toml::value::Offset;
+        let (Some(date), Some(time), Some(Offset::Z)) = (dt.date, dt.time, dt.offset) else {
+            return None;
+        };
+        if !(1970..=9999).contains(&date.year)
+            || time.second.is_none_or(|s| s > 59)
+            || time.nanosecond.is_some_and(|n| n != 0)
+        {
+            return None;
+        }
+        let days = days_from_civil(i64::from(date.year), date.month.into(), date.day.into())?;
+        let secs = days * 86_400
+            + i64::from(time.hour) * 3600
+            + i64::from(time.minute) * 60
+            + i64::from(time.second.unwrap_or(0));
+        u64::try_from(secs).ok().map(Timestamp)
+    }
+
+    fn to_datetime(self) -> toml::value::Datetime {
+        use toml::value::{Date, Datetime, Offset, Time};
+        let days = (self.0 / 86_400) as i64;
+        let rem = self.0 % 86_400;
+        let (year, month, day) = civil_from_days(days);
+        Datetime {
+            date: Some(Date {
+                year: year as u16,
+                month: month as u8,
+                day: day as u8,
+            }),
+            time: Some(Time {
+                hour: (rem / 3600) as u8,
+                minute: (rem / 60 % 60) as u8,
+                second: Some((rem % 60) as u8),
+                nanosecond: None,
+            }),
+            offset: Some(Offset::Z),
+        }
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.to_datetime())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_datetime().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let dt = toml::value::Datetime::deserialize(d)?;
+        Timestamp::from_datetime(&dt).ok_or_else(|| {
+            serde::de::Error::custom(
+                "expected a UTC date-time in whole seconds, like 2026-11-21T10:00:00Z, from 1970 to 9999",
+            )
+        })
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm);
+/// `None` for an impossible date.
+fn days_from_civil(y: i64, m: i64, d: i64) -> Option<i64> {
+    let leap = y % 4 == 0 && (y % 100 != 0 || y % 400 == 0);
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&m) || d < 1 || d > month_days[(m - 1) as usize] {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some(era * 146_097 + doe - 719_468)
+}
+
+/// The inverse of [`days_from_civil`].
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip() {
+        for (text, secs) in [
+            ("1970-01-01T00:00:00Z", 0),
+            ("2000-02-29T12:34:56Z", 951_827_696),
+            ("2026-11-21T10:00:00Z", 1_795_255_200),
+        ] {
+            let t = Timestamp::parse(text).unwrap();
+            assert_eq!(t.0, secs, "{text}");
+            assert_eq!(t.to_string(), text);
+        }
+        for bad in [
+            "2026-02-30T00:00:00Z",
+            "2026-11-21T10:00:00+01:00",
+            "2026-11-21T10:00:00",
+            "2026-11-21",
+            "2026-11-21T10:00:00.5Z",
+            "1969-12-31T23:59:59Z",
+        ] {
+            assert_eq!(Timestamp::parse(bad), None, "{bad}");
+        }
+        for days in [0, 1, 365, 10_957, 20_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), Some(days));
+        }
+    }
+
+    #[test]
+    fn rel_paths() {
+        for good in ["full/abc.dpatch", "patches/0123-x_y.dpatch", "a"] {
+            assert!(RelPath::new(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../b",
+            "a//b",
+            "a/",
+            ".hidden",
+            "a/.b",
+            "a\\b",
+            "a\0b",
+            "C:x",
+            "a/b/c/d/e/f/g/h/i",
+            "full/CON",
+            "nul.txt",
+            "x/com1.dpatch",
+        ] {
+            assert!(RelPath::new(bad).is_err(), "{bad:?}");
+        }
+    }
+}
