@@ -638,6 +638,228 @@ mod tests {
         }
     }
 
+    const GOOD: &str = r#"
+format = 1
+product = "p"
+channel = "stable"
+version = "1.1"
+sequence = 2
+created = 2026-11-01T00:00:00Z
+expires = 2027-01-01T00:00:00Z
+
+[[artifact]]
+name = "app.bin"
+size = 10
+sha256 = "1111111111111111111111111111111111111111111111111111111111111111"
+
+[artifact.full]
+path = "full/aa.dpatch"
+size = 5
+sha256 = "2222222222222222222222222222222222222222222222222222222222222222"
+compression = "zstd"
+apply_memory = 4194314
+
+[[artifact.patch]]
+base_version = "1.0"
+base_size = 9
+base_sha256 = "3333333333333333333333333333333333333333333333333333333333333333"
+path = "patches/bb.dpatch"
+size = 4
+sha256 = "4444444444444444444444444444444444444444444444444444444444444444"
+method = "bsdiff"
+apply_memory = 4194320
+
+[[previous]]
+version = "1.0"
+sequence = 1
+
+[[previous.artifact]]
+name = "app.bin"
+size = 9
+sha256 = "3333333333333333333333333333333333333333333333333333333333333333"
+
+[previous.artifact.full]
+path = "full/cc.dpatch"
+size = 5
+sha256 = "5555555555555555555555555555555555555555555555555555555555555555"
+compression = "zstd"
+apply_memory = 4194313
+"#;
+
+    #[test]
+    fn a_good_manifest_parses() {
+        let m = Manifest::parse(GOOD.as_bytes()).unwrap();
+        assert_eq!(m.artifacts[0].patches[0].method, Method::Bsdiff);
+        assert_eq!(m.previous[0].version, "1.0");
+        assert!(!m.is_expired(Timestamp::parse("2026-12-01T00:00:00Z").unwrap()));
+        assert!(m.is_expired(m.expires));
+    }
+
+    #[test]
+    fn hostile_manifests_are_refused() {
+        let edit = |from: &str, to: &str| {
+            assert!(GOOD.contains(from), "{from}");
+            GOOD.replacen(from, to, 1).into_bytes()
+        };
+        let nested = format!(
+            "format = 1\nx = {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("not UTF-8", b"format = 1\nproduct = \"\xff\"\n".to_vec()),
+            ("too large", vec![b'#'; (MAX_MANIFEST_SIZE + 1) as usize]),
+            ("deep nesting", nested.into_bytes()),
+            ("format 2", edit("format = 1", "format = 2")),
+            ("no format", edit("format = 1", "")),
+            ("missing field", edit("sequence = 2", "")),
+            ("sequence 0", edit("sequence = 2", "sequence = 0")),
+            ("negative size", edit("size = 10", "size = -10")),
+            ("string size", edit("size = 10", "size = \"10\"")),
+            (
+                "expired before created",
+                edit(
+                    "expires = 2027-01-01T00:00:00Z",
+                    "expires = 2026-01-01T00:00:00Z",
+                ),
+            ),
+            (
+                "local time",
+                edit(
+                    "created = 2026-11-01T00:00:00Z",
+                    "created = 2026-11-01T00:00:00",
+                ),
+            ),
+            (
+                "offset time",
+                edit(
+                    "created = 2026-11-01T00:00:00Z",
+                    "created = 2026-11-01T00:00:00+02:00",
+                ),
+            ),
+            (
+                "string time",
+                edit(
+                    "created = 2026-11-01T00:00:00Z",
+                    "created = \"2026-11-01T00:00:00Z\"",
+                ),
+            ),
+            (
+                "path traversal",
+                edit(
+                    "path = \"patches/bb.dpatch\"",
+                    "path = \"../../etc/passwd\"",
+                ),
+            ),
+            (
+                "absolute path",
+                edit("path = \"full/aa.dpatch\"", "path = \"/etc/passwd\""),
+            ),
+            (
+                "device name",
+                edit("path = \"full/aa.dpatch\"", "path = \"full/NUL\""),
+            ),
+            (
+                "backslash",
+                edit("path = \"full/aa.dpatch\"", "path = \"full\\\\aa.dpatch\""),
+            ),
+            (
+                "uppercase hash",
+                edit(
+                    "1111111111111111111111111111111111111111111111111111111111111111",
+                    "111111111111111111111111111111111111111111111111111111111111111A",
+                ),
+            ),
+            (
+                "short hash",
+                edit(
+                    "1111111111111111111111111111111111111111111111111111111111111111",
+                    "11",
+                ),
+            ),
+            (
+                "unknown method",
+                edit("method = \"bsdiff\"", "method = \"xdelta\""),
+            ),
+            (
+                "full as a patch",
+                edit("method = \"bsdiff\"", "method = \"full\""),
+            ),
+            (
+                "unknown compression",
+                edit("compression = \"zstd\"", "compression = \"xz\""),
+            ),
+            (
+                "artifact name with slash",
+                edit("name = \"app.bin\"", "name = \"bin/app\""),
+            ),
+            (
+                "hidden artifact name",
+                edit("name = \"app.bin\"", "name = \".app\""),
+            ),
+            (
+                "control character in version",
+                edit("version = \"1.1\"", "version = \"1.\\u0007\""),
+            ),
+            (
+                "space in product",
+                edit("product = \"p\"", "product = \"a b\""),
+            ),
+            (
+                "long product",
+                edit(
+                    "product = \"p\"",
+                    &format!("product = \"{}\"", "p".repeat(200)),
+                ),
+            ),
+            (
+                "patch from itself",
+                edit("base_version = \"1.0\"", "base_version = \"1.1\""),
+            ),
+            (
+                "patch from unlisted base",
+                edit("base_version = \"1.0\"", "base_version = \"0.9\""),
+            ),
+            ("previous not older", edit("sequence = 1", "sequence = 2")),
+            (
+                "previous same version",
+                edit(
+                    "[[previous]]\nversion = \"1.0\"",
+                    "[[previous]]\nversion = \"1.1\"",
+                ),
+            ),
+            (
+                "duplicate key",
+                edit("sequence = 2", "sequence = 2\nsequence = 3"),
+            ),
+            (
+                "no artifacts",
+                GOOD.split("[[artifact]]")
+                    .next()
+                    .unwrap()
+                    .as_bytes()
+                    .to_vec(),
+            ),
+        ];
+        for (what, bytes) in cases {
+            let result = Manifest::parse(&bytes);
+            assert!(result.is_err(), "{what}: accepted");
+        }
+        let dup = format!(
+            "{GOOD}\n[[artifact]]\nname = \"app.bin\"\nsize = 1\nsha256 = \"{}\"\n[artifact.full]\npath = \"full/x\"\nsize = 1\nsha256 = \"{}\"\ncompression = \"zstd\"\napply_memory = 1\n",
+            "6".repeat(64),
+            "7".repeat(64)
+        );
+        assert!(matches!(
+            Manifest::parse(dup.as_bytes()),
+            Err(ManifestError::Invalid { .. })
+        ));
+        assert_eq!(
+            Manifest::parse(&GOOD.replacen("format = 1", "format = 2", 1).into_bytes()),
+            Err(ManifestError::UnsupportedFormat { format: 2 })
+        );
+    }
+
     #[test]
     fn rel_paths() {
         for good in ["full/abc.dpatch", "patches/0123-x_y.dpatch", "a"] {
