@@ -1,0 +1,1 @@
+deltapack-signatures v1
