@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The main job on the bundled example releases (testdata/example): make a patch from
-# each older release to the newest, show what was made, apply each one in place to a
-# copy of the old release, and check the result byte for byte.
+# The main job on the bundled example releases (testdata/example, versions 1.0 to 1.3):
+# make a signing key, publish each release in turn into a publish directory with
+# `deltapack build` (signed manifest, full images, patches from every older release),
+# check the directory with `deltapack verify`, then play the device: apply each
+# published patch to a copy of its base with the public key pinned, and check the
+# result byte for byte.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,19 +12,37 @@ cargo build --release --quiet -p deltapack -p deltaapply
 bin=target/release
 ex=testdata/example
 out=target/example
-rm -rf "$out" && mkdir -p "$out"
+rm -rf "$out" && mkdir -p "$out/keys"
 
-newest=1.2
-for v in 1.0 1.1; do
-  patch="$out/app-$v-to-$newest.dpatch"
-  echo "== deltapack diff app-$v.bin app-$newest.bin"
-  "$bin/deltapack" diff "$ex/app-$v.bin" "$ex/app-$newest.bin" -o "$patch"
-  cp "$ex/app-$v.bin" "$out/installed-$v.bin"
-  echo "== deltaapply apply --in-place installed-$v.bin"
-  "$bin/deltaapply" apply --in-place "$out/installed-$v.bin" "$patch"
-  cmp "$out/installed-$v.bin" "$ex/app-$newest.bin"
-  echo "   identical to app-$newest.bin"
+echo "== deltapack keygen"
+"$bin/deltapack" keygen --secret-key "$out/keys/release.key" --public-key "$out/keys/release.pub"
+
+publish="$out/publish"
+day=1
+for v in 1.0 1.1 1.2 1.3; do
+  echo
+  echo "== deltapack build --version $v"
+  "$bin/deltapack" build --out "$publish" --secret-key "$out/keys/release.key" \
+    --product example-app --channel stable --version "$v" \
+    --artifact "app.bin=$ex/app-$v.bin" --created "2026-11-0${day}T10:00:00Z" --valid-days 3650
+  day=$((day + 1))
 done
-echo "== deltapack inspect app-1.0-to-$newest.dpatch"
-"$bin/deltapack" inspect "$out/app-1.0-to-$newest.dpatch"
-echo "patches are in $out/"
+
+echo
+echo "== deltapack verify"
+"$bin/deltapack" verify "$publish" --key "$out/keys/release.pub"
+
+echo
+echo "== deltaapply apply --key: each patch in the manifest, on a copy of its base"
+newest=1.3
+# base_version and path of each [[artifact.patch]], in manifest order.
+awk -F' = ' '/^base_version/ {gsub(/"/, "", $2); v = $2} /^path = "patches/ {gsub(/"/, "", $2); print v, $2}' \
+  "$publish/manifest.toml" |
+while read -r base path; do
+  cp "$ex/app-$base.bin" "$out/installed-$base.bin"
+  "$bin/deltaapply" apply --key "$out/keys/release.pub" --in-place "$out/installed-$base.bin" "$publish/$path"
+  cmp "$out/installed-$base.bin" "$ex/app-$newest.bin"
+  echo "   $base -> $newest: identical to app-$newest.bin"
+done
+echo
+echo "publish directory: $publish/ (serve it with any static HTTP server)"

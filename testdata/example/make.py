@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Builds the bundled example releases: three versions of a small program image,
+"""Builds the bundled example releases: four versions of a small program image,
 each a realistic edit of the one before (code whose pointers shift when something
 is inserted, a string table that gains entries, a zero-filled section, a moved block).
 
@@ -54,10 +54,16 @@ def release(version):
         for i in range(0, len(text), 4099):
             text[i] ^= 0x5A
         tail = random.Random(13).randbytes(16 << 10)
+    if version >= 3:
+        # 1.3: a hotfix: a few bytes of one function, one new string
+        text = bytearray(text)
+        for i in range(20 << 10, (20 << 10) + 64, 8):
+            text[i] ^= 0x21
+        rodata = rodata + b"hotfix applied\0"
     header = b"\x7fEXAMPLE" + struct.pack("<HHI", 1, version, len(text))
     return header + bytes(text) + rodata + bss + tail
 
 
-for v in range(3):
+for v in range(4):
     with open(os.path.join(HERE, f"app-1.{v}.bin"), "wb") as f:
         f.write(release(v))
