@@ -204,6 +204,7 @@ fn check_with_library(case: &Case) -> Result<(), String> {
         &vector(&case.patch),
         &scratch.dest,
         case.max_apply_memory,
+        None,
     );
     if started.elapsed().as_secs() >= 5 {
         return Err(format!("took {:?}", started.elapsed()));

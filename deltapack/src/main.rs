@@ -18,6 +18,8 @@ struct Cli {
 enum Command {
     Diff(cmd::diff::Args),
     Inspect(cmd::inspect::Args),
+    Keygen(cmd::keygen::Args),
+    Key(cmd::key::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +30,8 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Diff(args) => cmd::diff::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Keygen(args) => cmd::keygen::run(args),
+        Command::Key(args) => cmd::key::run(args),
     };
     ExitCode::from(code as u8)
 }

@@ -31,8 +31,12 @@ fn deltapack() -> Command {
     Command::new(env!("CARGO_BIN_EXE_deltapack"))
 }
 
+/// `deltaapply` with no trusted key from the environment (tests that want one pass
+/// `--key` or set `DELTAAPPLY_KEY` themselves).
 fn deltaapply() -> Command {
-    Command::new(deltaapply_bin())
+    let mut cmd = Command::new(deltaapply_bin());
+    cmd.env_remove("DELTAAPPLY_KEY");
+    cmd
 }
 
 /// The `deltaapply` binary: `DELTAAPPLY_BIN`, else the one cargo built beside
@@ -125,6 +129,27 @@ impl Fixture {
         self.diff(patch, args).assert().success().stderr("");
     }
 
+    /// `deltapack keygen` writing `NAME.key` and `NAME.pub`; returns the public key
+    /// it printed, checked against the file.
+    fn keygen(&self, name: &str) -> deltaapply::PublicKey {
+        let out = deltapack()
+            .arg("keygen")
+            .arg("--secret-key")
+            .arg(self.path(&format!("{name}.key")))
+            .arg("--public-key")
+            .arg(self.path(&format!("{name}.pub")))
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let printed = deltaapply::PublicKey::parse(stdout.lines().next().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("keygen's first line is not a key ({e}): {stdout}"));
+        let file = deltaapply::PublicKey::from_file(&self.path(&format!("{name}.pub")))
+            .expect("the public key file parses");
+        assert_eq!(printed, file);
+        printed
+    }
+
     /// `deltaapply apply old.bin PATCH -o OUT` plus `args`.
     fn apply(&self, old: &str, patch: &str, out: &str, args: &[&str]) -> Command {
         let mut cmd = deltaapply();
@@ -173,9 +198,15 @@ fn assert_fails(cmd: &mut Command, code: i32, file: &Path) -> String {
 #[test]
 fn every_method_round_trips_through_the_binaries() {
     let f = Fixture::new();
+    let public = f.keygen("release");
+    let secret = f.path("release.key").display().to_string();
+    let pubfile = f.path("release.pub").display().to_string();
     for method in ["auto", "bsdiff", "zstd", "full"] {
         let patch = format!("{method}.dpatch");
-        let out = f.diff(&patch, &["--method", method]).output().expect("run");
+        let out = f
+            .diff(&patch, &["--method", method, "--secret-key", &secret])
+            .output()
+            .expect("run");
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(text(&out.stderr), "", "diff writes nothing to stderr");
         let stdout = text(&out.stdout);
@@ -196,9 +227,16 @@ fn every_method_round_trips_through_the_binaries() {
         );
         assert!(first.contains("of the new file"), "{first}");
         assert!(first.contains("applies in"), "{first}");
+        assert!(
+            first.ends_with(&format!("signed by key {}", public.id())),
+            "{first}"
+        );
 
         let new = format!("{method}.out");
-        let out = f.apply("old.bin", &patch, &new, &[]).output().expect("run");
+        let out = f
+            .apply("old.bin", &patch, &new, &["--key", &pubfile])
+            .output()
+            .expect("run");
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_same(&f.dir.read(&new), &f.new, method);
         assert!(out.stdout.is_empty());
@@ -215,8 +253,17 @@ fn every_method_round_trips_through_the_binaries() {
             "{stderr}"
         );
         assert!(stderr.contains(&format!("the {shown} method")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("signed by trusted key {}", public.id())),
+            "{stderr}"
+        );
     }
-    let mut expected = vec!["new.bin".to_string(), "old.bin".to_string()];
+    let mut expected = vec![
+        "new.bin".to_string(),
+        "old.bin".to_string(),
+        "release.key".to_string(),
+        "release.pub".to_string(),
+    ];
     for m in ["auto", "bsdiff", "full", "zstd"] {
         expected.extend([format!("{m}.dpatch"), format!("{m}.out")]);
     }
@@ -921,9 +968,16 @@ fn apply_json_reports_what_was_written() {
         .output()
         .expect("run");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stderr), "");
+    // No key is configured: one warning that the origin was not verified.
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("warning: "), "{stderr}");
     let json = stdout_json(&out);
     assert_eq!(json["ok"], true);
+    assert_eq!(
+        json["origin"],
+        serde_json::json!({"kind": "unverified", "signed_by": null})
+    );
     assert_eq!(json["method"], inspect_json(&f.path("p"))["method"]);
     assert_eq!(json["target"]["size"], f.new.len() as u64);
     assert_eq!(json["source"]["size"], f.old.len() as u64);

@@ -2,3 +2,5 @@
 
 pub mod diff;
 pub mod inspect;
+pub mod key;
+pub mod keygen;
