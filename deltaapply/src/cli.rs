@@ -421,4 +421,63 @@ mod tests {
         assert!(parse_size("99999999999T").is_err());
         assert!(parse_size("3 parsecs").is_err());
     }
+
+    // Two valid keys: the ed25519 base point and RFC 8032's first test key.
+    const A: &str = "ed25519:5866666666666666666666666666666666666666666666666666666666666666";
+    const B: &str = "ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    fn keys(
+        flags: &[&str],
+        env: Option<&str>,
+        builtin: Option<&str>,
+    ) -> Option<(Vec<String>, KeySource)> {
+        let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        resolve_keys(&flags, env, builtin)
+            .unwrap()
+            .map(|(t, src)| (t.keys().iter().map(ToString::to_string).collect(), src))
+    }
+
+    #[test]
+    fn keys_come_from_flags_then_env_then_builtin() {
+        let (a, b) = (A.to_string(), B.to_string());
+        assert_eq!(
+            keys(&[A], Some(B), Some(B)),
+            Some((vec![a.clone()], KeySource::Flag))
+        );
+        assert_eq!(
+            keys(&[], Some(B), Some(A)),
+            Some((vec![b.clone()], KeySource::Env))
+        );
+        assert_eq!(
+            keys(&[], Some("  \n"), Some(A)),
+            Some((vec![a.clone()], KeySource::BuiltIn))
+        );
+        assert_eq!(
+            keys(&[], None, Some(A)),
+            Some((vec![a.clone()], KeySource::BuiltIn))
+        );
+        assert_eq!(keys(&[], None, Some("")), None);
+        assert_eq!(keys(&[], None, None), None);
+        let mut both = keys(&[], Some(&format!("{A},{B}")), None).unwrap().0;
+        both.sort();
+        assert_eq!(both, [a.clone(), b.clone()]);
+        assert_eq!(keys(&[A, A], None, None).unwrap().0, [a]);
+    }
+
+    #[test]
+    fn a_bad_key_is_an_error_not_a_fallback() {
+        let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(resolve_keys(&flags(&["ed25519:00"]), None, Some(A)).is_err());
+        assert!(
+            resolve_keys(
+                &flags(&[A, "nonsense-file-that-does-not-exist"]),
+                None,
+                None
+            )
+            .is_err()
+        );
+        let err = resolve_keys(&[], Some("ed25519:zz"), Some(A)).unwrap_err();
+        assert!(format!("{err:#}").contains(KEY_ENV), "{err:#}");
+        assert!(resolve_keys(&[], None, Some("x")).is_err());
+    }
 }

@@ -72,6 +72,7 @@ fn diff(args: Args) -> anyhow::Result<()> {
     // The key is loaded first, so that a bad key file fails before minutes of diffing.
     let key = match &args.secret_key {
         Some(path) => {
+            let key = SecretKey::load(path)?;
             if keys::readable_by_others(path) {
                 eprintln!(
                     "warning: secret key {} can be read by other users: `chmod 600 {}`",
@@ -79,7 +80,7 @@ fn diff(args: Args) -> anyhow::Result<()> {
                     path.display()
                 );
             }
-            Some(SecretKey::load(path)?)
+            Some(key)
         }
         None => None,
     };
