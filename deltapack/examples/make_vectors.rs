@@ -1595,7 +1595,7 @@ fn signed_vectors(v: &mut VectorSet, bsdiff: &[u8]) -> anyhow::Result<()> {
         UNTRUSTED,
         "Untrusted/UntrustedPatchKey",
         Some("not trusted"),
-        "§3.5 O2",
+        "§3.5 G2",
         "signed by the test key, but only the other key is trusted",
     )?;
     v.variant("limit-below").trusting(TEST_KEY).fail(
@@ -1605,7 +1605,7 @@ fn signed_vectors(v: &mut VectorSet, bsdiff: &[u8]) -> anyhow::Result<()> {
         LIMIT,
         "MemoryLimit",
         None,
-        "§6 O, L1",
+        "§6 G, L1",
         "trusted signature, memory limit one byte below apply_memory: the origin check \
          passes, then the limit applies",
     )?;
@@ -1616,7 +1616,7 @@ fn signed_vectors(v: &mut VectorSet, bsdiff: &[u8]) -> anyhow::Result<()> {
         UNTRUSTED,
         "Untrusted/Unsigned",
         None,
-        "§3.5 O1",
+        "§3.5 G1",
         "the unsigned bsdiff-valid while the test key is trusted",
     )?;
 
@@ -1629,7 +1629,7 @@ fn signed_vectors(v: &mut VectorSet, bsdiff: &[u8]) -> anyhow::Result<()> {
         UNTRUSTED,
         "Untrusted/UntrustedPatchKey",
         Some("not trusted"),
-        "§3.5 O2",
+        "§3.5 G2",
         "bsdiff-valid validly signed by the other key; the test key is trusted",
     )?;
     v.variant("before-limit-and-old").trusting(TEST_KEY).fail(
@@ -1639,7 +1639,7 @@ fn signed_vectors(v: &mut VectorSet, bsdiff: &[u8]) -> anyhow::Result<()> {
         UNTRUSTED,
         "Untrusted/UntrustedPatchKey",
         None,
-        "§6 O precedes L, S",
+        "§6 G precedes L, S",
         "the same with a memory limit of 0 and the wrong old file: the origin check comes \
          first",
     )?;
@@ -1680,7 +1680,7 @@ fn signed_vectors(v: &mut VectorSet, bsdiff: &[u8]) -> anyhow::Result<()> {
         UNTRUSTED,
         "Untrusted/BadPatchSignature",
         "Untrusted/BadPatchSignature",
-        "§3.5 O3",
+        "§3.5 G3",
         "bsdiff-signed with one bit of the signature's S flipped",
     )?;
     both(
@@ -1689,7 +1689,7 @@ fn signed_vectors(v: &mut VectorSet, bsdiff: &[u8]) -> anyhow::Result<()> {
         UNTRUSTED,
         "Untrusted/UntrustedPatchKey",
         "Untrusted/BadPatchSignature",
-        "§3.5 O2, O3",
+        "§3.5 G2, G3",
         "bsdiff-signed with one bit of public_key flipped: not the trusted key, and not the \
          key that signed",
     )?;
@@ -1699,7 +1699,7 @@ fn signed_vectors(v: &mut VectorSet, bsdiff: &[u8]) -> anyhow::Result<()> {
         UNTRUSTED,
         "Untrusted/BadPatchSignature",
         "Untrusted/BadPatchSignature",
-        "§3.5 O3",
+        "§3.5 G3",
         "bsdiff-signed with one bit of target_sha256 flipped and header_check recomputed: \
          the checksum passes, the signature does not",
     )?;
@@ -1717,7 +1717,7 @@ fn signed_vectors(v: &mut VectorSet, bsdiff: &[u8]) -> anyhow::Result<()> {
         UNTRUSTED,
         "Untrusted/BadPatchSignature",
         "Untrusted/BadPatchSignature",
-        "§3.5 O3 (strict)",
+        "§3.5 G3 (strict)",
         "bsdiff-signed with the signature's S replaced by S + L: the same scalar mod L, \
          which lax verifiers accept; strict verification requires S < L",
     )?;
@@ -1736,7 +1736,7 @@ fn signed_vectors(v: &mut VectorSet, bsdiff: &[u8]) -> anyhow::Result<()> {
         UNTRUSTED,
         "Untrusted/UntrustedPatchKey",
         "Untrusted/BadPatchSignature",
-        "§3.5 O3 (strict)",
+        "§3.5 G3 (strict)",
         "public_key and R the identity point (small order), S = 0: a \"signature\" that \
          verifies for any message under cofactored or lax rules; strict verification \
          rejects small-order keys",
