@@ -32,7 +32,11 @@ pub enum Error {
     /// untrusted key while trusted keys are configured, or a signature that does not
     /// verify (with or without trusted keys). Found before the old file or the payload
     /// is read.
-    #[error("refusing patch {}, nothing was written ({})", path.display(), untrusted_advice(source))]
+    #[error(
+        "patch {} failed its origin check, nothing was written ({})",
+        path.display(),
+        untrusted_advice(source)
+    )]
     Untrusted {
         /// The patch file.
         path: PathBuf,

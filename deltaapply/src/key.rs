@@ -340,7 +340,10 @@ mod tests {
             if point.as_ref().is_ok_and(|p| !p.is_weak()) {
                 assert!(PublicKey::from_bytes(canonical).is_ok(), "y = {k}");
                 // The curve library alone would take it.
-                assert!(VerifyingKey::from_bytes(&non_canonical).is_ok(), "y = p + {k}");
+                assert!(
+                    VerifyingKey::from_bytes(&non_canonical).is_ok(),
+                    "y = p + {k}"
+                );
                 assert_eq!(
                     PublicKey::from_bytes(non_canonical),
                     Err(KeyError::Invalid),
