@@ -45,4 +45,8 @@ while read -r base path; do
   echo "   $base -> $newest: identical to app-$newest.bin"
 done
 echo
+echo "== deltaapply inspect (the newest full image) --key release.pub"
+full=$(awk -F' = ' '/^path = "full\// {gsub(/"/, "", $2); print $2; exit}' "$publish/manifest.toml")
+"$bin/deltaapply" inspect --key "$out/keys/release.pub" "$publish/$full"
+echo
 echo "publish directory: $publish/ (serve it with any static HTTP server)"

@@ -1,6 +1,7 @@
-//! Applying a patch: check the header against the caller's limits, the old file
-//! against the header, the payload against its hash, then decode into a staged file
-//! whose hash is checked before it replaces the destination.
+//! Applying a patch: check the header's origin (its signature) against the caller's
+//! trusted keys, the header against the caller's limits, the old file against the
+//! header, the payload against its hash, then decode into a staged file whose hash is
+//! checked before it replaces the destination.
 //!
 //! Memory: the bsdiff method streams (two zstd windows of at most `2^window_log`
 //! bytes, one control window of at most 1 MiB, and fixed 128 KiB buffers); the zstd
@@ -16,6 +17,8 @@ use crate::container::DiffCoding;
 use crate::container::{FileId, HEADER_LEN, Header, StreamSizes};
 use crate::control::{OpReader, ZeroRunReader};
 use crate::digest::{Hasher, IO_CHUNK, hash_reader};
+use crate::key::TrustedKeys;
+use crate::signature::{Origin, check_patch_origin};
 use crate::stage::{Staged, inherit_permissions};
 use crate::{Error, Method};
 
@@ -70,6 +73,8 @@ pub struct ApplyReport {
     pub target: FileId,
     /// Where it was written.
     pub dest: PathBuf,
+    /// Who signed the patch, as far as the trusted keys given could tell.
+    pub origin: Origin,
 }
 
 /// An opened patch whose header has been validated (the payload not yet).
@@ -113,6 +118,17 @@ impl Patch {
     /// The patch file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Checks the header's signature block (format-spec `patch-v1.md` §3.5). With
+    /// `trusted`, the patch must carry a valid signature by one of those keys; without,
+    /// an unsigned patch passes as [`Origin::Unverified`] and a signed one must verify
+    /// against the key it carries. Reads nothing beyond the header.
+    pub fn check_origin(&self, trusted: Option<&TrustedKeys>) -> Result<Origin, Error> {
+        check_patch_origin(&self.header, trusted).map_err(|source| Error::Untrusted {
+            path: self.path.clone(),
+            source,
+        })
     }
 
     /// Hashes the payload and compares it with the header. No decoder sees a payload
@@ -175,15 +191,22 @@ impl Patch {
 /// Applies the patch at `patch` to `old`, writing `dest` atomically. `old` may equal
 /// `dest` (in-place update). On any error `dest` is left as it was and no temporary
 /// file remains.
+///
+/// `trusted` is the set of publisher keys the caller trusts. With `Some`, a patch that
+/// is unsigned, signed by another key, or whose signature does not verify is refused
+/// ([`Error::Untrusted`]) before the old file or any payload byte is read. With
+/// `None`, the patch's origin is not verified (every hash still is): the report's
+/// [`ApplyReport::origin`] says so, and callers should tell their user.
 pub fn apply_file(
     old: Option<&Path>,
     patch: &Path,
     dest: &Path,
     limits: &Limits,
+    trusted: Option<&TrustedKeys>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ApplyReport, Error> {
     let patch = Patch::open(patch)?;
-    apply_patch(old, &patch, dest, limits, progress)
+    apply_patch(old, &patch, dest, limits, trusted, progress)
 }
 
 /// Like [`apply_file`], for a patch already opened.
@@ -192,9 +215,13 @@ pub fn apply_patch(
     patch: &Patch,
     dest: &Path,
     limits: &Limits,
+    trusted: Option<&TrustedKeys>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ApplyReport, Error> {
     let header = patch.header();
+    // The origin comes first: a patch from an untrusted source gets no further than
+    // its header, so no byte it controls reaches the old-file check or a decoder.
+    let origin = patch.check_origin(trusted)?;
     if header.apply_memory > limits.max_apply_memory {
         return Err(Error::MemoryLimit {
             path: patch.path.clone(),
@@ -258,6 +285,7 @@ pub fn apply_patch(
         source: header.source,
         target: header.target,
         dest: dest.to_path_buf(),
+        origin,
     })
 }
 

@@ -1,8 +1,15 @@
 //! Pieces both command-line tools share: byte sizes, progress bars, JSON and error
-//! printing. Compiled only with the `cli` feature.
+//! printing, trusted-key configuration, `inspect`. Compiled only with the `cli` feature.
 
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::container::SignatureSlot;
+use crate::key::{BUILTIN_KEYS, KEY_ENV, KeyId, PublicKey, TrustedKeys};
+use crate::signature::{Origin, check_patch_origin};
 
 /// Parses a byte size: a whole number with an optional unit `K`, `M`, `G`, `T`
 /// (powers of 1024, with or without `iB`/`B`), e.g. `32MiB`, `512k`, `1048576`.
@@ -176,24 +183,146 @@ pub fn percent(a: u64, b: u64) -> String {
     }
 }
 
-/// The `inspect` subcommand both tools share: validates the header (not the payload)
-/// and prints it; returns the exit code.
-pub fn inspect(patch: &std::path::Path, json: bool) -> i32 {
-    match crate::Patch::open(patch) {
-        Ok(p) => {
-            let printed = if json {
-                print_json(&header_json(p.header()))
-            } else {
-                write_stdout(&header_text(p.header()))
-            };
-            match printed {
-                Ok(()) => 0,
-                Err(e) => report_error(&e, crate::exit::FAILURE, false),
-            }
+/// Where a command's trusted keys came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    /// `--key` on the command line.
+    Flag,
+    /// The [`KEY_ENV`] environment variable.
+    Env,
+    /// Keys built into the binary ([`BUILTIN_KEYS`]).
+    BuiltIn,
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            KeySource::Flag => "--key",
+            KeySource::Env => KEY_ENV,
+            KeySource::BuiltIn => "the keys built into this binary",
+        })
+    }
+}
+
+/// The keys `deltaapply` trusts: the `--key` values if any were given (each a one-line
+/// public key or a public key file), else the keys in [`KEY_ENV`] (unset or blank
+/// counts as absent), else the keys built in at compile time ([`BUILTIN_KEYS`]), else
+/// none. An invalid key is an error, never a reason to fall back to fewer keys.
+pub fn trusted_keys(flags: &[String]) -> anyhow::Result<Option<(TrustedKeys, KeySource)>> {
+    let env = match std::env::var(KEY_ENV) {
+        Ok(value) => Some(value),
+        Err(std::env::VarError::NotPresent) => None,
+        Err(std::env::VarError::NotUnicode(_)) => {
+            anyhow::bail!("{KEY_ENV} is not valid UTF-8: set it to one or more ed25519:... keys")
         }
+    };
+    resolve_keys(flags, env.as_deref(), BUILTIN_KEYS)
+}
+
+/// The keys given with `--key` alone, for tools that are not appliers (`deltapack
+/// inspect`): the environment and built-in keys are not consulted.
+pub fn flag_keys(flags: &[String]) -> anyhow::Result<Option<TrustedKeys>> {
+    Ok(resolve_keys(flags, None, None)?.map(|(keys, _)| keys))
+}
+
+/// [`trusted_keys`] with the environment and the built-in keys passed in.
+fn resolve_keys(
+    flags: &[String],
+    env: Option<&str>,
+    builtin: Option<&str>,
+) -> anyhow::Result<Option<(TrustedKeys, KeySource)>> {
+    if !flags.is_empty() {
+        let keys = flags
+            .iter()
+            .map(|arg| PublicKey::from_arg(arg).with_context(|| format!("--key {arg}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let trusted = TrustedKeys::new(keys, 1).context("--key")?;
+        return Ok(Some((trusted, KeySource::Flag)));
+    }
+    let list = |text: &str, source: KeySource| {
+        TrustedKeys::parse_list(text)
+            .map(|keys| Some((keys, source)))
+            .with_context(|| {
+                format!(
+                    "{source}: expected one or more ed25519:... keys separated by commas or spaces"
+                )
+            })
+    };
+    match (env, builtin) {
+        (Some(env), _) if !env.trim().is_empty() => list(env, KeySource::Env),
+        (_, Some(builtin)) if !builtin.trim().is_empty() => list(builtin, KeySource::BuiltIn),
+        _ => Ok(None),
+    }
+}
+
+/// The warning `deltaapply` prints when it applied a patch whose origin no trusted key
+/// vouched for.
+pub fn unverified_warning(patch: &Path, signed_by: Option<KeyId>) -> String {
+    let what = match signed_by {
+        None => "it is unsigned".to_string(),
+        Some(id) => format!(
+            "it is signed by key {id}, which was checked only against the key the patch \
+             itself carries (this detects corruption, not forgery)"
+        ),
+    };
+    format!(
+        "warning: the origin of {} was not verified: {what}. No trusted key is configured: \
+         pass the publisher's public key with --key KEY (the ed25519:... line or its file) \
+         or set {KEY_ENV}",
+        patch.display()
+    )
+}
+
+/// The `inspect` subcommand both tools share: validates the header (not the payload),
+/// checks its signature (against `trusted` if given, else against the key the patch
+/// carries) and prints both; returns the exit code. A signature that fails the check
+/// is shown and then reported as an error ([`crate::exit::UNTRUSTED`]), as `apply`
+/// would refuse the patch.
+pub fn inspect(patch: &Path, trusted: Option<&TrustedKeys>, json: bool) -> i32 {
+    let p = match crate::Patch::open(patch) {
+        Ok(p) => p,
         Err(e) => {
             let code = e.exit_code();
-            report_error(&e.into(), code, json)
+            return report_error(&e.into(), code, json);
+        }
+    };
+    let origin = p.check_origin(trusted);
+    let printed = if json {
+        let mut value = header_json(p.header());
+        match &origin {
+            Ok(o) => value["origin"] = serde_json::json!(o),
+            Err(e) => {
+                value = serde_json::json!({
+                    "ok": false,
+                    "error": error_chain(e),
+                    "exit_code": e.exit_code(),
+                    "header": value,
+                });
+            }
+        }
+        print_json(&value)
+    } else {
+        let mut text = header_text(p.header());
+        let line = match (&origin, trusted) {
+            (Ok(Origin::Trusted { key_id }), _) => format!("trusted: signed by key {key_id}"),
+            (Ok(Origin::Unverified { .. }), _) => {
+                "not verified (no trusted key configured)".to_string()
+            }
+            (Err(_), Some(_)) => "REFUSED by the trusted keys (see the error)".to_string(),
+            (Err(_), None) => "REFUSED: the signature does not verify".to_string(),
+        };
+        text.push_str(&format!("{:<14} {line}\n", "origin"));
+        write_stdout(&text)
+    };
+    if let Err(e) = printed {
+        return report_error(&e, crate::exit::FAILURE, false);
+    }
+    match origin {
+        Ok(_) => crate::exit::OK,
+        Err(e) if json => e.exit_code(),
+        Err(e) => {
+            let code = e.exit_code();
+            report_error(&e.into(), code, false)
         }
     }
 }
@@ -214,10 +343,12 @@ pub fn parse_args<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
 /// A patch header as JSON (the fields `inspect --json` prints).
 pub fn header_json(h: &crate::Header) -> serde_json::Value {
     let signature = match h.signature {
-        crate::container::SignatureSlot::Unsigned => serde_json::Value::Null,
-        crate::container::SignatureSlot::Ed25519 { public_key, .. } => serde_json::json!({
+        SignatureSlot::Unsigned => serde_json::Value::Null,
+        SignatureSlot::Ed25519 { public_key, .. } => serde_json::json!({
             "algorithm": "ed25519",
-            "public_key": crate::Sha256Digest(public_key).to_string(),
+            "public_key": one_line_key(&public_key),
+            "key_id": PublicKey::id_of_bytes(&public_key),
+            "verifies": check_patch_origin(h, None).is_ok(),
         }),
     };
     serde_json::json!({
@@ -278,14 +409,46 @@ pub fn header_text(h: &crate::Header) -> String {
         "apply memory",
         format!("{} ({} bytes)", human_bytes(h.apply_memory), h.apply_memory),
     );
-    let sig = match h.signature {
-        crate::container::SignatureSlot::Unsigned => "none".to_string(),
-        crate::container::SignatureSlot::Ed25519 { public_key, .. } => {
-            format!("ed25519, key {}", crate::Sha256Digest(public_key))
+    match h.signature {
+        SignatureSlot::Unsigned => line("signature", "none (unsigned)".into()),
+        SignatureSlot::Ed25519 { public_key, .. } => {
+            let verifies = if check_patch_origin(h, None).is_ok() {
+                "verifies against the key it carries"
+            } else {
+                "does NOT verify against the key it carries"
+            };
+            line(
+                "signature",
+                format!(
+                    "ed25519 by key {}, {verifies}",
+                    PublicKey::id_of_bytes(&public_key)
+                ),
+            );
+            line("signed by", one_line_key(&public_key));
         }
-    };
-    line("signature", sig);
+    }
     s
+}
+
+/// An error and its sources joined with `: `, as `{:#}` prints an `anyhow::Error`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+/// The one-line form of 32 public key bytes, valid key or not.
+fn one_line_key(bytes: &[u8; 32]) -> String {
+    format!(
+        "{}{}",
+        crate::key::PUBLIC_KEY_PREFIX,
+        crate::Sha256Digest(*bytes)
+    )
 }
 
 #[cfg(test)]
@@ -301,5 +464,64 @@ mod tests {
         assert!(parse_size("x").is_err());
         assert!(parse_size("99999999999T").is_err());
         assert!(parse_size("3 parsecs").is_err());
+    }
+
+    // Two valid keys: the ed25519 base point and RFC 8032's first test key.
+    const A: &str = "ed25519:5866666666666666666666666666666666666666666666666666666666666666";
+    const B: &str = "ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+
+    fn keys(
+        flags: &[&str],
+        env: Option<&str>,
+        builtin: Option<&str>,
+    ) -> Option<(Vec<String>, KeySource)> {
+        let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        resolve_keys(&flags, env, builtin)
+            .unwrap()
+            .map(|(t, src)| (t.keys().iter().map(ToString::to_string).collect(), src))
+    }
+
+    #[test]
+    fn keys_come_from_flags_then_env_then_builtin() {
+        let (a, b) = (A.to_string(), B.to_string());
+        assert_eq!(
+            keys(&[A], Some(B), Some(B)),
+            Some((vec![a.clone()], KeySource::Flag))
+        );
+        assert_eq!(
+            keys(&[], Some(B), Some(A)),
+            Some((vec![b.clone()], KeySource::Env))
+        );
+        assert_eq!(
+            keys(&[], Some("  \n"), Some(A)),
+            Some((vec![a.clone()], KeySource::BuiltIn))
+        );
+        assert_eq!(
+            keys(&[], None, Some(A)),
+            Some((vec![a.clone()], KeySource::BuiltIn))
+        );
+        assert_eq!(keys(&[], None, Some("")), None);
+        assert_eq!(keys(&[], None, None), None);
+        let mut both = keys(&[], Some(&format!("{A},{B}")), None).unwrap().0;
+        both.sort();
+        assert_eq!(both, [a.clone(), b.clone()]);
+        assert_eq!(keys(&[A, A], None, None).unwrap().0, [a]);
+    }
+
+    #[test]
+    fn a_bad_key_is_an_error_not_a_fallback() {
+        let flags = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(resolve_keys(&flags(&["ed25519:00"]), None, Some(A)).is_err());
+        assert!(
+            resolve_keys(
+                &flags(&[A, "nonsense-file-that-does-not-exist"]),
+                None,
+                None
+            )
+            .is_err()
+        );
+        let err = resolve_keys(&[], Some("ed25519:zz"), Some(A)).unwrap_err();
+        assert!(format!("{err:#}").contains(KEY_ENV), "{err:#}");
+        assert!(resolve_keys(&[], None, Some("x")).is_err());
     }
 }

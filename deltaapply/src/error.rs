@@ -5,6 +5,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::container::{FileId, FormatError};
+use crate::signature::SignatureError;
 
 /// Everything that can go wrong opening or applying a patch.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +27,22 @@ pub enum Error {
         /// What is wrong.
         #[source]
         source: FormatError,
+    },
+    /// The patch's signature block fails the origin check: unsigned or signed by an
+    /// untrusted key while trusted keys are configured, or a signature that does not
+    /// verify (with or without trusted keys). Found before the old file or the payload
+    /// is read.
+    #[error(
+        "patch {} failed its origin check, nothing was written ({})",
+        path.display(),
+        untrusted_advice(source)
+    )]
+    Untrusted {
+        /// The patch file.
+        path: PathBuf,
+        /// Why the signature check failed.
+        #[source]
+        source: SignatureError,
     },
     /// The payload passed its hash check but does not decode (or decodes to the wrong
     /// size): the producer wrote a bad patch, or the file was forged.
@@ -124,8 +141,24 @@ pub mod exit {
     pub const WRONG_SOURCE: i32 = 4;
     /// Applying would exceed a resource limit.
     pub const LIMIT: i32 = 5;
-    /// A signature is missing, invalid, or by a key that is not trusted.
+    /// The patch's origin check failed: unsigned or signed by an untrusted key while a
+    /// trusted key is configured, or its signature does not verify.
     pub const UNTRUSTED: i32 = 6;
+}
+
+/// What to do about a failed origin check (the reason itself is the error's source).
+fn untrusted_advice(source: &SignatureError) -> &'static str {
+    match source {
+        SignatureError::Unsigned => "ask the publisher for a signed patch",
+        SignatureError::UntrustedPatchKey { .. } => {
+            "if you trust its signer, configure that public key (--key or DELTAAPPLY_KEY); \
+             otherwise discard the patch"
+        }
+        SignatureError::BadPatchSignature { .. } => {
+            "it was altered after it was signed: fetch it again from the publisher"
+        }
+        _ => "check the trusted keys configured",
+    }
 }
 
 impl Error {
@@ -137,6 +170,7 @@ impl Error {
             }
             Error::WrongSource { .. } | Error::MissingSource { .. } => exit::WRONG_SOURCE,
             Error::MemoryLimit { .. } => exit::LIMIT,
+            Error::Untrusted { .. } => exit::UNTRUSTED,
             Error::PatchIo { .. } | Error::SourceIo { .. } | Error::OutputIo { .. } => {
                 exit::FAILURE
             }

@@ -68,10 +68,17 @@ pub enum KeyFileError {
 }
 
 impl PublicKey {
-    /// Accepts 32 bytes if they are a valid, non-weak ed25519 public key.
+    /// Accepts 32 bytes if they are the canonical encoding of an ed25519 public key
+    /// that is not of small order (format-spec `patch-v1.md` §3.5).
     pub fn from_bytes(bytes: [u8; 32]) -> Result<PublicKey, KeyError> {
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| KeyError::Invalid)?;
         if key.is_weak() {
+            return Err(KeyError::Invalid);
+        }
+        // RFC 8032 §5.1.3 decoding fails for y ≥ p and for x = 0 with the sign bit
+        // set; the curve library reduces such encodings instead, so a second spelling
+        // of a valid key would pass. Only the canonical one does.
+        if key.to_edwards().compress().to_bytes() != bytes {
             return Err(KeyError::Invalid);
         }
         Ok(PublicKey(bytes))
@@ -317,6 +324,35 @@ mod tests {
         // The identity point has small order: a weak key.
         let identity = format!("ed25519:01{}", "00".repeat(31));
         assert_eq!(PublicKey::parse(&identity), Err(KeyError::Invalid));
+    }
+
+    #[test]
+    fn non_canonical_encodings_are_refused() {
+        // y = p + k for small k: the same point as y = k, spelled with y ≥ p.
+        let mut found = 0;
+        for k in 2u8..=18 {
+            let mut canonical = [0u8; 32];
+            canonical[0] = k;
+            let mut non_canonical = [0xffu8; 32];
+            non_canonical[0] = 0xed + k;
+            non_canonical[31] = 0x7f;
+            let point = VerifyingKey::from_bytes(&canonical);
+            if point.as_ref().is_ok_and(|p| !p.is_weak()) {
+                assert!(PublicKey::from_bytes(canonical).is_ok(), "y = {k}");
+                // The curve library alone would take it.
+                assert!(
+                    VerifyingKey::from_bytes(&non_canonical).is_ok(),
+                    "y = p + {k}"
+                );
+                assert_eq!(
+                    PublicKey::from_bytes(non_canonical),
+                    Err(KeyError::Invalid),
+                    "y = p + {k}"
+                );
+                found += 1;
+            }
+        }
+        assert!(found > 0, "no small y is a curve point of large order");
     }
 
     #[test]

@@ -2,20 +2,27 @@
 //! toolchain: the patch format, verification and apply, and no diffing code.
 //!
 //! Every patch is checked before it is trusted: the header is validated field by
-//! field (with a checksum), the old file's size and SHA-256 must match, the payload's
-//! SHA-256 must match before any decoder sees it, and the output's SHA-256 must match
-//! before it is renamed over the destination. On any failure the destination is
-//! untouched and no temporary file remains.
+//! field (with a checksum), its ed25519 signature must be by a key the caller trusts,
+//! the old file's size and SHA-256 must match, the payload's SHA-256 must match before
+//! any decoder sees it, and the output's SHA-256 must match before it is renamed over
+//! the destination. On any failure the destination is untouched and no temporary file
+//! remains.
 //!
 //! ```no_run
-//! use deltaapply::{apply_file, Limits};
+//! use deltaapply::{apply_file, Limits, PublicKey, TrustedKeys};
 //! use std::path::Path;
 //!
+//! // The publisher's key, as `deltapack keygen` prints it (an installer embeds it).
+//! let key = PublicKey::parse(
+//!     "ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+//! )
+//! .expect("a valid key");
 //! let report = apply_file(
 //!     Some(Path::new("app-1.0.bin")),
 //!     Path::new("1.0-to-1.1.dpatch"),
 //!     Path::new("app-1.1.bin"),
 //!     &Limits { max_apply_memory: 32 << 20 },
+//!     Some(&TrustedKeys::single(key)),
 //!     &mut |_progress| {},
 //! )?;
 //! println!("wrote {} bytes, sha256 {}", report.target.size, report.target.sha256);

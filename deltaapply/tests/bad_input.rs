@@ -26,7 +26,7 @@ fn try_apply(
     context: &str,
 ) -> Result<ApplyReport, Error> {
     catch_unwind(AssertUnwindSafe(|| {
-        apply(old, patch, &scratch.dest, max_apply_memory)
+        apply(old, patch, &scratch.dest, max_apply_memory, None)
     }))
     .unwrap_or_else(|_| panic!("{context}: the library panicked"))
 }
@@ -88,6 +88,17 @@ fn every_header_bit_flip_is_rejected() {
             let mut p = patch.clone();
             p[bit / 8] ^= 1 << (bit % 8);
             let context = format!("{}: header bit {bit} flipped", v.patch);
+            if bit == at::SIG_ALGORITHM * 8 {
+                // sig_algorithm 0 → 1: a well-formed ed25519 block whose all-zero key
+                // and signature fail the origin check (exit 6), as any forgery would.
+                let path = bench.file("patch.dpatch", &p);
+                let err =
+                    try_apply(old.as_deref(), &path, &scratch, None, &context).expect_err(&context);
+                assert_eq!(error_kind(&err), "Untrusted/BadPatchSignature", "{context}");
+                assert_eq!(err.exit_code(), 6, "{context}");
+                scratch.assert_untouched(&context);
+                continue;
+            }
             let err = rejected(&bench, &p, old.as_deref(), &scratch, &context);
             // Every header problem is found before the old file or payload is read.
             assert!(error_kind(&err).starts_with("Format/"), "{context}: {err}");
@@ -493,6 +504,7 @@ fn the_memory_limit_is_checked_before_anything_is_read() {
                 &Limits {
                     max_apply_memory: limit,
                 },
+                None,
                 &mut |_| progress_calls += 1,
             );
             let err = result.err().unwrap_or_else(|| panic!("{context}: applied"));

@@ -135,9 +135,15 @@ fn the_vector_publish_directory_checks_out() {
     for (version, sha256, full) in releases {
         assert_eq!(file_hash(&full.path), (full.size, full.sha256), "{version}");
         let dest = scratch.path().join(format!("app-{version}"));
-        let report =
-            deltaapply::apply_file(None, &full.path.under(&dir), &dest, &limits, &mut |_| {})
-                .unwrap();
+        let report = deltaapply::apply_file(
+            None,
+            &full.path.under(&dir),
+            &dest,
+            &limits,
+            Some(&trust),
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(report.target.sha256, sha256);
         assert_eq!(Sha256Digest::of(&std::fs::read(&dest).unwrap()), sha256);
         rebuilt.insert(version, dest);
@@ -152,6 +158,7 @@ fn the_vector_publish_directory_checks_out() {
             &patch.path.under(&dir),
             &dest,
             &limits,
+            Some(&trust),
             &mut |_| {},
         )
         .unwrap();

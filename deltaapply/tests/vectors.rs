@@ -1,6 +1,7 @@
 //! The committed test vectors (`testdata/vectors`, format-spec §10): every case of
-//! `vectors.json` applied through the library and through the `deltaapply` binary,
-//! and the valid patches' headers checked against the documented field values.
+//! `vectors.json` applied through the library and through the `deltaapply` binary
+//! (trusting the case's key, if any), the valid patches' headers checked against the
+//! documented field values, and the published test keys against their seeds.
 //!
 //! Needs the `cli` feature (the binary, and `serde_json` to read the case list).
 #![cfg(feature = "cli")]
@@ -14,7 +15,7 @@ use std::time::Instant;
 use assert_cmd::Command;
 use common::{Scratch, at, chain, error_kind, hex, read_vector, sha256, vector};
 use deltaapply::container::DiffCoding;
-use deltaapply::{Method, Patch};
+use deltaapply::{Method, Patch, PublicKey, TrustedKeys};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -23,7 +24,19 @@ struct Index {
     #[allow(dead_code)]
     format: String,
     regenerate: String,
+    keys: Vec<KeyDoc>,
     cases: Vec<Case>,
+}
+
+/// A published test key.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct KeyDoc {
+    file: String,
+    public_key: String,
+    key_id: String,
+    seed: String,
+    seed_from: String,
 }
 
 #[derive(Deserialize, Debug)]
@@ -33,6 +46,8 @@ struct Case {
     patch: String,
     old: Option<String>,
     max_apply_memory: Option<u64>,
+    /// The public key file of the key the applier trusts, if any.
+    key: Option<String>,
     /// `"ok"` or an exit code.
     expect: serde_json::Value,
     new: Option<String>,
@@ -41,6 +56,8 @@ struct Case {
     rule: String,
     description: String,
     header: Option<HeaderDoc>,
+    /// What the applier reports as the origin (`deltaapply::Origin` as JSON).
+    origin: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -53,6 +70,15 @@ struct HeaderDoc {
     payload: FileDoc,
     streams: Option<StreamsDoc>,
     apply_memory: u64,
+    signature: Option<SignatureDoc>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct SignatureDoc {
+    algorithm: String,
+    public_key: String,
+    key_id: String,
 }
 
 #[derive(Deserialize, Debug)]
@@ -106,6 +132,13 @@ impl Case {
     fn old_path(&self) -> Option<PathBuf> {
         self.old.as_deref().map(vector)
     }
+
+    fn trusted(&self) -> Option<TrustedKeys> {
+        let file = self.key.as_deref()?;
+        let key = PublicKey::from_file(&vector(file))
+            .unwrap_or_else(|e| panic!("{}: {file}: {e}", self.name));
+        Some(TrustedKeys::single(key))
+    }
 }
 
 fn index() -> Index {
@@ -126,18 +159,31 @@ fn vector_set_is_complete_and_small() {
             "{}",
             c.name
         );
-        for f in [Some(&c.patch), c.old.as_ref(), c.new.as_ref()]
-            .into_iter()
-            .flatten()
+        for f in [
+            Some(&c.patch),
+            c.old.as_ref(),
+            c.new.as_ref(),
+            c.key.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
         {
             assert!(vector(f).is_file(), "{}: {f} missing", c.name);
             referenced.insert(f.clone());
         }
         match c.expect() {
-            Expect::Ok(_) => assert!(c.header.is_some() && c.error.is_none(), "{}", c.name),
+            Expect::Ok(_) => assert!(
+                c.header.is_some() && c.origin.is_some() && c.error.is_none(),
+                "{}",
+                c.name
+            ),
             Expect::Exit(code) => {
-                assert!([3, 4, 5].contains(&code), "{}: exit {code}", c.name);
-                assert!(c.error.is_some() && c.header.is_none(), "{}", c.name);
+                assert!([3, 4, 5, 6].contains(&code), "{}: exit {code}", c.name);
+                assert!(
+                    c.error.is_some() && c.header.is_none() && c.origin.is_none(),
+                    "{}",
+                    c.name
+                );
             }
         }
     }
@@ -162,6 +208,14 @@ fn vector_set_is_complete_and_small() {
             "no valid {method} vector"
         );
     }
+    // A valid signed patch, accepted with its key and without one.
+    for trusting in [true, false] {
+        assert!(
+            index.cases.iter().any(|c| c.key.is_some() == trusting
+                && c.header.as_ref().is_some_and(|h| h.signature.is_some())),
+            "no valid signed vector applied with key: {trusting}"
+        );
+    }
     // And a valid bsdiff patch of each diff coding.
     for coding in ["plain", "zero-run"] {
         assert!(
@@ -173,7 +227,7 @@ fn vector_set_is_complete_and_small() {
             "no valid bsdiff vector with a {coding} diff stream"
         );
     }
-    for code in [3, 4, 5] {
+    for code in [3, 4, 5, 6] {
         assert!(
             index
                 .cases
@@ -199,11 +253,13 @@ fn check_with_library(case: &Case) -> Result<(), String> {
     let scratch = Scratch::new();
     let old = case.old_path();
     let started = Instant::now();
+    let trusted = case.trusted();
     let result = common::apply(
         old.as_deref(),
         &vector(&case.patch),
         &scratch.dest,
         case.max_apply_memory,
+        trusted.as_ref(),
     );
     if started.elapsed().as_secs() >= 5 {
         return Err(format!("took {:?}", started.elapsed()));
@@ -217,6 +273,10 @@ fn check_with_library(case: &Case) -> Result<(), String> {
                 || report.dest != scratch.dest
             {
                 return Err(format!("report {report:?} does not describe {new}"));
+            }
+            let origin = serde_json::to_value(report.origin).unwrap();
+            if case.origin.as_ref() != Some(&origin) {
+                return Err(format!("origin {origin}, expected {:?}", case.origin));
             }
             Ok(())
         }
@@ -338,16 +398,78 @@ fn valid_headers_decode_to_the_documented_fields() {
             &sha256(&bytes[..at::CHECKED])[..16],
             "{name}: header_check"
         );
-        assert!(bytes[192..296].iter().all(|&b| b == 0), "{name}: unsigned");
+        let block = &bytes[at::SIG_ALGORITHM..at::PAYLOAD];
+        match &doc.signature {
+            None => assert!(block.iter().all(|&b| b == 0), "{name}: unsigned"),
+            Some(sig) => check_signature(name, &bytes, sig),
+        }
         checked += 1;
     }
     assert!(checked >= 3);
 }
 
-/// `deltaapply apply [OLD] PATCH -o DEST --json [--max-memory N]`.
-fn cli_apply(case: &Case, scratch: &Scratch) -> Command {
+/// A signed valid patch's signature block, checked from format-spec §3.5 with
+/// ed25519-dalek directly rather than through the applier's code.
+fn check_signature(name: &str, bytes: &[u8], doc: &SignatureDoc) {
+    assert_eq!(doc.algorithm, "ed25519", "{name}");
+    assert_eq!(bytes[at::SIG_ALGORITHM], 1, "{name}: sig_algorithm");
+    assert!(
+        bytes[at::SIG_RESERVED..at::PUBLIC_KEY]
+            .iter()
+            .all(|&b| b == 0),
+        "{name}: reserved bytes of the signature block"
+    );
+    let key: [u8; 32] = bytes[at::PUBLIC_KEY..at::SIGNATURE].try_into().unwrap();
+    assert_eq!(doc.public_key, format!("ed25519:{}", hex(&key)), "{name}");
+    assert_eq!(doc.key_id, hex(&sha256(&key)[..8]), "{name}: key id");
+    let message = [b"deltapack patch v1\0".as_slice(), &bytes[..at::SIGNED]].concat();
+    assert_eq!(message.len(), 211);
+    let signature =
+        ed25519_dalek::Signature::from_bytes(bytes[at::SIGNATURE..at::PAYLOAD].try_into().unwrap());
+    ed25519_dalek::VerifyingKey::from_bytes(&key)
+        .unwrap()
+        .verify_strict(&message, &signature)
+        .unwrap_or_else(|e| panic!("{name}: signature does not verify: {e}"));
+}
+
+/// The published test keys are what their seeds and files say.
+#[test]
+fn test_keys_match_their_seeds() {
+    let index = index();
+    assert_eq!(index.keys.len(), 2);
+    for k in &index.keys {
+        assert_eq!(k.seed, hex(&sha256(k.seed_from.as_bytes())), "{}", k.file);
+        let seed: [u8; 32] = sha256(k.seed_from.as_bytes());
+        let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
+        assert_eq!(
+            k.public_key,
+            format!("ed25519:{}", hex(&public)),
+            "{}",
+            k.file
+        );
+        assert_eq!(k.key_id, hex(&sha256(&public)[..8]), "{}", k.file);
+        let file = PublicKey::from_file(&vector(&k.file)).unwrap();
+        assert_eq!(file.to_string(), k.public_key);
+        assert_eq!(file.id().to_string(), k.key_id);
+    }
+}
+
+/// The `deltaapply` binary, with no trusted key from the environment.
+fn deltaapply() -> Command {
     let mut cmd = Command::cargo_bin("deltaapply").expect("deltaapply binary");
+    cmd.env_remove(deltaapply::key::KEY_ENV);
+    cmd
+}
+
+/// `deltaapply apply [OLD] PATCH -o DEST --json [--max-memory N] [--key FILE]`.
+fn cli_apply(case: &Case, scratch: &Scratch) -> Command {
+    let mut cmd = deltaapply();
     cmd.arg("apply");
+    if let Some(key) = &case.key {
+        cmd.arg("--key").arg(vector(key));
+    }
     if let Some(old) = case.old_path() {
         cmd.arg(old);
     }
@@ -362,6 +484,14 @@ fn cli_apply(case: &Case, scratch: &Scratch) -> Command {
 fn the_binary_agrees_on_every_vector() {
     let mut failures = Vec::new();
     for case in index().cases {
+        if case.key.is_none() && deltaapply::key::BUILTIN_KEYS.is_some() {
+            // A binary with built-in keys always has a trusted key.
+            eprintln!(
+                "NOTICE: {}: skipped, this build has built-in keys",
+                case.name
+            );
+            continue;
+        }
         let scratch = Scratch::new();
         let out = cli_apply(&case, &scratch).arg("--json").output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -384,6 +514,21 @@ fn the_binary_agrees_on_every_vector() {
                     json["target"]["size"],
                     case.header.as_ref().unwrap().target.size
                 );
+                if case.origin.as_ref() != Some(&json["origin"]) {
+                    failures.push(format!(
+                        "{}: origin {}, expected {:?}",
+                        case.name, json["origin"], case.origin
+                    ));
+                }
+                // No trusted key: one warning on stderr; with one, none.
+                let warned = String::from_utf8_lossy(&out.stderr).starts_with("warning: ");
+                if warned != case.key.is_none() {
+                    failures.push(format!(
+                        "{}: stderr {:?}",
+                        case.name,
+                        String::from_utf8_lossy(&out.stderr)
+                    ));
+                }
             }
             Expect::Exit(expected) => {
                 scratch.assert_untouched(&case.name);
@@ -429,6 +574,18 @@ fn the_binary_prints_errors_for_people() {
     assert!(stderr.contains("exe-wrong.old"), "{stderr}");
     scratch.assert_untouched("wrong old (text)");
 
+    // Signed by a key that is not trusted: exit 6, both key ids named.
+    let foreign = case("signed-other-key");
+    let out = cli_apply(foreign, &scratch).output().unwrap();
+    assert_eq!(out.status.code(), Some(6));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let ids: Vec<&str> = index.keys.iter().map(|k| k.key_id.as_str()).collect();
+    assert!(
+        stderr.contains("signed-other-key.dpatch") && ids.iter().all(|id| stderr.contains(id)),
+        "{stderr}"
+    );
+    scratch.assert_untouched("untrusted (text)");
+
     // The memory limit: exit 5.
     let limited = case("bsdiff-valid/limit-below");
     assert!(limited.max_apply_memory.is_some());
@@ -441,8 +598,7 @@ fn the_binary_prints_errors_for_people() {
 #[test]
 fn the_binary_updates_in_place() {
     let scratch = Scratch::holding("app.bin", &read_vector("exe.old"));
-    let bad = Command::cargo_bin("deltaapply")
-        .unwrap()
+    let bad = deltaapply()
         .arg("apply")
         .arg("--in-place")
         .arg(&scratch.dest)
@@ -453,8 +609,7 @@ fn the_binary_updates_in_place() {
     assert_eq!(bad.status.code(), Some(3));
     scratch.assert_untouched("in-place, corrupt patch");
 
-    Command::cargo_bin("deltaapply")
-        .unwrap()
+    deltaapply()
         .arg("apply")
         .arg("--in-place")
         .arg(&scratch.dest)
@@ -468,8 +623,7 @@ fn the_binary_updates_in_place() {
 fn the_binary_inspects_valid_vectors() {
     for case in index().cases {
         let Some(doc) = &case.header else { continue };
-        let out = Command::cargo_bin("deltaapply")
-            .unwrap()
+        let out = deltaapply()
             .arg("inspect")
             .arg("--json")
             .arg(vector(&case.patch))
@@ -481,6 +635,14 @@ fn the_binary_inspects_valid_vectors() {
         assert_eq!(json["apply_memory"], doc.apply_memory, "{}", case.name);
         assert_eq!(json["target"]["sha256"], doc.target.sha256.as_str());
         assert_eq!(json["payload"]["sha256"], doc.payload.sha256.as_str());
+        match &doc.signature {
+            Some(sig) => {
+                assert_eq!(json["signature"]["key_id"], sig.key_id.as_str());
+                assert_eq!(json["signature"]["public_key"], sig.public_key.as_str());
+                assert_eq!(json["signature"]["verifies"], true, "{}", case.name);
+            }
+            None => assert!(json["signature"].is_null(), "{}", case.name),
+        }
         match &doc.streams {
             Some(s) => assert_eq!(
                 json["streams"]["diff_coding"],
@@ -491,8 +653,7 @@ fn the_binary_inspects_valid_vectors() {
             None => assert!(json["streams"].is_null(), "{}", case.name),
         }
     }
-    let out = Command::cargo_bin("deltaapply")
-        .unwrap()
+    let out = deltaapply()
         .args(["inspect", "--json"])
         .arg(vector("unknown-version.dpatch"))
         .output()
@@ -527,6 +688,7 @@ fn huge_declared_sizes_need_no_large_allocation() {
         };
         let scratch = Scratch::new();
         let mut cmd = Command::new("sh");
+        cmd.env_remove(deltaapply::key::KEY_ENV);
         cmd.arg("-c")
             .arg("ulimit -v 262144 && exec \"$@\"")
             .arg("sh")

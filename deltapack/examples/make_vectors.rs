@@ -8,17 +8,23 @@
 //! ```
 //!
 //! Everything is derived from fixed seeds and fixed settings, so two runs write the
-//! same bytes; `deltaapply/tests/vectors.rs` checks the vectors against the applier.
+//! same bytes (ed25519 signatures are deterministic too); `deltaapply/tests/vectors.rs`
+//! checks the vectors against the applier. Signed vectors use two test keys whose
+//! seeds are published in `vectors.json`: they prove nothing about origin and must
+//! never be trusted outside tests.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail, ensure};
-use deltaapply::container::{DiffCoding, FileId, HEADER_LEN, Header, StreamSizes, memory_bound};
+use deltaapply::container::{
+    DiffCoding, FileId, HEADER_LEN, Header, SignatureSlot, StreamSizes, memory_bound,
+};
 use deltaapply::control::Op;
-use deltaapply::{Method, Sha256Digest};
+use deltaapply::{KeyId, Method, Origin, PublicKey, Sha256Digest};
 use deltapack::Settings;
+use deltapack::keys::{SecretKey, public_key_file};
 use serde::Serialize;
 
 // Field offsets of the v1 header (format-spec §3.2).
@@ -36,13 +42,23 @@ const CONTROL_SIZE_AT: usize = 144;
 const EXTRA_SIZE_AT: usize = 160;
 const CHECKED_LEN: usize = 176;
 const CHECK_AT: usize = 176;
+const TARGET_SHA_AT: usize = 64;
 const SIG_ALGORITHM_AT: usize = 192;
+const SIG_RESERVED_AT: usize = 193;
+const PUBLIC_KEY_AT: usize = 200;
 const SIGNATURE_AT: usize = 232;
 
 /// Exit codes of `deltaapply` (`deltaapply::exit`).
 const BAD_PATCH: i32 = deltaapply::exit::BAD_PATCH;
 const WRONG_SOURCE: i32 = deltaapply::exit::WRONG_SOURCE;
 const LIMIT: i32 = deltaapply::exit::LIMIT;
+const UNTRUSTED: i32 = deltaapply::exit::UNTRUSTED;
+
+/// The test keys' public key files, and the strings their seeds are hashed from.
+const TEST_KEY: &str = "test-key.pub";
+const OTHER_KEY: &str = "other-key.pub";
+const TEST_KEY_SEED: &str = "deltapack patch v1 test vectors: test key";
+const OTHER_KEY_SEED: &str = "deltapack patch v1 test vectors: other key";
 
 /// A huge declared size: far beyond any input, and beyond what any machine can allocate.
 const HUGE: u64 = 1 << 63;
@@ -86,6 +102,10 @@ struct Case {
     /// `Limits::max_apply_memory`; absent means the default (1 GiB).
     #[serde(skip_serializing_if = "Option::is_none")]
     max_apply_memory: Option<u64>,
+    /// The public key file of the one key the applier trusts; absent means no trusted
+    /// key (the origin is not verified).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
     expect: Expect,
     #[serde(skip_serializing_if = "Option::is_none")]
     new: Option<String>,
@@ -103,6 +123,9 @@ struct Case {
     /// The decoded header, for valid patches.
     #[serde(skip_serializing_if = "Option::is_none")]
     header: Option<HeaderDoc>,
+    /// The origin the applier reports, for valid patches (`deltaapply::Origin`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<Origin>,
 }
 
 #[derive(Serialize)]
@@ -114,12 +137,34 @@ struct HeaderDoc {
     payload: FileId,
     streams: Option<StreamSizes>,
     apply_memory: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<SignatureDoc>,
+}
+
+/// The signature block of a valid signed patch.
+#[derive(Serialize)]
+struct SignatureDoc {
+    algorithm: &'static str,
+    public_key: PublicKey,
+    key_id: KeyId,
+}
+
+/// A test key: its public key file and the seed anyone can sign with.
+#[derive(Serialize)]
+struct KeyDoc {
+    file: &'static str,
+    public_key: PublicKey,
+    key_id: KeyId,
+    /// The 32-byte ed25519 seed (RFC 8032 secret key), SHA-256 of `seed_from`.
+    seed: Sha256Digest,
+    seed_from: &'static str,
 }
 
 #[derive(Serialize)]
 struct Index<'a> {
     format: &'static str,
     regenerate: &'static str,
+    keys: &'a [KeyDoc],
     cases: &'a [Case],
 }
 
@@ -129,6 +174,9 @@ struct VectorSet {
     files: BTreeMap<String, Vec<u8>>,
     cases: Vec<Case>,
     variant: Option<&'static str>,
+    /// The key file the next case trusts.
+    key: Option<&'static str>,
+    keys: Vec<KeyDoc>,
 }
 
 impl VectorSet {
@@ -178,6 +226,30 @@ impl VectorSet {
                 "{patch} is not for {old}"
             );
         }
+        let signer = match h.signature {
+            SignatureSlot::Unsigned => None,
+            SignatureSlot::Ed25519 { public_key, .. } => {
+                Some(PublicKey::from_bytes(public_key).context("the signer's key is valid")?)
+            }
+        };
+        // Valid means accepted with this case's key, so the signer is the trusted key.
+        let origin = match (self.key, signer) {
+            (Some(file), Some(signer)) => {
+                ensure!(
+                    self.keys
+                        .iter()
+                        .any(|k| k.file == file && k.public_key == signer),
+                    "{patch} is not signed by {file}"
+                );
+                Origin::Trusted {
+                    key_id: signer.id(),
+                }
+            }
+            (Some(file), None) => bail!("{patch} is unsigned: it cannot pass with {file}"),
+            (None, signer) => Origin::Unverified {
+                signed_by: signer.map(|k| k.id()),
+            },
+        };
         let header = HeaderDoc {
             method: h.method,
             window_log: h.window_log,
@@ -186,12 +258,18 @@ impl VectorSet {
             payload: h.payload,
             streams: h.streams,
             apply_memory: h.apply_memory,
+            signature: signer.map(|k| SignatureDoc {
+                algorithm: "ed25519",
+                public_key: k,
+                key_id: k.id(),
+            }),
         };
         self.push(Case {
             name: String::new(),
             patch: patch.into(),
             old: old.map(Into::into),
             max_apply_memory: limit,
+            key: None,
             expect: Expect::Ok("ok"),
             new: Some(new.into()),
             error: None,
@@ -199,6 +277,7 @@ impl VectorSet {
             rule,
             description: description.into(),
             header: Some(header),
+            origin: Some(origin),
         })
     }
 
@@ -220,6 +299,7 @@ impl VectorSet {
             patch: patch.into(),
             old: old.map(Into::into),
             max_apply_memory: limit,
+            key: None,
             expect: Expect::Exit(exit),
             new: None,
             error: Some(error),
@@ -227,18 +307,21 @@ impl VectorSet {
             rule,
             description: description.into(),
             header: None,
+            origin: None,
         })
     }
 
     /// Adds a case, named after its patch, plus the pending variant name (from
-    /// [`VectorSet::variant`]) when a patch is used by several cases.
+    /// [`VectorSet::variant`]) when a patch is used by several cases, trusting the
+    /// pending key (from [`VectorSet::trusting`]).
     fn push(&mut self, mut case: Case) -> anyhow::Result<()> {
+        case.key = self.key.take().map(Into::into);
         ensure!(
             self.files.contains_key(&case.patch),
             "{} missing",
             case.patch
         );
-        for f in case.old.iter().chain(&case.new) {
+        for f in case.old.iter().chain(&case.new).chain(&case.key) {
             ensure!(self.files.contains_key(f), "{f} missing");
         }
         let stem = case.patch.trim_end_matches(".dpatch");
@@ -259,6 +342,32 @@ impl VectorSet {
     fn variant(&mut self, variant: &'static str) -> &mut Self {
         self.variant = Some(variant);
         self
+    }
+
+    /// Makes the next case trust the key in `file` (one of [`VectorSet::keys`]).
+    fn trusting(&mut self, file: &'static str) -> &mut Self {
+        self.key = Some(file);
+        self
+    }
+
+    /// A test key whose seed is SHA-256(`seed_from`), with its public key file.
+    fn test_key(
+        &mut self,
+        file: &'static str,
+        seed_from: &'static str,
+    ) -> anyhow::Result<SecretKey> {
+        let seed = Sha256Digest::of(seed_from.as_bytes());
+        let key = SecretKey::from_seed(&seed.0);
+        let public_key = key.public_key();
+        self.file(file, public_key_file(&public_key).into_bytes())?;
+        self.keys.push(KeyDoc {
+            file,
+            public_key,
+            key_id: public_key.id(),
+            seed,
+            seed_from,
+        });
+        Ok(key)
     }
 }
 
@@ -1435,8 +1544,233 @@ fn build() -> anyhow::Result<VectorSet> {
          payload is exactly one frame",
     )?;
 
+    signed_vectors(&mut v, &bsdiff)?;
+
     check(&v)?;
     Ok(v)
+}
+
+/// The group-order of ed25519, `L = 2^252 + 27742317777372353535851937790883648493`,
+/// little-endian (RFC 8032 §5.1).
+const ED25519_L: [u8; 32] = [
+    0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+];
+
+/// Signed patches (§3.5), all from `bsdiff-valid`: one valid, the rest forged or
+/// damaged after signing, each applied with the test key trusted and with no key.
+fn signed_vectors(v: &mut VectorSet, bsdiff: &[u8]) -> anyhow::Result<()> {
+    let test = v.test_key(TEST_KEY, TEST_KEY_SEED)?;
+    let other = v.test_key(OTHER_KEY, OTHER_KEY_SEED)?;
+    let sign = |key: &SecretKey, patch: &[u8]| -> anyhow::Result<Vec<u8>> {
+        let mut p = patch.to_vec();
+        key.sign_patch(&mut p)?;
+        Ok(p)
+    };
+    let signed = sign(&test, bsdiff)?;
+    ensure!(signed[SIG_ALGORITHM_AT] == 1 && signed[HEADER_LEN..] == bsdiff[HEADER_LEN..]);
+    let bs = Some("exe.old");
+    let memory = get_u64(bsdiff, APPLY_MEMORY_AT);
+
+    v.file("bsdiff-signed.dpatch", signed.clone())?;
+    v.trusting(TEST_KEY).ok(
+        "bsdiff-signed.dpatch",
+        bs,
+        "exe.new",
+        "§3.5",
+        "bsdiff-valid signed by the test key, which the applier trusts",
+    )?;
+    v.variant("no-key").ok(
+        "bsdiff-signed.dpatch",
+        bs,
+        "exe.new",
+        "§3.5",
+        "the same with no trusted key: applies, origin unverified (the signature is checked \
+         against the key the patch carries)",
+    )?;
+    v.variant("other-key").trusting(OTHER_KEY).fail(
+        "bsdiff-signed.dpatch",
+        bs,
+        None,
+        UNTRUSTED,
+        "Untrusted/UntrustedPatchKey",
+        Some("not trusted"),
+        "§3.5 G2",
+        "signed by the test key, but only the other key is trusted",
+    )?;
+    v.variant("limit-below").trusting(TEST_KEY).fail(
+        "bsdiff-signed.dpatch",
+        bs,
+        Some(memory - 1),
+        LIMIT,
+        "MemoryLimit",
+        None,
+        "§6 G, L1",
+        "trusted signature, memory limit one byte below apply_memory: the origin check \
+         passes, then the limit applies",
+    )?;
+    v.variant("key-required").trusting(TEST_KEY).fail(
+        "bsdiff-valid.dpatch",
+        bs,
+        None,
+        UNTRUSTED,
+        "Untrusted/Unsigned",
+        None,
+        "§3.5 G1",
+        "the unsigned bsdiff-valid while the test key is trusted",
+    )?;
+
+    let foreign = sign(&other, bsdiff)?;
+    v.file("signed-other-key.dpatch", foreign)?;
+    v.trusting(TEST_KEY).fail(
+        "signed-other-key.dpatch",
+        bs,
+        None,
+        UNTRUSTED,
+        "Untrusted/UntrustedPatchKey",
+        Some("not trusted"),
+        "§3.5 G2",
+        "bsdiff-valid validly signed by the other key; the test key is trusted",
+    )?;
+    v.variant("before-limit-and-old").trusting(TEST_KEY).fail(
+        "signed-other-key.dpatch",
+        Some("exe-wrong.old"),
+        Some(0),
+        UNTRUSTED,
+        "Untrusted/UntrustedPatchKey",
+        None,
+        "§6 G precedes L, S",
+        "the same with a memory limit of 0 and the wrong old file: the origin check comes \
+         first",
+    )?;
+    v.variant("no-key").ok(
+        "signed-other-key.dpatch",
+        bs,
+        "exe.new",
+        "§3.5",
+        "the same with no trusted key: applies, origin unverified, signed by the other key",
+    )?;
+
+    // Damage after signing: refused with and without a trusted key.
+    let mut both = |name: &str,
+                    bytes: Vec<u8>,
+                    exit: i32,
+                    with_key: &'static str,
+                    without_key: &'static str,
+                    rule: &'static str,
+                    description: &str|
+     -> anyhow::Result<()> {
+        v.file(name, bytes)?;
+        v.trusting(TEST_KEY)
+            .fail(name, bs, None, exit, with_key, None, rule, description)?;
+        v.variant("no-key").fail(
+            name,
+            bs,
+            None,
+            exit,
+            without_key,
+            None,
+            rule,
+            &format!("{description}; no trusted key"),
+        )
+    };
+    both(
+        "signed-signature-bitflip.dpatch",
+        edited(&signed, |p| p[SIGNATURE_AT + 40] ^= 0x01),
+        UNTRUSTED,
+        "Untrusted/BadPatchSignature",
+        "Untrusted/BadPatchSignature",
+        "§3.5 G3",
+        "bsdiff-signed with one bit of the signature's S flipped",
+    )?;
+    both(
+        "signed-pubkey-bitflip.dpatch",
+        edited(&signed, |p| p[PUBLIC_KEY_AT] ^= 0x01),
+        UNTRUSTED,
+        "Untrusted/UntrustedPatchKey",
+        "Untrusted/BadPatchSignature",
+        "§3.5 G2, G3",
+        "bsdiff-signed with one bit of public_key flipped: not the trusted key, and not the \
+         key that signed",
+    )?;
+    both(
+        "signed-header-resealed.dpatch",
+        resealed(&signed, |p| p[TARGET_SHA_AT] ^= 0x01),
+        UNTRUSTED,
+        "Untrusted/BadPatchSignature",
+        "Untrusted/BadPatchSignature",
+        "§3.5 G3",
+        "bsdiff-signed with one bit of target_sha256 flipped and header_check recomputed: \
+         the checksum passes, the signature does not",
+    )?;
+    let mut non_canonical = signed.clone();
+    let mut carry = 0u16;
+    for (i, l) in ED25519_L.iter().enumerate() {
+        let sum = u16::from(non_canonical[SIGNATURE_AT + 32 + i]) + u16::from(*l) + carry;
+        non_canonical[SIGNATURE_AT + 32 + i] = sum as u8;
+        carry = sum >> 8;
+    }
+    ensure!(carry == 0, "S + L fits 32 bytes");
+    both(
+        "signed-non-canonical-s.dpatch",
+        non_canonical,
+        UNTRUSTED,
+        "Untrusted/BadPatchSignature",
+        "Untrusted/BadPatchSignature",
+        "§3.5 G3 (strict)",
+        "bsdiff-signed with the signature's S replaced by S + L: the same scalar mod L, \
+         which lax verifiers accept; strict verification requires S < L",
+    )?;
+    // The identity point as the key and as R, with S = 0: [S]B = R + [k]A holds for
+    // every message, so a verifier that accepts small-order keys accepts this forgery.
+    let mut identity = [0u8; 32];
+    identity[0] = 1;
+    both(
+        "signed-weak-key.dpatch",
+        edited(bsdiff, |p| {
+            p[SIG_ALGORITHM_AT] = 1;
+            p[PUBLIC_KEY_AT..SIGNATURE_AT].copy_from_slice(&identity);
+            p[SIGNATURE_AT..SIGNATURE_AT + 32].copy_from_slice(&identity);
+            p[SIGNATURE_AT + 32..HEADER_LEN].fill(0);
+        }),
+        UNTRUSTED,
+        "Untrusted/UntrustedPatchKey",
+        "Untrusted/BadPatchSignature",
+        "§3.5 G3 (strict)",
+        "public_key and R the identity point (small order), S = 0: a \"signature\" that \
+         verifies for any message under cofactored or lax rules; strict verification \
+         rejects small-order keys",
+    )?;
+    both(
+        "signed-reserved-nonzero.dpatch",
+        edited(&signed, |p| p[SIG_RESERVED_AT] = 0x01),
+        BAD_PATCH,
+        "Format/BadSignatureBlock",
+        "Format/BadSignatureBlock",
+        "§3.5 H8",
+        "bsdiff-signed with signature block byte 193 (reserved) set to 01; the signature \
+         itself still verifies, as it does not cover the block",
+    )?;
+    both(
+        "signed-algorithm-2.dpatch",
+        edited(&signed, |p| p[SIG_ALGORITHM_AT] = 2),
+        BAD_PATCH,
+        "Format/BadSignatureBlock",
+        "Format/BadSignatureBlock",
+        "§3.5 H8",
+        "bsdiff-signed with sig_algorithm 2 (unassigned)",
+    )?;
+    both(
+        "signed-algorithm-0.dpatch",
+        edited(&signed, |p| p[SIG_ALGORITHM_AT] = 0),
+        BAD_PATCH,
+        "Format/BadSignatureBlock",
+        "Format/BadSignatureBlock",
+        "§3.5 H8",
+        "bsdiff-signed relabelled unsigned (sig_algorithm 0) with its key and signature \
+         left in place: an unsigned block must be all zero",
+    )?;
+    Ok(())
 }
 
 /// Guards against vectors that do not test what they claim: a failing patch that is
@@ -1480,7 +1814,7 @@ fn write(dir: &Path, set: &VectorSet) -> anyhow::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let ours = [".dpatch", ".old", ".new"]
+        let ours = [".dpatch", ".old", ".new", ".pub"]
             .iter()
             .any(|e| name.ends_with(e));
         if ours && !set.files.contains_key(name) {
@@ -1496,6 +1830,7 @@ fn write(dir: &Path, set: &VectorSet) -> anyhow::Result<()> {
     let index = Index {
         format: "deltapack patch v1 test vectors (format-spec/patch-v1.md §10)",
         regenerate: "cargo run -p deltapack --example make_vectors -- testdata/vectors",
+        keys: &set.keys,
         cases: &set.cases,
     };
     let mut json = serde_json::to_string_pretty(&index)?;
@@ -1516,7 +1851,8 @@ fn readme(set: &VectorSet) -> String {
          together. `vectors.json` lists every case in machine-readable form; \
          `deltaapply/tests/vectors.rs` applies each one through the library and the \
          `deltaapply` binary and checks the outcome, and `deltaapply/tests/bad_input.rs` \
-         sweeps truncations and bit flips of the valid patches.\n\n\
+         sweeps truncations and bit flips of the valid patches \
+         (`deltaapply/tests/signed.rs` does the same for signed ones).\n\n\
          Do not edit these files by hand. Regenerate them with\n\n\
          ```sh\n\
          cargo run -p deltapack --example make_vectors -- testdata/vectors\n\
@@ -1571,19 +1907,38 @@ fn readme(set: &VectorSet) -> String {
     }
     let _ = writeln!(
         w,
+        "\n## Test keys\n\n\
+         The signed vectors (format-spec §3.5) use two ed25519 keys. Their seeds are \
+         published here so that anyone can re-create the signatures: **these keys prove \
+         nothing and must never be trusted outside tests.** Each seed is the SHA-256 of \
+         the string shown; each key's public key file is in this directory.\n"
+    );
+    let _ = writeln!(w, "| file | public key | key id | seed (SHA-256 of) |");
+    let _ = writeln!(w, "|---|---|---|---|");
+    for k in &set.keys {
+        let _ = writeln!(
+            w,
+            "| `{}` | `{}` | `{}` | `{}` (`{}`) |",
+            k.file, k.public_key, k.key_id, k.seed, k.seed_from
+        );
+    }
+    let _ = writeln!(
+        w,
         "\n## Cases\n\n\
          Exit codes are those of `deltaapply apply` (`deltaapply::exit`): 3 invalid or \
-         corrupt patch, 4 wrong or missing old file, 5 limit exceeded. *Limit* is \
-         `--max-memory` / `Limits::max_apply_memory` (default 1 GiB). *Error* is the \
-         reference applier's `deltaapply::Error` variant (and `FormatError` variant). \
-         On every failure the destination must be left as it was, with no temporary \
-         file beside it.\n"
+         corrupt patch, 4 wrong or missing old file, 5 limit exceeded, 6 origin check \
+         failed. *Limit* is `--max-memory` / `Limits::max_apply_memory` (default 1 GiB). \
+         *Key* is the public key file of the one key the applier trusts (`--key`); none \
+         means no trusted key, so the origin is not verified. *Error* is the reference \
+         applier's `deltaapply::Error` variant (and `FormatError` or `SignatureError` \
+         variant). On every failure the destination must be left as it was, with no \
+         temporary file beside it.\n"
     );
     let _ = writeln!(
         w,
-        "| case | patch | old | limit | expect | error | rule | proves |"
+        "| case | patch | old | limit | key | expect | error | rule | proves |"
     );
-    let _ = writeln!(w, "|---|---|---|---:|---|---|---|---|");
+    let _ = writeln!(w, "|---|---|---|---:|---|---|---|---|---|");
     for c in &set.cases {
         let expect = match c.expect {
             Expect::Ok(_) => format!("ok → `{}`", c.new.as_deref().unwrap_or("")),
@@ -1597,10 +1952,11 @@ fn readme(set: &VectorSet) -> String {
         };
         let _ = writeln!(
             w,
-            "| {} | `{}` | {} | {limit} | {expect} | {error} | {} | {} |",
+            "| {} | `{}` | {} | {limit} | {} | {expect} | {error} | {} | {} |",
             c.name,
             c.patch,
             c.old.as_deref().map_or("—".into(), |o| format!("`{o}`")),
+            c.key.as_deref().map_or("—".into(), |k| format!("`{k}`")),
             c.rule,
             c.description.replace('|', "\\|"),
         );
@@ -1618,9 +1974,9 @@ fn readme(set: &VectorSet) -> String {
     );
     let _ = writeln!(
         w,
-        "| patch | method | window_log | source | target | payload | streams (control + diff + extra) | diff coding | apply_memory |"
+        "| patch | method | window_log | source | target | payload | streams (control + diff + extra) | diff coding | apply_memory | signed by (key id) |"
     );
-    let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---|---|---:|");
+    let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---|---|---:|---|");
     let mut seen = std::collections::BTreeSet::new();
     for c in &set.cases {
         let Some(h) = &c.header else { continue };
@@ -1636,7 +1992,7 @@ fn readme(set: &VectorSet) -> String {
         });
         let _ = writeln!(
             w,
-            "| `{}` | {} | {} | {} | {} | {} | {streams} | {coding} | {} |",
+            "| `{}` | {} | {} | {} | {} | {} | {streams} | {coding} | {} | {} |",
             c.patch,
             h.method,
             h.window_log,
@@ -1644,6 +2000,9 @@ fn readme(set: &VectorSet) -> String {
             h.target.size,
             h.payload.size,
             h.apply_memory,
+            h.signature
+                .as_ref()
+                .map_or("—".into(), |s| format!("`{}`", s.key_id)),
         );
     }
     s

@@ -5,9 +5,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use deltaapply::container::{Header, SignatureSlot};
+use deltaapply::container::{HEADER_LEN, Header, SignatureSlot};
 use deltaapply::signature::{SignatureEntry, manifest_message};
-use deltaapply::{KeyId, PublicKey};
+use deltaapply::{FormatError, KeyId, PublicKey};
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
 use ed25519_dalek::{Signer, SigningKey};
 
@@ -46,6 +46,15 @@ pub enum KeyError {
     Exists {
         /// The file.
         path: PathBuf,
+    },
+    /// The public key file cannot be written.
+    #[error("cannot write public key file {}", path.display())]
+    PublicIo {
+        /// The key file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
     },
     /// The file is not an ed25519 PKCS#8 PEM secret key.
     #[error("{} is not an ed25519 secret key in PKCS#8 PEM form (\"BEGIN PRIVATE KEY\")", path.display())]
@@ -102,8 +111,13 @@ impl SecretKey {
             path: path.to_path_buf(),
             source,
         };
-        let pem = self
-            .key
+        // PKCS#8 v1 (RFC 8410 §7, no embedded public key): OpenSSL 3.0 cannot read the
+        // v2 form (RFC 5958 `publicKey`) that `SigningKey::to_pkcs8_pem` writes.
+        let v1 = ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: self.key.to_bytes(),
+            public_key: None,
+        };
+        let pem = v1
             .to_pkcs8_pem(LineEnding::LF)
             .expect("an ed25519 key always encodes");
         if overwrite {
@@ -151,6 +165,16 @@ impl SecretKey {
         };
     }
 
+    /// Signs a whole patch file in memory: decodes and validates its header, fills the
+    /// signature block, and writes the header back. The payload is covered through the
+    /// header's `payload_sha256`, so it is not read.
+    pub fn sign_patch(&self, patch: &mut [u8]) -> Result<(), FormatError> {
+        let mut header = Header::decode(patch, patch.len() as u64)?;
+        self.sign_header(&mut header);
+        patch[..HEADER_LEN].copy_from_slice(&header.encode());
+        Ok(())
+    }
+
     /// Signs a manifest's exact bytes; the entry goes into its signature file.
     pub fn sign_manifest(&self, manifest: &[u8]) -> SignatureEntry {
         SignatureEntry {
@@ -158,6 +182,44 @@ impl SecretKey {
             signature: self.key.sign(&manifest_message(manifest)).to_bytes(),
         }
     }
+}
+
+/// The text of a public key file (`format-spec/keys.md`): a comment line naming the
+/// key id, then the key's one-line form.
+pub fn public_key_file(key: &PublicKey) -> String {
+    format!("# deltapack public key, key id {}\n{key}\n", key.id())
+}
+
+/// Writes [`public_key_file`] to `path`. Refuses to replace an existing file unless
+/// `overwrite`.
+pub fn write_public_key_file(
+    path: &Path,
+    key: &PublicKey,
+    overwrite: bool,
+) -> Result<(), KeyError> {
+    let io = |source| KeyError::PublicIo {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if overwrite {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            KeyError::Exists {
+                path: path.to_path_buf(),
+            }
+        } else {
+            io(e)
+        }
+    })?;
+    file.write_all(public_key_file(key).as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(io)
 }
 
 /// Whether a secret key file can be read by users other than its owner.
@@ -201,6 +263,45 @@ mod tests {
         assert!(verify_manifest(b"product = \"y\"\n", file.as_bytes(), &trusted).is_err());
         let other = deltaapply::TrustedKeys::single(SecretKey::from_seed(&[9; 32]).public_key());
         assert!(verify_manifest(manifest, file.as_bytes(), &other).is_err());
+    }
+
+    #[test]
+    fn signed_patches_verify_and_public_key_files_parse() {
+        let key = SecretKey::from_seed(&[3; 32]);
+        let mut patch = crate::make_one(
+            deltaapply::Method::Full,
+            b"",
+            b"signed bytes",
+            &crate::Settings::default(),
+        )
+        .unwrap();
+        let unsigned = patch.clone();
+        key.sign_patch(&mut patch).unwrap();
+        assert_eq!(patch[HEADER_LEN..], unsigned[HEADER_LEN..]);
+        let header = Header::decode(&patch, patch.len() as u64).unwrap();
+        let trusted = deltaapply::TrustedKeys::single(key.public_key());
+        assert_eq!(
+            deltaapply::signature::check_patch_origin(&header, Some(&trusted)),
+            Ok(deltaapply::Origin::Trusted {
+                key_id: key.key_id()
+            })
+        );
+        // Not a patch: refused, nothing changed.
+        let mut garbage = vec![7u8; 400];
+        assert!(key.sign_patch(&mut garbage).is_err());
+        assert_eq!(garbage, vec![7u8; 400]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("release.pub");
+        write_public_key_file(&path, &key.public_key(), false).unwrap();
+        assert!(matches!(
+            write_public_key_file(&path, &key.public_key(), false),
+            Err(KeyError::Exists { .. })
+        ));
+        assert_eq!(PublicKey::from_file(&path).unwrap(), key.public_key());
+        let other = SecretKey::from_seed(&[4; 32]).public_key();
+        write_public_key_file(&path, &other, true).unwrap();
+        assert_eq!(PublicKey::from_file(&path).unwrap(), other);
     }
 
     #[test]

@@ -20,6 +20,8 @@ enum Command {
     Build(cmd::build::Args),
     Verify(cmd::verify::Args),
     Inspect(cmd::inspect::Args),
+    Keygen(cmd::keygen::Args),
+    Key(cmd::key::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,6 +34,8 @@ fn main() -> ExitCode {
         Command::Build(args) => cmd::build::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Keygen(args) => cmd::keygen::run(args),
+        Command::Key(args) => cmd::key::run(args),
     };
     ExitCode::from(code as u8)
 }

@@ -133,9 +133,8 @@ pub fn apply_checked(
     dest: &Path,
     trusted: &TrustedKeys,
 ) -> Result<deltaapply::ApplyReport, deltaapply::Error> {
-    let _ = trusted;
     let limits = Limits {
         max_apply_memory: u64::MAX,
     };
-    deltaapply::apply_file(old, patch, dest, &limits, &mut |_| {})
+    deltaapply::apply_file(old, patch, dest, &limits, Some(trusted), &mut |_| {})
 }

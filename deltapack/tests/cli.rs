@@ -1,6 +1,7 @@
-//! End-to-end tests of the real binaries: `deltapack diff` and `inspect`, then
-//! `deltaapply apply` and `inspect` on what it made, including every documented
-//! failure's exit code, message, JSON form, and that a failure leaves no file behind.
+//! End-to-end tests of the real binaries: `deltapack diff`, `inspect`, `keygen` and
+//! `key show`, then `deltaapply apply` and `inspect` on what it made, signed and
+//! unsigned, including every documented failure's exit code, message, JSON form, and
+//! that a failure leaves no file behind.
 //!
 //! `deltaapply` is another package's binary, which `cargo test -p deltapack` does not
 //! build: `cargo test --workspace` does (deltaapply has integration tests of its own),
@@ -25,14 +26,19 @@ mod code {
     pub const BAD_PATCH: i32 = 3;
     pub const WRONG_SOURCE: i32 = 4;
     pub const LIMIT: i32 = 5;
+    pub const UNTRUSTED: i32 = 6;
 }
 
 fn deltapack() -> Command {
     Command::new(env!("CARGO_BIN_EXE_deltapack"))
 }
 
+/// `deltaapply` with no trusted key from the environment (tests that want one pass
+/// `--key` or set `DELTAAPPLY_KEY` themselves).
 fn deltaapply() -> Command {
-    Command::new(deltaapply_bin())
+    let mut cmd = Command::new(deltaapply_bin());
+    cmd.env_remove("DELTAAPPLY_KEY");
+    cmd
 }
 
 /// The `deltaapply` binary: `DELTAAPPLY_BIN`, else the one cargo built beside
@@ -125,6 +131,27 @@ impl Fixture {
         self.diff(patch, args).assert().success().stderr("");
     }
 
+    /// `deltapack keygen` writing `NAME.key` and `NAME.pub`; returns the public key
+    /// it printed, checked against the file.
+    fn keygen(&self, name: &str) -> deltaapply::PublicKey {
+        let out = deltapack()
+            .arg("keygen")
+            .arg("--secret-key")
+            .arg(self.path(&format!("{name}.key")))
+            .arg("--public-key")
+            .arg(self.path(&format!("{name}.pub")))
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        let printed = deltaapply::PublicKey::parse(stdout.lines().next().unwrap_or(""))
+            .unwrap_or_else(|e| panic!("keygen's first line is not a key ({e}): {stdout}"));
+        let file = deltaapply::PublicKey::from_file(&self.path(&format!("{name}.pub")))
+            .expect("the public key file parses");
+        assert_eq!(printed, file);
+        printed
+    }
+
     /// `deltaapply apply old.bin PATCH -o OUT` plus `args`.
     fn apply(&self, old: &str, patch: &str, out: &str, args: &[&str]) -> Command {
         let mut cmd = deltaapply();
@@ -173,9 +200,15 @@ fn assert_fails(cmd: &mut Command, code: i32, file: &Path) -> String {
 #[test]
 fn every_method_round_trips_through_the_binaries() {
     let f = Fixture::new();
+    let public = f.keygen("release");
+    let secret = f.path("release.key").display().to_string();
+    let pubfile = f.path("release.pub").display().to_string();
     for method in ["auto", "bsdiff", "zstd", "full"] {
         let patch = format!("{method}.dpatch");
-        let out = f.diff(&patch, &["--method", method]).output().expect("run");
+        let out = f
+            .diff(&patch, &["--method", method, "--secret-key", &secret])
+            .output()
+            .expect("run");
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_eq!(text(&out.stderr), "", "diff writes nothing to stderr");
         let stdout = text(&out.stdout);
@@ -196,9 +229,16 @@ fn every_method_round_trips_through_the_binaries() {
         );
         assert!(first.contains("of the new file"), "{first}");
         assert!(first.contains("applies in"), "{first}");
+        assert!(
+            first.ends_with(&format!("signed by key {}", public.id())),
+            "{first}"
+        );
 
         let new = format!("{method}.out");
-        let out = f.apply("old.bin", &patch, &new, &[]).output().expect("run");
+        let out = f
+            .apply("old.bin", &patch, &new, &["--key", &pubfile])
+            .output()
+            .expect("run");
         assert!(out.status.success(), "{}", text(&out.stderr));
         assert_same(&f.dir.read(&new), &f.new, method);
         assert!(out.stdout.is_empty());
@@ -215,8 +255,17 @@ fn every_method_round_trips_through_the_binaries() {
             "{stderr}"
         );
         assert!(stderr.contains(&format!("the {shown} method")), "{stderr}");
+        assert!(
+            stderr.contains(&format!("signed by trusted key {}", public.id())),
+            "{stderr}"
+        );
     }
-    let mut expected = vec!["new.bin".to_string(), "old.bin".to_string()];
+    let mut expected = vec![
+        "new.bin".to_string(),
+        "old.bin".to_string(),
+        "release.key".to_string(),
+        "release.pub".to_string(),
+    ];
     for m in ["auto", "bsdiff", "full", "zstd"] {
         expected.extend([format!("{m}.dpatch"), format!("{m}.out")]);
     }
@@ -921,9 +970,16 @@ fn apply_json_reports_what_was_written() {
         .output()
         .expect("run");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stderr), "");
+    // No key is configured: one warning that the origin was not verified.
+    let stderr = text(&out.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.starts_with("warning: "), "{stderr}");
     let json = stdout_json(&out);
     assert_eq!(json["ok"], true);
+    assert_eq!(
+        json["origin"],
+        serde_json::json!({"kind": "unverified", "signed_by": null})
+    );
     assert_eq!(json["method"], inspect_json(&f.path("p"))["method"]);
     assert_eq!(json["target"]["size"], f.new.len() as u64);
     assert_eq!(json["source"]["size"], f.old.len() as u64);
@@ -1013,4 +1069,489 @@ fn diff_output_does_not_depend_on_runs_or_threads() {
         &f.dir.read("big1"),
         "large file, 2 threads against 1",
     );
+}
+
+/// Decodes standard base64 (the body of a PEM file).
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c:#04x}"),
+    };
+    let digits: Vec<u8> = text
+        .bytes()
+        .filter(|c| !c.is_ascii_whitespace() && *c != b'=')
+        .map(value)
+        .collect();
+    let mut out = Vec::new();
+    for chunk in digits.chunks(4) {
+        let mut n = 0u32;
+        for (i, d) in chunk.iter().enumerate() {
+            n |= u32::from(*d) << (18 - 6 * i);
+        }
+        out.extend_from_slice(&n.to_be_bytes()[1..chunk.len()]);
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The base64 body of a PEM secret key file, and the 32-byte seed inside it (RFC 8410:
+/// the DER ends with the seed as an OCTET STRING inside the privateKey OCTET STRING).
+fn secret_key_material(path: &Path) -> (String, [u8; 32]) {
+    let pem = std::fs::read_to_string(path).expect("read secret key");
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+    let body: String = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("");
+    let der = base64_decode(&body);
+    // PKCS#8 v1 for ed25519 is exactly 48 bytes; the seed is the last 32.
+    assert_eq!(der.len(), 48, "PKCS#8 v1 (RFC 8410 §7)");
+    assert_eq!(
+        &der[..16],
+        &[
+            0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22,
+            0x04, 0x20
+        ]
+    );
+    (body, der[16..].try_into().unwrap())
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn keygen_writes_a_private_secret_key_and_a_public_key_file() {
+    let f = Fixture::new();
+    let (secret, public) = (f.path("k.key"), f.path("k.pub"));
+    let keygen = |args: &[&str]| {
+        let mut cmd = deltapack();
+        cmd.arg("keygen")
+            .arg("--secret-key")
+            .arg(&secret)
+            .arg("--public-key")
+            .arg(&public)
+            .args(args);
+        cmd.output().expect("run")
+    };
+    let out = keygen(&[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let key = deltaapply::PublicKey::from_file(&public).expect("public key file parses");
+    let file = std::fs::read_to_string(&public).unwrap();
+    assert_eq!(
+        file,
+        format!("# deltapack public key, key id {}\n{key}\n", key.id()),
+        "one comment line, one key line"
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], key.to_string());
+    assert_eq!(lines[1], format!("key id {}", key.id()));
+    #[cfg(unix)]
+    {
+        assert_eq!(mode(&secret), 0o600, "secret key mode");
+        assert_eq!(mode(&public) & 0o600, 0o600);
+    }
+    // The secret never reaches the terminal, in any form.
+    let (body, seed) = secret_key_material(&secret);
+    let json = keygen(&["--force", "--json"]);
+    assert!(json.status.success(), "{}", text(&json.stderr));
+    let (body2, seed2) = secret_key_material(&secret);
+    assert_ne!(seed, seed2, "--force makes a new key");
+    for (out, body, seed) in [(&out, &body, seed), (&json, &body2, seed2)] {
+        for stream in [text(&out.stdout), text(&out.stderr)] {
+            for secret in [
+                body.as_str(),
+                &body[..20],
+                &hex(&seed),
+                &hex(&seed)[..16],
+                "PRIVATE KEY",
+            ] {
+                assert!(
+                    !stream.contains(secret),
+                    "secret material printed: {stream}"
+                );
+            }
+        }
+    }
+    let value = stdout_json(&json);
+    let key2 = deltaapply::PublicKey::from_file(&public).unwrap();
+    assert_eq!(value["ok"], true);
+    assert_eq!(value["public_key"], key2.to_string());
+    assert_eq!(value["key_id"], key2.id().to_string());
+    assert_ne!(key, key2);
+
+    // Without --force, existing files are kept, whichever of the two exists.
+    let before = (f.dir.read("k.key"), f.dir.read("k.pub"));
+    let out = keygen(&[]);
+    assert_eq!(out.status.code(), Some(code::FAILURE));
+    assert!(
+        text(&out.stderr).contains("--force"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!((f.dir.read("k.key"), f.dir.read("k.pub")), before);
+    std::fs::remove_file(&secret).unwrap();
+    let out = keygen(&[]);
+    assert_eq!(out.status.code(), Some(code::FAILURE));
+    assert!(
+        !secret.exists(),
+        "a secret key was written beside a kept public key"
+    );
+    assert_eq!(f.dir.read("k.pub"), before.1);
+
+    // One path for both is refused.
+    let out = deltapack()
+        .args(["keygen", "--secret-key"])
+        .arg(f.path("same"))
+        .arg("--public-key")
+        .arg(f.path("same"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(code::FAILURE));
+    assert!(!f.path("same").exists());
+}
+
+#[test]
+fn key_show_prints_the_public_half() {
+    let f = Fixture::new();
+    let key = f.keygen("k");
+    let out = deltapack()
+        .args(["key", "show", "--secret-key"])
+        .arg(f.path("k.key"))
+        .arg("--public-key")
+        .arg(f.path("again.pub"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).lines().next(),
+        Some(key.to_string().as_str())
+    );
+    assert_eq!(f.dir.read("again.pub"), f.dir.read("k.pub"));
+    let (body, seed) = secret_key_material(&f.path("k.key"));
+    assert!(!text(&out.stdout).contains(&body) && !text(&out.stdout).contains(&hex(&seed)));
+    // A public key file is not a secret key.
+    let out = deltapack()
+        .args(["key", "show", "--secret-key"])
+        .arg(f.path("k.pub"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(code::FAILURE));
+    assert!(
+        text(&out.stderr).contains("PKCS#8"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// A patch signed with `deltapack diff --secret-key` applies with its public key given
+/// as a file, as the literal line, and through `DELTAAPPLY_KEY`; inspect shows it.
+#[test]
+fn a_signed_patch_applies_with_its_key() {
+    let f = Fixture::new();
+    let key = f.keygen("release");
+    let secret = f.path("release.key");
+    let out = f
+        .diff("p", &["--json", "--secret-key", secret.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
+    assert_eq!(stdout_json(&out)["signed_by"], key.id().to_string());
+
+    let header = inspect_json(&f.path("p"));
+    assert_eq!(header["signature"]["algorithm"], "ed25519");
+    assert_eq!(header["signature"]["public_key"], key.to_string());
+    assert_eq!(header["signature"]["key_id"], key.id().to_string());
+    assert_eq!(header["signature"]["verifies"], true);
+    let shown = deltaapply()
+        .arg("inspect")
+        .arg(f.path("p"))
+        .arg("--key")
+        .arg(f.path("release.pub"))
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{}", text(&shown.stderr));
+    let shown = text(&shown.stdout);
+    assert!(
+        shown.contains(&format!("ed25519 by key {}, verifies", key.id())),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("trusted: signed by key {}", key.id())),
+        "{shown}"
+    );
+
+    let pubfile = f.path("release.pub").display().to_string();
+    let line = key.to_string();
+    let trusted = serde_json::json!({"kind": "trusted", "key_id": key.id().to_string()});
+    for (how, args, env) in [
+        ("--key FILE", vec!["--key", pubfile.as_str()], None),
+        ("--key LINE", vec!["--key", line.as_str()], None),
+        ("DELTAAPPLY_KEY", vec![], Some(line.as_str())),
+    ] {
+        let out_name = format!("out {how}");
+        let mut cmd = f.apply("old.bin", "p", &out_name, &args);
+        cmd.arg("--json");
+        if let Some(env) = env {
+            cmd.env("DELTAAPPLY_KEY", env);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{how}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stderr), "", "{how}: no warning with a key");
+        assert_eq!(stdout_json(&out)["origin"], trusted, "{how}");
+        assert_same(&f.dir.read(&out_name), &f.new, how);
+    }
+    // --key wins over the environment.
+    let other = f.keygen("other");
+    let out = f
+        .apply("old.bin", "p", "out env", &["--key", &pubfile])
+        .env("DELTAAPPLY_KEY", other.to_string())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// Signed by a key that is not the configured one: exit 6, the installed file kept
+/// byte for byte, no temporary file; the message names both keys.
+#[test]
+fn a_patch_signed_by_another_key_exits_6_and_keeps_the_file() {
+    let f = Fixture::new();
+    let trusted = f.keygen("trusted");
+    let other = f.keygen("other");
+    let other_secret = f.path("other.key").display().to_string();
+    f.make("p", &["--secret-key", &other_secret]);
+    f.make("unsigned", &[]);
+    f.dir.write("installed.bin", &f.old);
+    let names = f.dir.names();
+    for (patch, env) in [
+        ("p", false),
+        ("p", true),
+        ("unsigned", false),
+        ("unsigned", true),
+    ] {
+        let mut cmd = deltaapply();
+        cmd.arg("apply")
+            .arg("--in-place")
+            .arg(f.path("installed.bin"))
+            .arg(f.path(patch));
+        if env {
+            cmd.env("DELTAAPPLY_KEY", trusted.to_string());
+        } else {
+            cmd.arg("--key").arg(f.path("trusted.pub"));
+        }
+        let context = format!("{patch}, key from env: {env}");
+        let message = assert_fails(&mut cmd, code::UNTRUSTED, &f.path(patch));
+        if patch == "p" {
+            assert!(
+                message.contains(&other.id().to_string())
+                    && message.contains(&trusted.id().to_string()),
+                "{context}: {message}"
+            );
+        } else {
+            assert!(message.contains("not signed"), "{context}: {message}");
+        }
+        assert_same(&f.dir.read("installed.bin"), &f.old, &context);
+        assert_eq!(f.dir.names(), names, "{context}: files changed");
+        // JSON too.
+        cmd.arg("--json");
+        let out = cmd.output().unwrap();
+        let json = stdout_json(&out);
+        assert_eq!(json["ok"], false);
+        assert_eq!(json["exit_code"], code::UNTRUSTED);
+    }
+    // inspect agrees with apply.
+    let out = deltaapply()
+        .arg("inspect")
+        .arg(f.path("p"))
+        .arg("--key")
+        .arg(f.path("trusted.pub"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(code::UNTRUSTED));
+    assert!(
+        text(&out.stdout).contains("REFUSED"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// No key configured: the patch applies (every hash is still checked), with one
+/// warning that says whether it was signed, by which key, and how to configure one.
+#[test]
+fn without_a_key_a_patch_applies_with_a_warning() {
+    let f = Fixture::new();
+    let key = f.keygen("k");
+    let secret = f.path("k.key").display().to_string();
+    f.make("signed", &["--secret-key", &secret]);
+    f.make("unsigned", &[]);
+    for (patch, says) in [
+        ("signed", format!("signed by key {}", key.id())),
+        ("unsigned", "it is unsigned".to_string()),
+    ] {
+        let out = f
+            .apply("old.bin", patch, "out", &["--json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.starts_with("warning: the origin of"), "{stderr}");
+        assert!(stderr.contains(&says), "{stderr}");
+        assert!(
+            stderr.contains("--key") && stderr.contains("DELTAAPPLY_KEY"),
+            "{stderr}"
+        );
+        let signed_by = (patch == "signed").then(|| key.id().to_string());
+        assert_eq!(
+            stdout_json(&out)["origin"],
+            serde_json::json!({"kind": "unverified", "signed_by": signed_by})
+        );
+        assert_same(&f.dir.read("out"), &f.new, patch);
+    }
+    // A bit flipped in the signature: refused even without a key.
+    let mut bytes = f.dir.read("signed");
+    bytes[HEADER_LEN - 1] ^= 0x01;
+    f.dir.write("flipped", &bytes);
+    let message = assert_fails(
+        &mut f.apply("old.bin", "flipped", "out2", &[]),
+        code::UNTRUSTED,
+        &f.path("flipped"),
+    );
+    assert!(message.contains("does not match"), "{message}");
+    assert!(!f.path("out2").exists());
+}
+
+#[test]
+fn bad_keys_exit_2() {
+    let f = Fixture::new();
+    f.keygen("k");
+    f.make("p", &[]);
+    let flipped_hex = "ed25519:ABCD".to_string();
+    for (what, args, env) in [
+        ("garbage --key", vec!["--key", "ed25519:1234"], None),
+        ("uppercase hex", vec!["--key", flipped_hex.as_str()], None),
+        ("missing file", vec!["--key", "no-such.pub"], None),
+        ("secret key as --key", vec!["--key", "SECRET"], None),
+        ("garbage env", vec![], Some("ed25519:zz")),
+    ] {
+        let secret = f.path("k.key").display().to_string();
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "SECRET" { secret.as_str() } else { a })
+            .collect();
+        let mut cmd = f.apply("old.bin", "p", "out", &args);
+        if let Some(env) = env {
+            cmd.env("DELTAAPPLY_KEY", env);
+        }
+        let out = cmd.output().unwrap();
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(code::USAGE), "{what}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{what}: {stderr}");
+        if what == "secret key as --key" {
+            assert!(stderr.contains("secret key"), "{stderr}");
+            assert!(!stderr.contains("PRIVATE"), "{stderr}");
+        }
+        if what == "garbage env" {
+            assert!(stderr.contains("DELTAAPPLY_KEY"), "{stderr}");
+        }
+        assert!(!f.path("out").exists(), "{what}");
+    }
+    // A blank DELTAAPPLY_KEY is no key.
+    let out = f
+        .apply("old.bin", "p", "out", &[])
+        .env("DELTAAPPLY_KEY", " ")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn diff_with_a_bad_or_exposed_secret_key() {
+    let f = Fixture::new();
+    f.keygen("k");
+    // Not a key: exit 1 before any diffing, no patch written.
+    let pubfile = f.path("k.pub").display().to_string();
+    let message = assert_fails(
+        &mut f.diff("p", &["--secret-key", &pubfile]),
+        code::FAILURE,
+        &f.path("k.pub"),
+    );
+    assert!(message.contains("PKCS#8"), "{message}");
+    assert!(!f.path("p").exists());
+    // Readable by others: a warning, and the patch is still made and signed.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let secret = f.path("k.key");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = f
+            .diff("p", &["--secret-key", secret.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.starts_with("warning: ") && stderr.contains("chmod 600"),
+            "{stderr}"
+        );
+        assert_eq!(inspect_json(&f.path("p"))["signature"]["verifies"], true);
+    }
+}
+
+/// Our secret key files are what OpenSSL reads and writes (PKCS#8, RFC 8410): it
+/// derives the same public key from ours, and a key it generates signs patches that
+/// apply with the public key OpenSSL reports.
+#[test]
+fn openssl_reads_and_writes_our_secret_keys() {
+    if std::process::Command::new("openssl")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("NOTICE: openssl not found; skipping the OpenSSL interoperability test");
+        return;
+    }
+    let f = Fixture::new();
+    let ours = f.keygen("ours");
+    let raw_public = |secret: &Path| -> Vec<u8> {
+        let out = std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+            .arg(secret)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "openssl pkey: {}", text(&out.stderr));
+        // SubjectPublicKeyInfo for ed25519: a 12-byte prefix, then the 32 key bytes.
+        assert_eq!(out.stdout.len(), 44);
+        out.stdout[12..].to_vec()
+    };
+    assert_eq!(raw_public(&f.path("ours.key")), ours.to_bytes());
+
+    let status = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "ed25519", "-out"])
+        .arg(f.path("theirs.key"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let theirs = raw_public(&f.path("theirs.key"));
+    let line = format!("ed25519:{}", hex(&theirs));
+    let secret = f.path("theirs.key").display().to_string();
+    f.make("p", &["--secret-key", &secret]);
+    let out = f
+        .apply("old.bin", "p", "out", &["--key", &line])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_same(&f.dir.read("out"), &f.new, "signed with an OpenSSL key");
 }

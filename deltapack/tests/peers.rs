@@ -120,7 +120,15 @@ fn apply(dir: &Path, old: Option<&Path>, patch: &[u8]) -> Vec<u8> {
     let patch_path = dir.join("wrapped.dpatch");
     std::fs::write(&patch_path, patch).unwrap();
     let out = dir.join("applied");
-    deltaapply::apply_file(old, &patch_path, &out, &Limits::default(), &mut |_| {}).unwrap();
+    deltaapply::apply_file(
+        old,
+        &patch_path,
+        &out,
+        &Limits::default(),
+        None,
+        &mut |_| {},
+    )
+    .unwrap();
     std::fs::read(out).unwrap()
 }
 

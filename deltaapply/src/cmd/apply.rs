@@ -4,13 +4,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use deltaapply::{Limits, Phase, cli};
+use deltaapply::{Limits, Origin, Phase, TrustedKeys, cli};
 
 /// Apply a patch: `apply OLD PATCH -o NEW`, or `apply --in-place FILE PATCH`.
 ///
-/// The old file's size and SHA-256 are checked before anything is written; the new file
-/// is written beside its destination, checked against the patch's SHA-256, synced and
-/// renamed into place. On any failure the destination is untouched.
+/// The patch's signature is checked against the trusted keys (--key, else the
+/// DELTAAPPLY_KEY environment variable, else keys built into this binary) before
+/// anything else is read; the old file's size and SHA-256 are checked before anything
+/// is written; the new file is written beside its destination, checked against the
+/// patch's SHA-256, synced and renamed into place. On any failure the destination is
+/// untouched.
 #[derive(clap::Args)]
 pub struct Args {
     /// OLD PATCH (or just PATCH with --in-place, or for a full-image patch).
@@ -25,6 +28,10 @@ pub struct Args {
     /// Refuse patches that need more memory than this to apply (e.g. 32MiB).
     #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = cli::parse_size)]
     max_memory: u64,
+    /// Trust this publisher key: an `ed25519:...` line or a public key file (repeat for
+    /// several keys). Overrides DELTAAPPLY_KEY and the built-in keys.
+    #[arg(long = "key", value_name = "KEY")]
+    keys: Vec<String>,
     /// Print the result as one line of JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -37,7 +44,11 @@ pub fn run(args: Args) -> i32 {
         Ok(p) => p,
         Err(e) => return cli::report_error(&e, deltaapply::exit::USAGE, json),
     };
-    match apply(args, paths) {
+    let trusted = match cli::trusted_keys(&args.keys) {
+        Ok(t) => t.map(|(keys, _)| keys),
+        Err(e) => return cli::report_error(&e, deltaapply::exit::USAGE, json),
+    };
+    match apply(args, paths, trusted.as_ref()) {
         Ok(()) => 0,
         Err(e) => {
             let code = super::exit_code(&e);
@@ -62,7 +73,11 @@ fn resolve_paths(args: &Args) -> anyhow::Result<Paths> {
     )
 }
 
-fn apply(args: Args, (old, patch, dest): Paths) -> anyhow::Result<()> {
+fn apply(
+    args: Args,
+    (old, patch, dest): Paths,
+    trusted: Option<&TrustedKeys>,
+) -> anyhow::Result<()> {
     let (old, dest) = if args.in_place.is_some() {
         // Follow a symlink so the file it points to is replaced, not the link.
         let file = std::fs::canonicalize(&dest)
@@ -76,17 +91,21 @@ fn apply(args: Args, (old, patch, dest): Paths) -> anyhow::Result<()> {
     let limits = Limits {
         max_apply_memory: args.max_memory,
     };
-    let result = deltaapply::apply_file(old.as_deref(), &patch, &dest, &limits, &mut |p| {
-        let msg = match p.phase {
-            Phase::CheckSource => "checking old file",
-            Phase::CheckPayload => "checking patch",
-            Phase::Write => "writing",
-        };
-        bar.set(msg, p.done, p.total);
-    });
+    let result =
+        deltaapply::apply_file(old.as_deref(), &patch, &dest, &limits, trusted, &mut |p| {
+            let msg = match p.phase {
+                Phase::CheckSource => "checking old file",
+                Phase::CheckPayload => "checking patch",
+                Phase::Write => "writing",
+            };
+            bar.set(msg, p.done, p.total);
+        });
     bar.finish();
     let report = result?;
     let seconds = started.elapsed().as_secs_f64();
+    if let Origin::Unverified { signed_by } = report.origin {
+        eprintln!("{}", cli::unverified_warning(&patch, signed_by));
+    }
     if args.json {
         cli::print_json(&serde_json::json!({
             "ok": true,
@@ -94,11 +113,16 @@ fn apply(args: Args, (old, patch, dest): Paths) -> anyhow::Result<()> {
             "source": report.source,
             "target": report.target,
             "output": report.dest,
+            "origin": report.origin,
             "seconds": seconds,
         }))?;
     } else {
+        let origin = match report.origin {
+            Origin::Trusted { key_id } => format!(", signed by trusted key {key_id}"),
+            Origin::Unverified { .. } => String::new(),
+        };
         eprintln!(
-            "wrote {} ({} bytes, sha256 {}) with the {} method in {seconds:.2} s",
+            "wrote {} ({} bytes, sha256 {}) with the {} method in {seconds:.2} s{origin}",
             report.dest.display(),
             report.target.size,
             report.target.sha256,

@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use deltaapply::{ApplyReport, Error, FormatError, Limits, Method};
+use deltaapply::signature::SignatureError;
+use deltaapply::{ApplyReport, Error, FormatError, Limits, Method, TrustedKeys};
 use sha2::{Digest, Sha256};
 
 /// Field offsets of the v1 header (format-spec §3.2).
@@ -33,6 +34,13 @@ pub mod at {
     /// Bytes `0..CHECKED` are covered by the checksum at `CHECK..CHECK + 16`.
     pub const CHECKED: usize = 176;
     pub const CHECK: usize = 176;
+    /// Bytes `0..SIGNED` (the checksum included) are what a signature signs.
+    pub const SIGNED: usize = 192;
+    /// The signature block: algorithm, 7 reserved bytes, public key, signature.
+    pub const SIG_ALGORITHM: usize = 192;
+    pub const SIG_RESERVED: usize = 193;
+    pub const PUBLIC_KEY: usize = 200;
+    pub const SIGNATURE: usize = 232;
     /// Total header length; the payload starts here.
     pub const PAYLOAD: usize = 296;
 }
@@ -211,17 +219,19 @@ impl Workbench {
     }
 }
 
-/// Applies with the library, with the default limits unless `max_apply_memory` is given.
+/// Applies with the library, with the default limits unless `max_apply_memory` is
+/// given, trusting `trusted` (none: the origin is not verified).
 pub fn apply(
     old: Option<&Path>,
     patch: &Path,
     dest: &Path,
     max_apply_memory: Option<u64>,
+    trusted: Option<&TrustedKeys>,
 ) -> Result<ApplyReport, Error> {
     let limits = max_apply_memory.map_or_else(Limits::default, |max_apply_memory| Limits {
         max_apply_memory,
     });
-    deltaapply::apply_file(old, patch, dest, &limits, &mut |_| {})
+    deltaapply::apply_file(old, patch, dest, &limits, trusted, &mut |_| {})
 }
 
 /// The error's variant as the vectors name it: `Format/TruncatedHeader`, `Corrupt`, ...
@@ -236,6 +246,17 @@ pub fn error_kind(e: &Error) -> String {
         Error::TargetMismatch { .. } => "TargetMismatch".into(),
         Error::SourceIo { .. } => "SourceIo".into(),
         Error::OutputIo { .. } => "OutputIo".into(),
+        Error::Untrusted { source, .. } => format!("Untrusted/{}", signature_kind(source)),
+    }
+}
+
+fn signature_kind(e: &SignatureError) -> &'static str {
+    match e {
+        SignatureError::Unsigned => "Unsigned",
+        SignatureError::BadPatchSignature { .. } => "BadPatchSignature",
+        SignatureError::UntrustedPatchKey { .. } => "UntrustedPatchKey",
+        // Manifest signature errors, never the result of a patch's origin check.
+        _ => "Manifest",
     }
 }
 

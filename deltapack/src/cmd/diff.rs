@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use deltaapply::{Method, cli};
+use deltapack::keys::{self, SecretKey};
 use deltapack::{DiffError, MethodChoice, Settings, make_patch};
 
 /// Make a patch from OLD to NEW.
@@ -31,6 +32,9 @@ pub struct Args {
     /// Memory the device may use to apply the patch (e.g. 32MiB, 1GiB).
     #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = cli::parse_size)]
     max_apply_memory: u64,
+    /// Sign the patch with this secret key (PKCS#8 PEM, from `deltapack keygen`).
+    #[arg(long, value_name = "FILE")]
+    secret_key: Option<PathBuf>,
     /// Print the result as one line of JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -65,6 +69,21 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 
 fn diff(args: Args) -> anyhow::Result<()> {
     let started = Instant::now();
+    // The key is loaded first, so that a bad key file fails before minutes of diffing.
+    let key = match &args.secret_key {
+        Some(path) => {
+            let key = SecretKey::load(path)?;
+            if keys::readable_by_others(path) {
+                eprintln!(
+                    "warning: secret key {} can be read by other users: `chmod 600 {}`",
+                    path.display(),
+                    path.display()
+                );
+            }
+            Some(key)
+        }
+        None => None,
+    };
     let old = read(&args.old, "old")?;
     let new = read(&args.new, "new")?;
     let mut settings = Settings {
@@ -83,7 +102,7 @@ fn diff(args: Args) -> anyhow::Result<()> {
         args.old.display(),
         args.new.display()
     );
-    let made = match made {
+    let mut made = match made {
         Ok(made) => made,
         Err(e) if e.is_over_budget() => {
             let hint = "over the apply-memory budget (raise --max-apply-memory if the devices have that much memory)";
@@ -91,6 +110,11 @@ fn diff(args: Args) -> anyhow::Result<()> {
         }
         Err(e) => return Err(anyhow::Error::new(e).context(context)),
     };
+    if let Some(key) = &key {
+        key.sign_patch(&mut made.bytes)
+            .context("the encoder wrote a patch its own decoder refuses")?;
+    }
+    let signed_by = key.as_ref().map(SecretKey::key_id);
     write_atomically(&args.output, &made.bytes)?;
     let seconds = started.elapsed().as_secs_f64();
 
@@ -111,6 +135,7 @@ fn diff(args: Args) -> anyhow::Result<()> {
             "full_size": full_size,
             "apply_memory": made.apply_memory,
             "candidates": made.candidates,
+            "signed_by": signed_by,
             "seconds": seconds,
         }));
     }
@@ -119,9 +144,12 @@ fn diff(args: Args) -> anyhow::Result<()> {
         let vs_full = full_size
             .map(|f| format!(", {} of the full image", cli::percent(size, f)))
             .unwrap_or_default();
+        let signed = signed_by
+            .map(|id| format!(", signed by key {id}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "{}: {} patch, {} bytes ({} of the new file{vs_full}), applies in {}, made in {seconds:.2} s",
+            "{}: {} patch, {} bytes ({} of the new file{vs_full}), applies in {}, made in {seconds:.2} s{signed}",
             args.output.display(),
             made.method,
             size,

@@ -3,4 +3,6 @@
 pub mod build;
 pub mod diff;
 pub mod inspect;
+pub mod key;
+pub mod keygen;
 pub mod verify;

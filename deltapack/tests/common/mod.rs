@@ -399,8 +399,14 @@ pub fn apply_via_files(
     let old_path = dir.write("old", old);
     let patch_path = dir.write("patch", patch);
     let new_path = dir.join("new");
-    let result =
-        deltaapply::apply_file(Some(&old_path), &patch_path, &new_path, limits, &mut |_| {});
+    let result = deltaapply::apply_file(
+        Some(&old_path),
+        &patch_path,
+        &new_path,
+        limits,
+        None,
+        &mut |_| {},
+    );
     let expected: &[&str] = if result.is_ok() {
         &["new", "old", "patch"]
     } else {
