@@ -109,8 +109,9 @@ pub struct Fetched {
     pub path: PathBuf,
     /// Where it came from: a URL (password hidden) or a path.
     pub from: String,
-    /// Bytes received over the network by this call (0 for a local mirror or a file
-    /// already complete in `dest_dir`); less than the size when a download resumed.
+    /// Bytes received over the network by this call, from every mirror tried (0 for
+    /// a file read from a local mirror alone, or already complete in `dest_dir`); less
+    /// than the size when a download resumed, more when one had to start over.
     pub transferred: u64,
 }
 
@@ -447,13 +448,15 @@ impl Fetcher {
         }
         #[cfg(feature = "http")]
         let mut part: Option<part::Part> = None;
+        #[cfg_attr(not(feature = "http"), allow(unused_mut))]
+        let mut transferred = 0;
         let result = self.each_mirror(source, rel, |mirror| match mirror.locate(rel) {
             Location::Path(path) => {
                 check_local(&path, expected, progress)?;
                 Ok(Fetched {
                     from: path.display().to_string(),
                     path,
-                    transferred: 0,
+                    transferred,
                 })
             }
             #[cfg(feature = "http")]
@@ -464,7 +467,7 @@ impl Fetcher {
                     Some(p) => p,
                     None => part.insert(part::Part::open(dest_dir, expected)?),
                 };
-                let transferred = self.download(client, &url, part, expected, progress)?;
+                self.download(client, &url, part, expected, progress, &mut transferred)?;
                 Ok(Fetched {
                     path: done.clone(),
                     from: crate::source::redacted(&url),
@@ -531,8 +534,8 @@ impl Fetcher {
         }
     }
 
-    /// Downloads into `part` until it holds the expected bytes, with retries; returns
-    /// the bytes received. A hash mismatch empties `part`.
+    /// Downloads into `part` until it holds the expected bytes, with retries, adding
+    /// the bytes received to `transferred`. A hash mismatch empties `part`.
     #[cfg(feature = "http")]
     fn download(
         &self,
@@ -541,8 +544,8 @@ impl Fetcher {
         part: &mut part::Part,
         expected: FileId,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<u64, FetchError> {
-        let mut transferred = 0;
+        transferred: &mut u64,
+    ) -> Result<(), FetchError> {
         let mut fresh_start = false;
         loop {
             self.retrying(|| {
@@ -556,12 +559,12 @@ impl Fetcher {
                     expected.size,
                     &self.options,
                     progress,
-                    &mut transferred,
+                    transferred,
                 )
             })?;
             let got = part.digest();
             if got == expected.sha256 {
-                return Ok(transferred);
+                return Ok(());
             }
             // Bytes joined from several answers (or an earlier run, maybe from another
             // mirror) can mix two versions of a file; one clean download settles it.
