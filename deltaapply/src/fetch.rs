@@ -141,10 +141,14 @@ pub enum RedirectProblem {
 /// Everything that can go wrong fetching a file. Each variant names the URL or path.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// The HTTP client could not be set up (the TLS configuration or a root
-    /// certificate in [`Options::extra_root_certificates`] was refused).
+    /// The HTTP client could not be set up: no CA certificates were found on the
+    /// system, or one in [`Options::extra_root_certificates`] was refused.
     #[cfg(feature = "http")]
-    #[error("cannot set up the HTTP client")]
+    #[error(
+        "cannot set up the HTTPS client; if no CA certificates were found, install the \
+         system's (the ca-certificates package, or point SSL_CERT_FILE at a bundle) or \
+         trust the update server's CA explicitly"
+    )]
     Client {
         /// What the client library said.
         #[source]
@@ -154,6 +158,20 @@ pub enum FetchError {
     #[cfg(feature = "http")]
     #[error("cannot connect to {url}; check the network and the source address")]
     Connect {
+        /// The URL.
+        url: String,
+        /// What failed.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The TLS handshake failed: the server's certificate is not trusted, has expired,
+    /// or is for another name. Not retried.
+    #[cfg(feature = "http")]
+    #[error(
+        "TLS with {url} failed: is the server's certificate valid, for this host name, and \
+         issued by a trusted CA?"
+    )]
+    Tls {
         /// The URL.
         url: String,
         /// What failed.
@@ -246,9 +264,7 @@ pub enum FetchError {
         declared: Option<u64>,
     },
     /// The file is complete but smaller than the manifest declares.
-    #[error(
-        "{location} has {got} bytes, the manifest declares {expected}; the mirror holds a different file"
-    )]
+    #[error("{location} has {got} bytes, expected {expected}; the mirror holds a different file")]
     SizeMismatch {
         /// The URL or path.
         location: String,
@@ -259,8 +275,8 @@ pub enum FetchError {
     },
     /// The file's SHA-256 is not the one the manifest declares. A download is deleted.
     #[error(
-        "{location}: sha256 is {got}, the manifest declares {expected}; the mirror holds a \
-         corrupt or different file"
+        "{location}: sha256 is {got}, expected {expected}; the mirror holds a corrupt or \
+         different file"
     )]
     HashMismatch {
         /// The URL or path.
@@ -321,15 +337,10 @@ impl FetchError {
         }
     }
 
-    /// Whether the failure is on this machine (the download cannot be written, or the
-    /// client cannot be set up), so that another mirror would fail the same way.
+    /// Whether the download cannot be written on this machine, so that another mirror
+    /// would fail the same way.
     pub fn is_local(&self) -> bool {
-        match self {
-            #[cfg(feature = "http")]
-            FetchError::Client { .. } => true,
-            FetchError::Write { .. } | FetchError::Busy { .. } => true,
-            _ => false,
-        }
+        matches!(self, FetchError::Write { .. } | FetchError::Busy { .. })
     }
 }
 

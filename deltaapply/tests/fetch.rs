@@ -482,10 +482,7 @@ fn https_with_a_private_ca() {
         ..options()
     };
     let (result, _) = fetch(&[server.url()], &body, dest.path(), untrusting);
-    assert!(
-        matches!(result, Err(FetchError::Connect { .. })),
-        "{result:?}"
-    );
+    assert!(matches!(result, Err(FetchError::Tls { .. })), "{result:?}");
     assert!(names(dest.path()).is_empty());
 }
 
@@ -772,4 +769,58 @@ fn a_missing_local_mirror_then_http() {
     let urls = [empty.path().display().to_string(), server.url()];
     let (result, _) = fetch(&urls, &body, dest.path(), options());
     assert_fetched(result, &body, dest.path());
+}
+
+/// `deltaapply download` through the real binary, over HTTPS with the test CA, past a
+/// dead mirror and a dropped connection.
+#[cfg(feature = "cli")]
+#[test]
+fn download_command() {
+    let body = content();
+    let server = Server::start_tls();
+    server.put(PATH, Resource::new(&body, "v1"));
+    server.faults(PATH, [Fault::DropAfter(100_000)]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("image.bin");
+    let dead = format!("{}{}", dead_url(), &PATH[1..]);
+    let good = format!("{}{}", server.url(), &PATH[1..]);
+    let run = |sha256: &Sha256Digest| {
+        assert_cmd::Command::cargo_bin("deltaapply")
+            .unwrap()
+            .args(["download", &dead, &good, "--retries", "1", "--json", "-o"])
+            .arg(&out)
+            .args(["--sha256", &sha256.to_string()])
+            .args(["--size", &body.len().to_string()])
+            .arg("--ca-cert")
+            .arg(tls_dir().join("ca.der"))
+            .output()
+            .unwrap()
+    };
+    let output = run(&Sha256Digest::of(&body));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["from"], good.as_str());
+    assert!(fs::read(&out).unwrap() == body);
+    assert_eq!(names(dir.path()), ["image.bin"]);
+    assert_eq!(
+        requests(&server),
+        [(None, 200), (Some("bytes=100000-".into()), 206)]
+    );
+
+    fs::remove_file(&out).unwrap();
+    let output = run(&Sha256Digest::of(b"something else"));
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    assert!(
+        report["error"].as_str().unwrap().contains("sha256"),
+        "{report}"
+    );
+    assert!(names(dir.path()).is_empty());
 }

@@ -322,7 +322,9 @@ fn send(
                 problem: refusal.problem,
             };
         }
-        if source.is_connect() {
+        if source.is_connect() && is_tls_failure(&source) {
+            FetchError::Tls { url, source }
+        } else if source.is_connect() {
             FetchError::Connect { url, source }
         } else if source.is_timeout() {
             FetchError::Timeout {
@@ -333,6 +335,30 @@ fn send(
             FetchError::Request { url, source }
         }
     })
+}
+
+/// Whether rustls refused the connection (an untrusted or invalid certificate, a
+/// failed handshake). `io::Error` does not list its inner error as a source, so each
+/// one is opened.
+fn is_tls_failure(err: &reqwest::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        let mut wrapped = e;
+        loop {
+            if wrapped.is::<rustls::Error>() {
+                return true;
+            }
+            match wrapped
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+            {
+                Some(inner) => wrapped = inner,
+                None => break,
+            }
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// A failed read of a body: a timeout, or the transfer broke off.
