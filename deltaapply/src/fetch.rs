@@ -54,8 +54,9 @@ mod part;
 pub struct Options {
     /// Longest wait for a TCP (and TLS) connection to be set up.
     pub connect_timeout: Duration,
-    /// Longest wait for a response's headers, or for any further bytes of its body:
-    /// a stalled transfer fails after this much silence, however long it has run.
+    /// Longest wait for a response's headers (from the start of the request, so it
+    /// also bounds the connection), or for any further bytes of its body: a stalled
+    /// transfer fails after this much silence, however long it has run.
     pub read_timeout: Duration,
     /// Attempts on one mirror after the first, for failures that may pass (connect
     /// errors, timeouts, interrupted transfers, HTTP 5xx, 408 and 429).
@@ -72,7 +73,9 @@ pub struct Options {
     /// the network see what is downloaded, and lets it withhold updates.
     pub allow_http: bool,
     /// DER-encoded certificates trusted as roots in addition to the system's, for
-    /// update servers with a private certificate authority.
+    /// update servers with a private certificate authority. On a system without CA
+    /// certificates (a minimal device image) they are the only ones trusted. (Android
+    /// cannot add roots this way.)
     pub extra_root_certificates: Vec<Vec<u8>>,
 }
 
@@ -141,14 +144,10 @@ pub enum RedirectProblem {
 /// Everything that can go wrong fetching a file. Each variant names the URL or path.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// The HTTP client could not be set up: no CA certificates were found on the
-    /// system, or one in [`Options::extra_root_certificates`] was refused.
+    /// The HTTP client could not be set up (a certificate in
+    /// [`Options::extra_root_certificates`] was refused, or TLS could not be set up).
     #[cfg(feature = "http")]
-    #[error(
-        "cannot set up the HTTPS client; if no CA certificates were found, install the \
-         system's (the ca-certificates package, or point SSL_CERT_FILE at a bundle) or \
-         trust the update server's CA explicitly"
-    )]
+    #[error("cannot set up the HTTP client")]
     Client {
         /// What the client library said.
         #[source]
@@ -169,11 +168,20 @@ pub enum FetchError {
     #[cfg(feature = "http")]
     #[error(
         "TLS with {url} failed: is the server's certificate valid, for this host name, and \
-         issued by a trusted CA?"
+         issued by a trusted CA?{}",
+        if *no_system_roots {
+            " (no CA certificates were found on this system: install them, the \
+             ca-certificates package, or point SSL_CERT_FILE at a bundle)"
+        } else {
+            ""
+        }
     )]
     Tls {
         /// The URL.
         url: String,
+        /// The system has no CA certificates, so only
+        /// [`Options::extra_root_certificates`] were trusted.
+        no_system_roots: bool,
         /// What failed.
         #[source]
         source: reqwest::Error,
@@ -395,7 +403,7 @@ fn list_failures(failures: &[MirrorFailure]) -> String {
 pub struct Fetcher {
     options: Options,
     #[cfg(feature = "http")]
-    client: std::sync::OnceLock<reqwest::blocking::Client>,
+    client: std::sync::OnceLock<http::Client>,
 }
 
 impl Fetcher {
@@ -550,7 +558,7 @@ impl Fetcher {
     #[cfg(feature = "http")]
     fn download(
         &self,
-        client: &reqwest::blocking::Client,
+        client: &http::Client,
         url: &reqwest::Url,
         part: &mut part::Part,
         expected: FileId,
@@ -608,11 +616,11 @@ impl Fetcher {
     }
 
     #[cfg(feature = "http")]
-    fn client(&self) -> Result<&reqwest::blocking::Client, FetchError> {
+    fn client(&self) -> Result<&http::Client, FetchError> {
         if let Some(client) = self.client.get() {
             return Ok(client);
         }
-        let client = http::client(&self.options)?;
+        let client = http::Client::new(&self.options)?;
         Ok(self.client.get_or_init(|| client))
     }
 }

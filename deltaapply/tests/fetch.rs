@@ -824,3 +824,43 @@ fn download_command() {
     );
     assert!(names(dir.path()).is_empty());
 }
+
+/// On a system without CA certificates (SSL_CERT_FILE and SSL_CERT_DIR point at
+/// nothing), plain http still works, https works with the server's CA given, and
+/// without it the error says what is missing.
+#[cfg(feature = "cli")]
+#[test]
+fn no_system_ca_certificates() {
+    let body = content();
+    let plain = Server::start();
+    plain.put(PATH, Resource::new(&body, "v1"));
+    let tls = Server::start_tls();
+    tls.put(PATH, Resource::new(&body, "v1"));
+    let dir = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let run = |server: &Server, out: &str, ca: bool| {
+        let mut cmd = assert_cmd::Command::cargo_bin("deltaapply").unwrap();
+        cmd.env("SSL_CERT_FILE", empty.path().join("none.pem"))
+            .env("SSL_CERT_DIR", empty.path())
+            .args(["download", &format!("{}{}", server.url(), &PATH[1..])])
+            .args(["--retries", "0", "-o"])
+            .arg(dir.path().join(out))
+            .args(["--sha256", &Sha256Digest::of(&body).to_string()])
+            .args(["--size", &body.len().to_string()]);
+        if ca {
+            cmd.arg("--ca-cert").arg(tls_dir().join("ca.der"));
+        }
+        cmd.output().unwrap()
+    };
+    let output = run(&plain, "plain", false);
+    assert!(output.status.success(), "{output:?}");
+    let output = run(&tls, "tls", true);
+    assert!(output.status.success(), "{output:?}");
+    let output = run(&tls, "untrusted", false);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no CA certificates were found"), "{stderr}");
+    assert_eq!(names(dir.path()), ["plain", "tls"]);
+    assert!(fs::read(dir.path().join("plain")).unwrap() == body);
+    assert!(fs::read(dir.path().join("tls")).unwrap() == body);
+}

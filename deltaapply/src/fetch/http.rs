@@ -5,7 +5,7 @@
 use std::io::{self, Read};
 use std::sync::Once;
 
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::Response;
 use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
 use reqwest::{Url, redirect};
 
@@ -14,23 +14,57 @@ use super::{FetchError, Options, Progress, RedirectProblem};
 use crate::digest::IO_CHUNK;
 use crate::source::redacted;
 
-/// The client for `options`. Installs the ring crypto provider as the process default
-/// first (once; an embedder's own earlier choice stays).
-pub(super) fn client(options: &Options) -> Result<Client, FetchError> {
-    static PROVIDER: Once = Once::new();
-    PROVIDER.call_once(|| {
-        // Fails only when a provider is installed already, which is as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    let mut roots = Vec::new();
-    for der in &options.extra_root_certificates {
-        roots.push(
-            reqwest::Certificate::from_der(der).map_err(|source| FetchError::Client { source })?,
-        );
+/// The HTTP client, and whether it had to do without the system's CA certificates.
+#[derive(Debug)]
+pub(super) struct Client {
+    inner: reqwest::blocking::Client,
+    /// No CA certificates were found on the system: only
+    /// [`Options::extra_root_certificates`] are trusted (plain http still works).
+    no_system_roots: bool,
+}
+
+impl Client {
+    /// The client for `options`. Installs the ring crypto provider as the process
+    /// default first (once; an embedder's own earlier choice stays).
+    pub(super) fn new(options: &Options) -> Result<Client, FetchError> {
+        static PROVIDER: Once = Once::new();
+        PROVIDER.call_once(|| {
+            // Fails only when a provider is installed already, which is as good.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        });
+        let mut roots = Vec::new();
+        for der in &options.extra_root_certificates {
+            roots.push(
+                reqwest::Certificate::from_der(der)
+                    .map_err(|source| FetchError::Client { source })?,
+            );
+        }
+        match build(options, roots.clone(), true) {
+            Ok(inner) => Ok(Client {
+                inner,
+                no_system_roots: false,
+            }),
+            // The system has no CA certificates (a minimal device image): plain http
+            // mirrors must still work, and https ones with the embedder's roots.
+            Err(source) => match build(options, roots, false) {
+                Ok(inner) => Ok(Client {
+                    inner,
+                    no_system_roots: true,
+                }),
+                Err(_) => Err(FetchError::Client { source }),
+            },
+        }
     }
+}
+
+fn build(
+    options: &Options,
+    roots: Vec<reqwest::Certificate>,
+    with_system_roots: bool,
+) -> reqwest::Result<reqwest::blocking::Client> {
     let allow_http = options.allow_http;
     let max_redirects = options.max_redirects;
-    Client::builder()
+    let builder = reqwest::blocking::Client::builder()
         .user_agent(concat!("deltaapply/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(options.connect_timeout)
         // The blocking client applies this to the wait for the headers and to every
@@ -61,10 +95,13 @@ pub(super) fn client(options: &Options) -> Result<Client, FetchError> {
                 }
                 None => attempt.follow(),
             }
-        }))
-        .tls_certs_merge(roots)
-        .build()
-        .map_err(|source| FetchError::Client { source })
+        }));
+    if with_system_roots {
+        builder.tls_certs_merge(roots)
+    } else {
+        builder.tls_certs_only(roots)
+    }
+    .build()
 }
 
 /// GETs a file of at most `cap` bytes, reading at most `cap + 1`.
@@ -74,7 +111,7 @@ pub(super) fn get_small(
     cap: u64,
     options: &Options,
 ) -> Result<Vec<u8>, FetchError> {
-    let resp = send(client.get(url.clone()), url, options)?;
+    let resp = send(client, client.inner.get(url.clone()), url, options)?;
     let at = redacted(resp.url());
     if resp.status().as_u16() != 200 {
         return Err(FetchError::Status {
@@ -127,14 +164,14 @@ pub(super) fn transfer(
     let mut restarted = false;
     loop {
         let offset = part.len();
-        let mut request = client.get(url.clone());
+        let mut request = client.inner.get(url.clone());
         if offset > 0 {
             request = request.header(RANGE, format!("bytes={offset}-"));
             if let Some(v) = part.validator() {
                 request = request.header(IF_RANGE, v);
             }
         }
-        let resp = send(request, url, options)?;
+        let resp = send(client, request, url, options)?;
         let at = redacted(resp.url());
         let start = match resp.status().as_u16() {
             // The whole file: the server ignored Range, or the file changed since the
@@ -309,6 +346,7 @@ fn validator(resp: &Response) -> Option<String> {
 
 /// Sends a request and turns reqwest's failures into ours.
 fn send(
+    client: &Client,
     request: reqwest::blocking::RequestBuilder,
     url: &Url,
     options: &Options,
@@ -323,7 +361,11 @@ fn send(
             };
         }
         if source.is_connect() && is_tls_failure(&source) {
-            FetchError::Tls { url, source }
+            FetchError::Tls {
+                url,
+                no_system_roots: client.no_system_roots,
+                source,
+            }
         } else if source.is_connect() {
             FetchError::Connect { url, source }
         } else if source.is_timeout() {
