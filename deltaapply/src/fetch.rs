@@ -637,7 +637,10 @@ fn backoff(options: &Options, retry: u32) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
-    base + base / 4 * (nanos % 1000) / 1000
+    let jitter = (base / 4)
+        .checked_mul(nanos % 1000)
+        .map_or(Duration::ZERO, |d| d / 1000);
+    base.saturating_add(jitter)
 }
 
 /// Reads at most `cap` bytes of a local file; one more is an error.
@@ -799,6 +802,12 @@ mod tests {
             let base = Duration::from_millis(base);
             assert!(wait >= base && wait <= base + base / 4, "{retry}: {wait:?}");
         }
+        let unbounded = Options {
+            backoff: Duration::MAX,
+            max_backoff: Duration::MAX,
+            ..Options::default()
+        };
+        assert!(backoff(&unbounded, u32::MAX) >= Duration::MAX / 2);
     }
 
     #[test]

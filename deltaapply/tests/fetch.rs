@@ -16,17 +16,26 @@ use http::{Fault, Logged, Resource, Server};
 
 const PATH: &str = "/full/file.dpatch";
 
-/// Quick retries, and a short read timeout for the stall tests (a slow machine only
-/// costs a retry, which resumes).
+/// Quick retries; a read timeout long enough that a loaded machine never hits it
+/// (the stall tests use [`stall_options`]).
 fn options() -> Options {
     Options {
-        connect_timeout: Duration::from_secs(5),
-        read_timeout: Duration::from_millis(700),
+        connect_timeout: Duration::from_secs(10),
+        read_timeout: Duration::from_secs(10),
         retries: 3,
         backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(20),
         extra_root_certificates: vec![fs::read(tls_dir().join("ca.der")).unwrap()],
         ..Options::default()
+    }
+}
+
+/// A short read timeout, for a server that stalls (a timeout on a slow machine only
+/// costs a retry, which resumes).
+fn stall_options() -> Options {
+    Options {
+        read_timeout: Duration::from_millis(500),
+        ..options()
     }
 }
 
@@ -317,7 +326,7 @@ fn stalled_response_times_out_and_resumes() {
     server.put(PATH, Resource::new(&body, "v1"));
     server.faults(PATH, [Fault::StallAfter(60_000)]);
     let dest = tempfile::tempdir().unwrap();
-    let (result, _) = fetch(&[server.url()], &body, dest.path(), options());
+    let (result, _) = fetch(&[server.url()], &body, dest.path(), stall_options());
     assert_fetched(result, &body, dest.path());
     let log = server.log();
     assert_eq!(log[1].range.as_deref(), Some("bytes=60000-"));
@@ -333,11 +342,11 @@ fn a_server_that_always_stalls_is_a_timeout() {
     let dest = tempfile::tempdir().unwrap();
     let opts = Options {
         retries: 1,
-        ..options()
+        ..stall_options()
     };
     let (result, _) = fetch(&[server.url()], &body, dest.path(), opts);
     match result {
-        Err(FetchError::Timeout { after, .. }) => assert_eq!(after, options().read_timeout),
+        Err(FetchError::Timeout { after, .. }) => assert_eq!(after, stall_options().read_timeout),
         other => panic!("expected a timeout, got {other:?}"),
     }
     // The bytes that did arrive stay for a later run; there is no final file.
@@ -572,12 +581,23 @@ fn plain_http_can_be_forbidden() {
     assert!(names(dest.path()).is_empty());
 }
 
-/// A URL on 127.0.0.1 where nothing listens.
-fn dead_url() -> String {
+/// A URL on 127.0.0.1 where nothing listens, for as long as the value lives: the port
+/// is the local end of a connection this holds open, so no server of a test running
+/// in parallel can be given it.
+struct Dead {
+    url: String,
+    _listener: TcpListener,
+    _client: std::net::TcpStream,
+}
+
+fn dead() -> Dead {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    format!("http://{addr}/")
+    let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    Dead {
+        url: format!("http://{}/", client.local_addr().unwrap()),
+        _listener: listener,
+        _client: client,
+    }
 }
 
 #[test]
@@ -585,11 +605,12 @@ fn a_dead_mirror_then_a_good_one() {
     let body = content();
     let server = Server::start();
     server.put(PATH, Resource::new(&body, "v1"));
+    let dead = dead();
     let dest = tempfile::tempdir().unwrap();
     let mut seen = Vec::new();
     let fetched = Fetcher::new(options())
         .fetch_file(
-            &source(&[dead_url(), server.url()]),
+            &source(&[dead.url.clone(), server.url()]),
             &rel(),
             id(&body),
             dest.path(),
@@ -605,7 +626,8 @@ fn a_dead_mirror_then_a_good_one() {
 fn every_mirror_failing_lists_each_reason() {
     let body = content();
     let server = Server::start();
-    let dead = dead_url();
+    let dead_port = dead();
+    let dead = &dead_port.url;
     let dest = tempfile::tempdir().unwrap();
     let (result, _) = fetch(&[dead.clone(), server.url()], &body, dest.path(), options());
     let err = result.unwrap_err();
@@ -613,7 +635,7 @@ fn every_mirror_failing_lists_each_reason() {
         FetchError::AllMirrorsFailed { rel: r, failures } => {
             assert_eq!(*r, rel());
             assert_eq!(failures.len(), 2);
-            assert_eq!(failures[0].mirror, dead);
+            assert_eq!(failures[0].mirror, *dead);
             assert!(matches!(failures[0].error, FetchError::Connect { .. }));
             assert!(matches!(
                 failures[1].error,
@@ -623,7 +645,10 @@ fn every_mirror_failing_lists_each_reason() {
         other => panic!("expected every mirror to fail, got {other:?}"),
     }
     let text = err.to_string();
-    assert!(text.contains(&dead) && text.contains("HTTP 404"), "{text}");
+    assert!(
+        text.contains(dead.as_str()) && text.contains("HTTP 404"),
+        "{text}"
+    );
     assert!(names(dest.path()).is_empty());
 }
 
@@ -782,7 +807,8 @@ fn download_command() {
     server.faults(PATH, [Fault::DropAfter(100_000)]);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("image.bin");
-    let dead = format!("{}{}", dead_url(), &PATH[1..]);
+    let dead_port = dead();
+    let dead = format!("{}{}", dead_port.url, &PATH[1..]);
     let good = format!("{}{}", server.url(), &PATH[1..]);
     let run = |sha256: &Sha256Digest| {
         assert_cmd::Command::cargo_bin("deltaapply")
