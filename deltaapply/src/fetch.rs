@@ -469,6 +469,8 @@ impl Fetcher {
         let mut part: Option<part::Part> = None;
         #[cfg_attr(not(feature = "http"), allow(unused_mut))]
         let mut transferred = 0;
+        #[cfg(feature = "http")]
+        let mut downloaded = false;
         let result = self.each_mirror(source, rel, |mirror| match mirror.locate(rel) {
             Location::Path(path) => {
                 check_local(&path, expected, progress)?;
@@ -487,6 +489,7 @@ impl Fetcher {
                     None => part.insert(part::Part::open(dest_dir, expected)?),
                 };
                 self.download(client, &url, part, expected, progress, &mut transferred)?;
+                downloaded = true;
                 Ok(Fetched {
                     path: done.clone(),
                     from: crate::source::redacted(&url),
@@ -496,11 +499,16 @@ impl Fetcher {
         });
         #[cfg(feature = "http")]
         if let Some(part) = part {
-            match &result {
-                Ok(fetched) if fetched.path == done => part.finish(&done)?,
-                // Another mirror delivered the file: the partial download is of no use.
-                Ok(_) => part.discard()?,
-                Err(_) => part.close()?,
+            if downloaded {
+                part.finish(&done)?;
+            } else {
+                // Tidying up is best effort: the file a local mirror delivered, or the
+                // error that ended the download, matters more than a leftover file.
+                let _ = match &result {
+                    // A local mirror delivered the file: the partial download is of no use.
+                    Ok(_) => part.discard(),
+                    Err(_) => part.close(),
+                };
             }
         }
         result

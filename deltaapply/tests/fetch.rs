@@ -890,3 +890,24 @@ fn no_system_ca_certificates() {
     assert!(fs::read(dir.path().join("plain")).unwrap() == body);
     assert!(fs::read(dir.path().join("tls")).unwrap() == body);
 }
+
+#[test]
+fn a_local_mirror_after_a_broken_download_leaves_no_part() {
+    let body = content();
+    let server = Server::start();
+    server.put(PATH, Resource::new(&body, "v1"));
+    server.faults(PATH, [Fault::DropAfter(50_000)]);
+    let publish = publish_dir(&body);
+    let dest = tempfile::tempdir().unwrap();
+    let urls = [server.url(), publish.path().display().to_string()];
+    let opts = Options {
+        retries: 0,
+        ..options()
+    };
+    let (result, _) = fetch(&urls, &body, dest.path(), opts);
+    let fetched = result.unwrap();
+    assert_eq!(fetched.path, publish.path().join("full/file.dpatch"));
+    assert_eq!(fetched.transferred, 50_000);
+    assert!(fs::read(&fetched.path).unwrap() == body);
+    assert!(names(dest.path()).is_empty(), "{:?}", names(dest.path()));
+}
