@@ -276,6 +276,28 @@ fn server_ignoring_range_restarts_from_zero() {
 }
 
 #[test]
+fn a_range_answered_in_part_is_continued() {
+    let body = content();
+    let server = Server::start();
+    server.put(PATH, Resource::new(&body, "v1"));
+    server.faults(PATH, [Fault::DropAfter(50_000), Fault::ShortRange(100_000)]);
+    let dest = tempfile::tempdir().unwrap();
+    let (result, _) = fetch(&[server.url()], &body, dest.path(), options());
+    assert_eq!(
+        assert_fetched(result, &body, dest.path()),
+        body.len() as u64
+    );
+    assert_eq!(
+        requests(&server),
+        [
+            (None, 200),
+            (Some("bytes=50000-".into()), 206),
+            (Some("bytes=150000-".into()), 206)
+        ]
+    );
+}
+
+#[test]
 fn service_unavailable_is_retried() {
     let body = content();
     let server = Server::start();

@@ -173,17 +173,18 @@ pub(super) fn transfer(
         }
         let resp = send(client, request, url, options)?;
         let at = redacted(resp.url());
-        let start = match resp.status().as_u16() {
+        // Where the answer starts, and where its range ends for a 206.
+        let (start, range_end) = match resp.status().as_u16() {
             // The whole file: the server ignored Range, or the file changed since the
             // bytes so far (If-Range did not match).
             200 => {
                 part.restart(validator(&resp))?;
-                0
+                (0, None)
             }
             206 => {
-                let start = check_content_range(&resp, &at, offset, size, part)?;
+                let (start, end) = check_content_range(&resp, &at, offset, size, part)?;
                 part.mark_resumed();
-                start
+                (start, Some(end))
             }
             // Nothing left at that offset: the file is shorter than the bytes so far,
             // so they belong to another version. Start again, once.
@@ -232,42 +233,46 @@ pub(super) fn transfer(
                 total: size,
             });
         }
-        if part.len() < size {
-            return Err(match declared {
-                // The server sent all it announced: its file is shorter.
-                Some(len) => {
-                    let got = start + len;
-                    part.restart(None)?;
-                    FetchError::SizeMismatch {
-                        location: at,
-                        expected: size,
-                        got,
-                    }
-                }
-                // Without a length, a closed connection is all the end there is.
-                None => FetchError::Interrupted {
-                    url: at,
-                    received: part.len(),
-                    source: io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the connection closed before the end of the file",
-                    ),
-                },
-            });
+        let got = part.len();
+        if got == size {
+            return Ok(());
         }
-        return Ok(());
+        // A server may answer an open range with less than the rest: ask for more.
+        if range_end.is_some_and(|end| got == end + 1) {
+            continue;
+        }
+        return Err(match (range_end, declared) {
+            // A whole-file answer that sent all it announced: the file is shorter.
+            (None, Some(len)) => {
+                part.restart(None)?;
+                FetchError::SizeMismatch {
+                    location: at,
+                    expected: size,
+                    got: len,
+                }
+            }
+            // Without a length, a closed connection is all the end there is.
+            _ => FetchError::Interrupted {
+                url: at,
+                received: got,
+                source: io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the connection closed before the end of the file",
+                ),
+            },
+        });
     }
 }
 
 /// Checks a 206 answer's `Content-Range` (`bytes START-END/TOTAL`): it must start at
-/// `offset`, and neither END nor TOTAL may go past `size`. Returns START.
+/// `offset`, and neither END nor TOTAL may go past `size`. Returns START and END.
 fn check_content_range(
     resp: &Response,
     at: &str,
     offset: u64,
     size: u64,
     part: &mut Part,
-) -> Result<u64, FetchError> {
+) -> Result<(u64, u64), FetchError> {
     let header = resp
         .headers()
         .get(CONTENT_RANGE)
@@ -308,7 +313,7 @@ fn check_content_range(
     {
         return bad();
     }
-    Ok(start)
+    Ok((start, end))
 }
 
 /// Parses `bytes START-END/TOTAL` (TOTAL may be `*`) with START ≤ END.

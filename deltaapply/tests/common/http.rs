@@ -31,6 +31,8 @@ pub enum Fault {
     StallAfter(usize),
     /// The whole file with 200, whatever Range asked for.
     IgnoreRange,
+    /// At most this many bytes of a requested range (a 206 that ends early).
+    ShortRange(u64),
     /// The normal answer without Content-Length (the body ends when the connection
     /// closes).
     NoLength,
@@ -293,7 +295,10 @@ fn answer(request: &Logged, resource: Option<&Resource>, fault: Option<&Fault>) 
             }
         }
         Some((start, end)) => {
-            let end = end.unwrap_or(len - 1).min(len - 1);
+            let mut end = end.unwrap_or(len - 1).min(len - 1);
+            if let Some(Fault::ShortRange(n)) = fault {
+                end = end.min(start + n - 1);
+            }
             headers.push(("Content-Range".into(), format!("bytes {start}-{end}/{len}")));
             Answer {
                 status: 206,
