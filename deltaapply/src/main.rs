@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     Apply(cmd::apply::Args),
     Inspect(cmd::inspect::Args),
+    #[command(hide = true)]
+    Download(cmd::download::Args),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Apply(args) => cmd::apply::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
+        Command::Download(args) => cmd::download::run(args),
     };
     ExitCode::from(code as u8)
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand, each with its own arguments and `run`.
 
 pub mod apply;
+pub mod download;
 pub mod inspect;
 
 /// The exit code for an error chain: the code of the first `deltaapply::Error` in it.
