@@ -143,6 +143,10 @@ pub struct PreviousArtifact {
     pub sha256: Sha256Digest,
     /// Its full image.
     pub full: FullImage,
+    /// Patches to it from releases older than it (kept from the manifest that
+    /// published it), so that an applier can chain patches; newest base first.
+    #[serde(rename = "patch", default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<PatchEntry>,
 }
 
 /// Why manifest bytes were refused.
@@ -248,45 +252,8 @@ impl Manifest {
                 ));
             }
             check_full(&format!("{at}.full"), &a.full)?;
-            if a.patches.len() > MAX_PREVIOUS {
-                return Err(invalid(
-                    &format!("{at}.patch"),
-                    format!("more than {MAX_PREVIOUS} patches"),
-                ));
-            }
-            let mut bases = BTreeSet::new();
-            for (j, p) in a.patches.iter().enumerate() {
-                let at = format!("{at}.patch[{j}]");
-                check_name(
-                    &format!("{at}.base_version"),
-                    &p.base_version,
-                    NameKind::Label,
-                )?;
-                if p.base_version == self.version {
-                    return Err(invalid(
-                        &format!("{at}.base_version"),
-                        "a patch from the release to itself".into(),
-                    ));
-                }
-                if p.base_sha256 == a.sha256 {
-                    return Err(invalid(
-                        &format!("{at}.base_sha256"),
-                        "equals the artifact's own hash".into(),
-                    ));
-                }
-                if !bases.insert(p.base_sha256) {
-                    return Err(invalid(
-                        &format!("{at}.base_sha256"),
-                        "two patches from the same base".into(),
-                    ));
-                }
-                if p.method == Method::Full {
-                    return Err(invalid(
-                        &format!("{at}.method"),
-                        "a patch must apply to a base (bsdiff or zstd)".into(),
-                    ));
-                }
-            }
+            let older: Vec<&str> = self.previous.iter().map(|r| r.version.as_str()).collect();
+            check_patches(&at, &a.patches, a.sha256, &older)?;
         }
         if self.previous.len() > MAX_PREVIOUS {
             return Err(invalid(
@@ -329,16 +296,11 @@ impl Manifest {
                     ));
                 }
                 check_full(&format!("{at}.full"), &a.full)?;
-            }
-        }
-        for (i, a) in self.artifacts.iter().enumerate() {
-            for (j, p) in a.patches.iter().enumerate() {
-                if !versions.contains(p.base_version.as_str()) {
-                    return Err(invalid(
-                        &format!("artifact[{i}].patch[{j}].base_version"),
-                        format!("{:?} is not a listed older release", p.base_version),
-                    ));
-                }
+                let older: Vec<&str> = self.previous[i + 1..]
+                    .iter()
+                    .map(|r| r.version.as_str())
+                    .collect();
+                check_patches(&at, &a.patches, a.sha256, &older)?;
             }
         }
         Ok(())
@@ -353,6 +315,60 @@ impl Manifest {
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now >= self.expires
     }
+}
+
+/// Checks the patches to one artifact: at most [`MAX_PREVIOUS`], each from one of
+/// the `older` releases, none from the artifact itself, no two from the same base.
+fn check_patches(
+    at: &str,
+    patches: &[PatchEntry],
+    own_sha256: Sha256Digest,
+    older: &[&str],
+) -> Result<(), ManifestError> {
+    let invalid = |field: String, problem: String| ManifestError::Invalid { field, problem };
+    if patches.len() > MAX_PREVIOUS {
+        return Err(invalid(
+            format!("{at}.patch"),
+            format!("more than {MAX_PREVIOUS} patches"),
+        ));
+    }
+    let mut bases = BTreeSet::new();
+    for (j, p) in patches.iter().enumerate() {
+        let at = format!("{at}.patch[{j}]");
+        check_name(
+            &format!("{at}.base_version"),
+            &p.base_version,
+            NameKind::Label,
+        )?;
+        if !older.contains(&p.base_version.as_str()) {
+            return Err(invalid(
+                format!("{at}.base_version"),
+                format!(
+                    "{:?} is not a listed release older than this one",
+                    p.base_version
+                ),
+            ));
+        }
+        if p.base_sha256 == own_sha256 {
+            return Err(invalid(
+                format!("{at}.base_sha256"),
+                "equals the artifact's own hash".into(),
+            ));
+        }
+        if !bases.insert(p.base_sha256) {
+            return Err(invalid(
+                format!("{at}.base_sha256"),
+                "two patches from the same base".into(),
+            ));
+        }
+        if p.method == Method::Full {
+            return Err(invalid(
+                format!("{at}.method"),
+                "a patch must apply to a base (bsdiff or zstd)".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn check_full(at: &str, full: &FullImage) -> Result<(), ManifestError> {

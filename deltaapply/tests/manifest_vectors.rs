@@ -148,23 +148,33 @@ fn the_vector_publish_directory_checks_out() {
         assert_eq!(Sha256Digest::of(&std::fs::read(&dest).unwrap()), sha256);
         rebuilt.insert(version, dest);
     }
-    // Every patch turns its base into the newest release.
-    for patch in &artifact.patches {
-        assert_eq!(file_hash(&patch.path), (patch.size, patch.sha256));
-        let dest = scratch.path().join("patched");
-        let base = &rebuilt[&patch.base_version];
-        deltaapply::apply_file(
-            Some(base),
-            &patch.path.under(&dir),
-            &dest,
-            &limits,
-            Some(&trust),
-            &mut |_| {},
-        )
-        .unwrap();
-        assert_eq!(
-            Sha256Digest::of(&std::fs::read(&dest).unwrap()),
-            artifact.sha256
-        );
+    // Every patch turns its base into its target release: those to the newest, and
+    // those kept to older releases for chains.
+    let mut targets = vec![(&artifact.patches, artifact.sha256)];
+    for r in &m.previous {
+        targets.push((&r.artifacts[0].patches, r.artifacts[0].sha256));
+    }
+    let kept: usize = m
+        .previous
+        .iter()
+        .map(|r| r.artifacts[0].patches.len())
+        .sum();
+    assert_eq!(kept, 1, "the patch 1.0 -> 1.1 is kept");
+    for (patches, target) in targets {
+        for patch in patches {
+            assert_eq!(file_hash(&patch.path), (patch.size, patch.sha256));
+            let dest = scratch.path().join("patched");
+            let base = &rebuilt[&patch.base_version];
+            deltaapply::apply_file(
+                Some(base),
+                &patch.path.under(&dir),
+                &dest,
+                &limits,
+                Some(&trust),
+                &mut |_| {},
+            )
+            .unwrap();
+            assert_eq!(Sha256Digest::of(&std::fs::read(&dest).unwrap()), target);
+        }
     }
 }

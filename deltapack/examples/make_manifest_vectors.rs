@@ -48,8 +48,12 @@ fn main() {
         .nth(1)
         .expect("usage: make_manifest_vectors OUT_DIR");
     let out = Path::new(&out);
-    if out.exists() {
-        std::fs::remove_dir_all(out).expect("clear the output directory");
+    // README.md stays: it is written by hand.
+    for generated in ["publish", "cases"] {
+        let dir = out.join(generated);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).expect("clear the output directory");
+        }
     }
     std::fs::create_dir_all(out).expect("create the output directory");
     let test = SecretKey::from_seed(&TEST_SEED);

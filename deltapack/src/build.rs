@@ -301,13 +301,24 @@ pub fn build(
                         size: a.size,
                         sha256: a.sha256,
                         full: a.full.clone(),
+                        patches: a.patches.clone(),
                     })
                     .collect(),
             };
-            std::iter::once(current)
+            let mut kept: Vec<PreviousRelease> = std::iter::once(current)
                 .chain(m.previous.iter().cloned())
                 .take(spec.keep)
-                .collect()
+                .collect();
+            // A kept release keeps the patches to it from releases still kept (for
+            // chains); patches from releases dropped go.
+            for i in 0..kept.len() {
+                let older: BTreeSet<String> =
+                    kept[i + 1..].iter().map(|r| r.version.clone()).collect();
+                for a in &mut kept[i].artifacts {
+                    a.patches.retain(|p| older.contains(&p.base_version));
+                }
+            }
+            kept
         })
         .unwrap_or_default();
     let scratch = tempfile::Builder::new()

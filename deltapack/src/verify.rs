@@ -10,7 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use deltaapply::manifest::{FullImage, MANIFEST_FILE, Manifest, SIGNATURE_FILE, Timestamp};
+use deltaapply::manifest::{
+    FullImage, MANIFEST_FILE, Manifest, PatchEntry, SIGNATURE_FILE, Timestamp,
+};
 use deltaapply::signature::verify_manifest;
 use deltaapply::{FileId, Method, Sha256Digest, TrustedKeys};
 
@@ -187,8 +189,23 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
         }
     }
 
+    // Patches to the newest release, and those kept to older releases (for chains).
+    let mut targets: Vec<(&str, &str, FileId, &[PatchEntry])> = Vec::new();
     for a in &manifest.artifacts {
-        for p in &a.patches {
+        targets.push((
+            &manifest.version,
+            &a.name,
+            file_id(a.size, a.sha256),
+            &a.patches,
+        ));
+    }
+    for r in &manifest.previous {
+        for a in &r.artifacts {
+            targets.push((&r.version, &a.name, file_id(a.size, a.sha256), &a.patches));
+        }
+    }
+    for (target_version, name, target, patches) in targets {
+        for p in patches {
             let at = p.path.as_str();
             referenced.insert(p.path.to_string());
             let path = p.path.under(dir);
@@ -199,7 +216,7 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
                 continue;
             };
             let base = file_id(p.base_size, p.base_sha256);
-            let expected_target = file_id(a.size, a.sha256);
+            let expected_target = target;
             let mut consistent = true;
             if header.source != Some(base) {
                 report.problem(
@@ -209,7 +226,7 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
                         header
                             .source
                             .map_or("no base".into(), |s| format!("{} bytes with sha256 {}", s.size, s.sha256)),
-                        a.name,
+                        name,
                         p.base_version,
                         base.size,
                         base.sha256
@@ -224,10 +241,10 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
                         "produces {} bytes with sha256 {}, but the manifest says {} {} is {} bytes with sha256 {}",
                         header.target.size,
                         header.target.sha256,
-                        a.name,
-                        manifest.version,
-                        a.size,
-                        a.sha256
+                        name,
+                        target_version,
+                        target.size,
+                        target.sha256
                     ),
                 );
                 consistent = false;
@@ -244,7 +261,7 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
             if !consistent {
                 continue;
             }
-            let Some(base_file) = rebuilt.get(&(a.name.clone(), p.base_sha256)) else {
+            let Some(base_file) = rebuilt.get(&(name.to_string(), p.base_sha256)) else {
                 report.patches_without_base += 1;
                 continue;
             };

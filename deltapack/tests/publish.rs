@@ -201,6 +201,17 @@ fn releases_build_verify_and_apply() {
     );
     let artifact = &m.artifacts[0];
     assert_eq!(artifact.patches.len(), 2);
+    let kept: Vec<&str> = m.previous[0].artifacts[0]
+        .patches
+        .iter()
+        .map(|p| p.base_version.as_str())
+        .collect();
+    assert_eq!(
+        kept,
+        ["1.0"],
+        "the patch 1.0 -> 1.1 stays listed for chains"
+    );
+    assert!(m.previous[1].artifacts[0].patches.is_empty());
     assert_eq!(
         artifact.sha256,
         deltaapply::Sha256Digest::of(&std::fs::read(&files[2]).unwrap())
@@ -208,7 +219,8 @@ fn releases_build_verify_and_apply() {
 
     let (code, json) = s.verify(&out);
     assert_eq!(code, 0, "{json}");
-    assert_eq!(json["patches_applied"], 2);
+    // Two patches to 1.2, and the one to 1.1 from 1.0, kept for chains.
+    assert_eq!(json["patches_applied"], 3);
     assert_eq!(json["full_images_checked"], 3);
     assert!(problems(&json).is_empty());
 
@@ -281,6 +293,14 @@ fn keep_bounds_the_bases() {
         .map(|p| p.base_version.as_str())
         .collect();
     assert_eq!(bases, ["1.3", "1.2"]);
+    // 1.3 keeps only its patch from 1.2: 1.1 and 1.0 are no longer supported.
+    let kept: Vec<&str> = m.previous[0].artifacts[0]
+        .patches
+        .iter()
+        .map(|p| p.base_version.as_str())
+        .collect();
+    assert_eq!(kept, ["1.2"]);
+    assert!(m.previous[1].artifacts[0].patches.is_empty());
     assert_eq!(s.verify(&out).0, 0);
     // Files of releases no longer supported stay for clients of older manifests.
     let (_, json) = s.verify(&out);
