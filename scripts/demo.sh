@@ -35,8 +35,9 @@ echo "== deltapack verify"
 echo
 echo "== deltaapply apply --key: each patch in the manifest, on a copy of its base"
 newest=1.3
-# base_version and path of each [[artifact.patch]], in manifest order.
-awk -F' = ' '/^base_version/ {gsub(/"/, "", $2); v = $2} /^path = "patches/ {gsub(/"/, "", $2); print v, $2}' \
+# base_version and path of each [[artifact.patch]] (patches to the newest release; those
+# under [[previous]] are kept for chains and end at older releases).
+awk -F' = ' '/^\[\[previous\]\]/ {exit} /^base_version/ {gsub(/"/, "", $2); v = $2} /^path = "patches/ {gsub(/"/, "", $2); print v, $2}' \
   "$publish/manifest.toml" |
 while read -r base path; do
   cp "$ex/app-$base.bin" "$out/installed-$base.bin"
