@@ -348,10 +348,16 @@ pub fn build(
     }
 
     // 4. Full images of the new artifacts.
+    // Nothing else runs meanwhile, so the full images use every core (the bytes do not
+    // depend on the thread count).
+    let full_settings = Settings {
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ..spec.settings.clone()
+    };
     let mut artifacts = Vec::new();
     for (name, bytes) in &new_files {
         let mut full_bytes =
-            make_one(Method::Full, &[], bytes, &spec.settings).map_err(|source| {
+            make_one(Method::Full, &[], bytes, &full_settings).map_err(|source| {
                 BuildError::Diff {
                     artifact: name.clone(),
                     version: "(none: full image)".into(),
