@@ -27,14 +27,21 @@ impl Staged {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".deltaapply-tmp")
-            .tempfile_in(dir)
-            .map_err(|source| Error::OutputIo {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".deltaapply-tmp");
+        // Without permissions to copy, the file gets what any newly created file gets
+        // (0666 less the umask), not the temporary file's private 0600: published
+        // files must be readable by a web server, patches by other users.
+        #[cfg(unix)]
+        if permissions.is_none() {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(Permissions::from_mode(0o666));
+        }
+        let tmp = builder.tempfile_in(dir).map_err(|source| Error::OutputIo {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         if let Some(p) = permissions {
             tmp.as_file()
                 .set_permissions(p)

@@ -52,7 +52,10 @@ pub fn diff(index: &SuffixIndex<'_>, old: &[u8], new: &[u8], out: &mut dyn Emit)
                 // The current alignment already explains this byte: measure its run
                 // instead of searching, and let the outer loop jump over it.
                 let o = (scan as isize + last_offset) as usize;
-                len = common_prefix(&old[o..], &new[scan..]).min(crate::suffix::MAX_MATCH);
+                // Bounded before comparing: on a long identical run, comparing to its
+                // end at every 64 KiB step would be quadratic in the run's length.
+                let end = (scan + crate::suffix::MAX_MATCH).min(new_len);
+                len = common_prefix(&old[o..], &new[scan..end]);
                 pos = o;
                 old_score = len;
                 break;

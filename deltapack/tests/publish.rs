@@ -243,6 +243,22 @@ fn releases_build_verify_and_apply() {
         std::fs::read(&dest).unwrap(),
         std::fs::read(&files[2]).unwrap()
     );
+    // Published files get the mode any new file gets here (umask applied), not a
+    // temporary file's 0600: a web server running as another user must read them.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let reference = s.dir.write("reference-mode", b"x");
+        let want = std::fs::metadata(&reference).unwrap().permissions().mode() & 0o777;
+        for (name, _) in snapshot(&out) {
+            let mode = std::fs::metadata(out.join(&name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777;
+            assert_eq!(mode, want, "{name} has mode {mode:o}");
+        }
+    }
     // No scratch directory is left behind.
     assert!(
         snapshot(&out)
