@@ -67,7 +67,7 @@ pub struct Manifest {
     pub previous: Vec<PreviousRelease>,
 }
 
-/// One file of the newest release.
+/// One file of a release (the newest, or an older one in `previous`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Artifact {
     /// Its name, unique within the release (a plain file name).
@@ -78,7 +78,7 @@ pub struct Artifact {
     pub sha256: Sha256Digest,
     /// The full image, usable from any installed state.
     pub full: FullImage,
-    /// Patches to it from older releases, newest base first.
+    /// Patches to it from releases older than its own, newest base first.
     #[serde(rename = "patch", default, skip_serializing_if = "Vec::is_empty")]
     pub patches: Vec<PatchEntry>,
 }
@@ -127,26 +127,11 @@ pub struct PreviousRelease {
     pub version: String,
     /// Its sequence number (lower than the manifest's).
     pub sequence: u64,
-    /// Its files, with their full images.
+    /// Its files, with their full images and the patches to them from releases
+    /// older than it (kept from the manifest that published it, so that an applier
+    /// can chain patches).
     #[serde(rename = "artifact")]
-    pub artifacts: Vec<PreviousArtifact>,
-}
-
-/// A file of an older release.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PreviousArtifact {
-    /// Its name.
-    pub name: String,
-    /// Its size.
-    pub size: u64,
-    /// Its SHA-256.
-    pub sha256: Sha256Digest,
-    /// Its full image.
-    pub full: FullImage,
-    /// Patches to it from releases older than it (kept from the manifest that
-    /// published it), so that an applier can chain patches; newest base first.
-    #[serde(rename = "patch", default, skip_serializing_if = "Vec::is_empty")]
-    pub patches: Vec<PatchEntry>,
+    pub artifacts: Vec<Artifact>,
 }
 
 /// Why manifest bytes were refused.
@@ -235,26 +220,8 @@ impl Manifest {
                 format!("{} is not after created {}", self.expires, self.created),
             ));
         }
-        if self.artifacts.is_empty() || self.artifacts.len() > MAX_ARTIFACTS {
-            return Err(invalid(
-                "artifact",
-                format!("must list 1 to {MAX_ARTIFACTS} artifacts"),
-            ));
-        }
-        let mut names = BTreeSet::new();
-        for (i, a) in self.artifacts.iter().enumerate() {
-            let at = format!("artifact[{i}]");
-            check_name(&format!("{at}.name"), &a.name, NameKind::FileName)?;
-            if !names.insert(a.name.as_str()) {
-                return Err(invalid(
-                    &format!("{at}.name"),
-                    format!("{:?} appears twice", a.name),
-                ));
-            }
-            check_full(&format!("{at}.full"), &a.full)?;
-            let older: Vec<&str> = self.previous.iter().map(|r| r.version.as_str()).collect();
-            check_patches(&at, &a.patches, a.sha256, &older)?;
-        }
+        let older: Vec<&str> = self.previous.iter().map(|r| r.version.as_str()).collect();
+        check_artifacts("artifact", &self.artifacts, &older)?;
         if self.previous.len() > MAX_PREVIOUS {
             return Err(invalid(
                 "previous",
@@ -279,29 +246,7 @@ impl Manifest {
                 ));
             }
             last_sequence = r.sequence;
-            if r.artifacts.is_empty() || r.artifacts.len() > MAX_ARTIFACTS {
-                return Err(invalid(
-                    &format!("{at}.artifact"),
-                    format!("must list 1 to {MAX_ARTIFACTS} artifacts"),
-                ));
-            }
-            let mut names = BTreeSet::new();
-            for (j, a) in r.artifacts.iter().enumerate() {
-                let at = format!("{at}.artifact[{j}]");
-                check_name(&format!("{at}.name"), &a.name, NameKind::FileName)?;
-                if !names.insert(a.name.as_str()) {
-                    return Err(invalid(
-                        &format!("{at}.name"),
-                        format!("{:?} appears twice", a.name),
-                    ));
-                }
-                check_full(&format!("{at}.full"), &a.full)?;
-                let older: Vec<&str> = self.previous[i + 1..]
-                    .iter()
-                    .map(|r| r.version.as_str())
-                    .collect();
-                check_patches(&at, &a.patches, a.sha256, &older)?;
-            }
+            check_artifacts(&format!("{at}.artifact"), &r.artifacts, &older[i + 1..])?;
         }
         Ok(())
     }
@@ -311,10 +256,46 @@ impl Manifest {
         self.artifacts.iter().find(|a| a.name == name)
     }
 
+    /// Every release's artifacts with the release's version, newest release first.
+    pub fn all_artifacts(&self) -> impl Iterator<Item = (&str, &Artifact)> {
+        let newest = self.artifacts.iter().map(|a| (self.version.as_str(), a));
+        let older = self
+            .previous
+            .iter()
+            .flat_map(|r| r.artifacts.iter().map(move |a| (r.version.as_str(), a)));
+        newest.chain(older)
+    }
+
     /// Whether the manifest has expired at `now`.
     pub fn is_expired(&self, now: Timestamp) -> bool {
         now >= self.expires
     }
+}
+
+/// Checks one release's artifact list (`at` names it): 1 to [`MAX_ARTIFACTS`]
+/// entries, valid and distinct names, full images, and patches from the `older`
+/// releases only.
+fn check_artifacts(at: &str, artifacts: &[Artifact], older: &[&str]) -> Result<(), ManifestError> {
+    if artifacts.is_empty() || artifacts.len() > MAX_ARTIFACTS {
+        return Err(ManifestError::Invalid {
+            field: at.to_string(),
+            problem: format!("must list 1 to {MAX_ARTIFACTS} artifacts"),
+        });
+    }
+    let mut names = BTreeSet::new();
+    for (j, a) in artifacts.iter().enumerate() {
+        let at = format!("{at}[{j}]");
+        check_name(&format!("{at}.name"), &a.name, NameKind::FileName)?;
+        if !names.insert(a.name.as_str()) {
+            return Err(ManifestError::Invalid {
+                field: format!("{at}.name"),
+                problem: format!("{:?} appears twice", a.name),
+            });
+        }
+        check_full(&format!("{at}.full"), &a.full)?;
+        check_patches(&at, &a.patches, a.sha256, older)?;
+    }
+    Ok(())
 }
 
 /// Checks the patches to one artifact: at most [`MAX_PREVIOUS`], each from one of

@@ -15,7 +15,7 @@ use std::sync::mpsc;
 
 use deltaapply::manifest::{
     Artifact, FullImage, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, ManifestError, PatchEntry,
-    PreviousArtifact, PreviousRelease, SIGNATURE_FILE, Timestamp,
+    PreviousRelease, SIGNATURE_FILE, Timestamp,
 };
 use deltaapply::signature::{SignatureError, encode_signature_file, verify_manifest};
 use deltaapply::{Method, Sha256Digest, TrustedKeys};
@@ -293,17 +293,7 @@ pub fn build(
             let current = PreviousRelease {
                 version: m.version.clone(),
                 sequence: m.sequence,
-                artifacts: m
-                    .artifacts
-                    .iter()
-                    .map(|a| PreviousArtifact {
-                        name: a.name.clone(),
-                        size: a.size,
-                        sha256: a.sha256,
-                        full: a.full.clone(),
-                        patches: a.patches.clone(),
-                    })
-                    .collect(),
+                artifacts: m.artifacts.clone(),
             };
             let mut kept: Vec<PreviousRelease> = std::iter::once(current)
                 .chain(m.previous.iter().cloned())
@@ -561,7 +551,7 @@ fn check_spec(spec: &BuildSpec) -> Result<(), BuildError> {
 fn rebuild(
     dir: &Path,
     version: &str,
-    artifact: &PreviousArtifact,
+    artifact: &Artifact,
     dest: &Path,
     trusted: &TrustedKeys,
 ) -> Result<(), BuildError> {

@@ -10,9 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use deltaapply::manifest::{
-    FullImage, MANIFEST_FILE, Manifest, PatchEntry, SIGNATURE_FILE, Timestamp,
-};
+use deltaapply::manifest::{MANIFEST_FILE, Manifest, SIGNATURE_FILE, Timestamp};
 use deltaapply::signature::verify_manifest;
 use deltaapply::{FileId, Method, Sha256Digest, TrustedKeys};
 
@@ -120,21 +118,9 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
     // Rebuilt artifacts of every release, by (name, sha256), for applying patches.
     let mut rebuilt: BTreeMap<(String, Sha256Digest), PathBuf> = BTreeMap::new();
 
-    let mut all_full: Vec<(&str, &str, FileId, &FullImage)> = Vec::new();
-    for a in &manifest.artifacts {
-        all_full.push((
-            &manifest.version,
-            &a.name,
-            file_id(a.size, a.sha256),
-            &a.full,
-        ));
-    }
-    for r in &manifest.previous {
-        for a in &r.artifacts {
-            all_full.push((&r.version, &a.name, file_id(a.size, a.sha256), &a.full));
-        }
-    }
-    for (version, name, content, full) in all_full {
+    for (version, artifact) in manifest.all_artifacts() {
+        let (name, full) = (&artifact.name, &artifact.full);
+        let content = file_id(artifact.size, artifact.sha256);
         referenced.insert(full.path.to_string());
         let path = full.path.under(dir);
         if !check_file(
@@ -183,28 +169,16 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
         match store::apply_checked(None, &path, &dest, trusted) {
             Ok(_) => {
                 report.full_images_checked += 1;
-                rebuilt.insert((name.to_string(), content.sha256), dest);
+                rebuilt.insert((name.clone(), content.sha256), dest);
             }
             Err(e) => report.problem(at, format!("does not decode: {e}")),
         }
     }
 
     // Patches to the newest release, and those kept to older releases (for chains).
-    let mut targets: Vec<(&str, &str, FileId, &[PatchEntry])> = Vec::new();
-    for a in &manifest.artifacts {
-        targets.push((
-            &manifest.version,
-            &a.name,
-            file_id(a.size, a.sha256),
-            &a.patches,
-        ));
-    }
-    for r in &manifest.previous {
-        for a in &r.artifacts {
-            targets.push((&r.version, &a.name, file_id(a.size, a.sha256), &a.patches));
-        }
-    }
-    for (target_version, name, target, patches) in targets {
+    for (target_version, artifact) in manifest.all_artifacts() {
+        let (name, patches) = (&artifact.name, &artifact.patches);
+        let target = file_id(artifact.size, artifact.sha256);
         for p in patches {
             let at = p.path.as_str();
             referenced.insert(p.path.to_string());
