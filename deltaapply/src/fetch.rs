@@ -657,19 +657,13 @@ fn read_small(path: &Path, cap: u64) -> Result<Vec<u8>, FetchError> {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(read_err)?;
-    let mut bytes = Vec::new();
-    file.take(cap.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() as u64 > cap {
-        return Err(FetchError::TooLarge {
+    crate::source::read_capped(path, cap)
+        .map_err(read_err)?
+        .ok_or_else(|| FetchError::TooLarge {
             location: path.display().to_string(),
             limit: cap,
             declared: fs::metadata(path).ok().map(|m| m.len()),
-        });
-    }
-    Ok(bytes)
+        })
 }
 
 /// Checks a local file's size and SHA-256 against `expected`, reading it once.

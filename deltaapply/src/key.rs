@@ -108,7 +108,7 @@ impl PublicKey {
             path: path.to_path_buf(),
             source,
         };
-        let bytes = read_capped(path, MAX_KEY_FILE).map_err(io)?;
+        let bytes = crate::source::read_capped(path, MAX_KEY_FILE).map_err(io)?;
         let Some(bytes) = bytes else {
             return Err(content(format!("larger than {MAX_KEY_FILE} bytes")));
         };
@@ -285,15 +285,6 @@ impl TrustedKeys {
     pub fn contains(&self, key: &PublicKey) -> bool {
         self.keys.contains(key)
     }
-}
-
-/// Reads at most `cap` bytes of `path`; `None` if the file is longer.
-pub(crate) fn read_capped(path: &Path, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(cap + 1).read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= cap).then_some(bytes))
 }
 
 #[cfg(test)]

@@ -77,24 +77,16 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
 /// Reads at most `cap` bytes of `path`: `Ok(None)` if it does not exist, an error
 /// naming the file if it is larger.
 pub fn read_capped(path: &Path, cap: u64) -> Result<Option<Vec<u8>>, StoreError> {
-    use std::io::Read;
-    let file = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StoreError::new("cannot read", path)(e)),
-    };
-    let mut bytes = Vec::new();
-    file.take(cap + 1)
-        .read_to_end(&mut bytes)
-        .map_err(StoreError::new("cannot read", path))?;
-    if bytes.len() as u64 > cap {
-        return Err(StoreError {
+    match deltaapply::source::read_capped(path, cap) {
+        Ok(Some(bytes)) => Ok(Some(bytes)),
+        Ok(None) => Err(StoreError {
             what: "too large:",
             path: path.to_path_buf(),
             source: std::io::Error::other(format!("larger than the {cap}-byte limit")),
-        });
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StoreError::new("cannot read", path)(e)),
     }
-    Ok(Some(bytes))
 }
 
 /// The manifest and signature file of `dir`, if the directory has a manifest.
