@@ -79,6 +79,8 @@ import time
 import tomllib
 from pathlib import Path
 
+from compare import last_json, same  # benches/compare.py: the same checks, one copy
+
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 1 << 20
 TAR = ["tar", "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "--format=gnu"]
@@ -106,29 +108,6 @@ def sha256_file(path):
         while chunk := f.read(4 * MiB):
             h.update(chunk)
     return h.hexdigest()
-
-
-def same(a, b):
-    """Byte-for-byte file comparison."""
-    with open(a, "rb") as f, open(b, "rb") as g:
-        while True:
-            x, y = f.read(MiB), g.read(MiB)
-            if x != y:
-                return False
-            if not x:
-                return True
-
-
-def last_json(text):
-    """The JSON object a tool printed on stdout (whole text, else its last JSON line)."""
-    for cand in [text] + text.strip().splitlines()[::-1]:
-        try:
-            obj = json.loads(cand)
-            if isinstance(obj, dict):
-                return obj
-        except ValueError:
-            pass
-    return None
 
 
 def child_pid(pid):
