@@ -135,7 +135,8 @@ pub mod exit {
     pub const FAILURE: i32 = 1;
     /// Bad command-line usage.
     pub const USAGE: i32 = 2;
-    /// The patch is invalid or corrupt, or does not produce its target.
+    /// The patch is invalid or corrupt, or does not produce its target (for `update`:
+    /// also a signed manifest that is invalid, or a file that disagrees with it).
     pub const BAD_PATCH: i32 = 3;
     /// The old file is not the one the patch was made for.
     pub const WRONG_SOURCE: i32 = 4;
@@ -144,6 +145,14 @@ pub mod exit {
     /// The patch's origin check failed: unsigned or signed by an untrusted key while a
     /// trusted key is configured, or its signature does not verify.
     pub const UNTRUSTED: i32 = 6;
+    /// `update`/`check`: the manifest was refused although its signature is valid: it is
+    /// older than one accepted before (a rollback), expired, or for another product.
+    pub const REFUSED: i32 = 7;
+    /// `update`/`check`: no route is allowed: only the full image would do and it is
+    /// forbidden (`--no-full`).
+    pub const NO_ROUTE: i32 = 8;
+    /// `update`/`check`: a file could not be downloaded from any mirror (after retries).
+    pub const NETWORK: i32 = 9;
 }
 
 /// What to do about a failed origin check (the reason itself is the error's source).

@@ -46,6 +46,7 @@ mod method;
 pub mod signature;
 pub mod source;
 pub mod stage;
+pub mod update;
 
 pub use apply::{ApplyReport, Limits, Patch, Phase, Progress, apply_file, apply_patch};
 pub use container::{FileId, FormatError, Header};
@@ -56,3 +57,4 @@ pub use key::{KeyId, PublicKey, TrustedKeys};
 pub use method::Method;
 pub use signature::Origin;
 pub use source::{Mirror, Source, SourceError};
+pub use update::{UpdateError, Updater};

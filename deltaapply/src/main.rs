@@ -18,6 +18,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Apply(cmd::apply::Args),
+    Check(cmd::update::CheckArgs),
+    Update(cmd::update::UpdateArgs),
     Inspect(cmd::inspect::Args),
     #[command(hide = true)]
     Download(cmd::download::Args),
@@ -30,6 +32,8 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Apply(args) => cmd::apply::run(args),
+        Command::Check(args) => cmd::update::run_check(args),
+        Command::Update(args) => cmd::update::run_update(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Download(args) => cmd::download::run(args),
     };

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use deltaapply::fetch::{Fetcher, Options};
@@ -32,21 +32,8 @@ pub struct Args {
     /// Its size in bytes.
     #[arg(long, value_name = "BYTES")]
     size: u64,
-    /// Attempts per URL after the first, for failures that may pass.
-    #[arg(long, value_name = "N", default_value_t = Options::default().retries)]
-    retries: u32,
-    /// Seconds to wait for a connection.
-    #[arg(long, value_name = "SECONDS", default_value_t = Options::default().connect_timeout.as_secs())]
-    connect_timeout: u64,
-    /// Seconds without data after which a transfer is given up (and retried).
-    #[arg(long, value_name = "SECONDS", default_value_t = Options::default().read_timeout.as_secs())]
-    read_timeout: u64,
-    /// Also trust this CA certificate (PEM or DER), for a server with a private CA.
-    #[arg(long, value_name = "FILE")]
-    ca_cert: Vec<PathBuf>,
-    /// Refuse plain http:// (and redirects to it).
-    #[arg(long)]
-    https_only: bool,
+    #[command(flatten)]
+    network: super::network::NetworkArgs,
     /// Print the result as one line of JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -59,7 +46,7 @@ fn parse_sha256(s: &str) -> Result<Sha256Digest, String> {
 /// Runs the command; returns the exit code.
 pub fn run(args: Args) -> i32 {
     let json = args.json;
-    let setup = source(&args.urls).and_then(|src| Ok((src, options(&args)?)));
+    let setup = source(&args.urls).and_then(|src| Ok((src, args.network.options()?)));
     let (source, options) = match setup {
         Ok(s) => s,
         Err(e) => return cli::report_error(&e, deltaapply::exit::USAGE, json),
@@ -104,34 +91,6 @@ fn source(urls: &[String]) -> anyhow::Result<(Source, RelPath)> {
     let name = name.context("give at least one URL")?;
     let rel = RelPath::new(&name).map_err(|e| anyhow::anyhow!("file name {e}"))?;
     Ok((Source::new(mirrors)?, rel))
-}
-
-fn options(args: &Args) -> anyhow::Result<Options> {
-    let mut roots = Vec::new();
-    for path in &args.ca_cert {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read CA certificate {}", path.display()))?;
-        if bytes.starts_with(b"-----BEGIN") {
-            use rustls::pki_types::CertificateDer;
-            use rustls::pki_types::pem::PemObject;
-            for cert in CertificateDer::pem_slice_iter(&bytes) {
-                let cert = cert.map_err(|e| {
-                    anyhow::anyhow!("{}: not a PEM certificate: {e}", path.display())
-                })?;
-                roots.push(cert.to_vec());
-            }
-        } else {
-            roots.push(bytes);
-        }
-    }
-    Ok(Options {
-        connect_timeout: Duration::from_secs(args.connect_timeout),
-        read_timeout: Duration::from_secs(args.read_timeout),
-        retries: args.retries,
-        allow_http: !args.https_only,
-        extra_root_certificates: roots,
-        ..Options::default()
-    })
 }
 
 fn download(

@@ -3,6 +3,8 @@
 pub mod apply;
 pub mod download;
 pub mod inspect;
+pub mod network;
+pub mod update;
 
 /// The exit code for an error chain: the code of the first `deltaapply::Error` in it.
 pub fn exit_code(err: &anyhow::Error) -> i32 {

@@ -1,0 +1,58 @@
+//! The download options `update`, `check` and `download` share.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use deltaapply::fetch::Options;
+
+/// How downloads behave.
+#[derive(clap::Args)]
+pub struct NetworkArgs {
+    /// Attempts per mirror after the first, for failures that may pass.
+    #[arg(long, value_name = "N", default_value_t = Options::default().retries)]
+    retries: u32,
+    /// Seconds to wait for a connection.
+    #[arg(long, value_name = "SECONDS", default_value_t = Options::default().connect_timeout.as_secs())]
+    connect_timeout: u64,
+    /// Seconds without data after which a transfer is given up (and retried).
+    #[arg(long, value_name = "SECONDS", default_value_t = Options::default().read_timeout.as_secs())]
+    read_timeout: u64,
+    /// Also trust this CA certificate (PEM or DER), for a server with a private CA.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Vec<PathBuf>,
+    /// Refuse plain http:// (and redirects to it).
+    #[arg(long)]
+    https_only: bool,
+}
+
+impl NetworkArgs {
+    /// The fetch options these arguments describe.
+    pub fn options(&self) -> anyhow::Result<Options> {
+        let mut roots = Vec::new();
+        for path in &self.ca_cert {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("cannot read CA certificate {}", path.display()))?;
+            if bytes.starts_with(b"-----BEGIN") {
+                use rustls::pki_types::CertificateDer;
+                use rustls::pki_types::pem::PemObject;
+                for cert in CertificateDer::pem_slice_iter(&bytes) {
+                    let cert = cert.map_err(|e| {
+                        anyhow::anyhow!("{}: not a PEM certificate: {e}", path.display())
+                    })?;
+                    roots.push(cert.to_vec());
+                }
+            } else {
+                roots.push(bytes);
+            }
+        }
+        Ok(Options {
+            connect_timeout: Duration::from_secs(self.connect_timeout),
+            read_timeout: Duration::from_secs(self.read_timeout),
+            retries: self.retries,
+            allow_http: !self.https_only,
+            extra_root_certificates: roots,
+            ..Options::default()
+        })
+    }
+}
