@@ -4,7 +4,8 @@
 # `deltapack build` (signed manifest, full images, patches from every older release),
 # check the directory with `deltapack verify`, then play the device: apply each
 # published patch to a copy of its base with the public key pinned, and check the
-# result byte for byte.
+# result byte for byte; finally update a "device" from the publish directory with
+# `deltaapply check` / `update` (by patch, and by full image for a modified file).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,5 +50,22 @@ echo
 echo "== deltaapply inspect (the newest full image) --key release.pub"
 full=$(awk -F' = ' '/^path = "full\// {gsub(/"/, "", $2); print $2; exit}' "$publish/manifest.toml")
 "$bin/deltaapply" inspect --key "$out/keys/release.pub" "$publish/$full"
+echo
+echo "== deltaapply check / update: a device on 1.0 updates from the publish directory (offline media)"
+device="$out/device"
+mkdir -p "$device"
+cp "$ex/app-1.0.bin" "$device/app.bin"
+"$bin/deltaapply" check --from "$publish" --key "$out/keys/release.pub" --target "$device/app.bin"
+echo
+"$bin/deltaapply" update --from "$publish" --key "$out/keys/release.pub" --target "$device/app.bin"
+cmp "$device/app.bin" "$ex/app-$newest.bin"
+echo "   device: identical to app-$newest.bin; state file: $(tail -n 1 "$device/.app.bin.deltaapply-state")"
+echo
+echo "== deltaapply update: a device whose installed file was modified gets the full image"
+cp "$ex/app-1.2.bin" "$device/app.bin"
+printf 'local edit' | dd of="$device/app.bin" bs=1 seek=1000 conv=notrunc status=none
+"$bin/deltaapply" update --from "file://$(cd "$publish" && pwd)" --key "$out/keys/release.pub" --target "$device/app.bin"
+cmp "$device/app.bin" "$ex/app-$newest.bin"
+echo "   device: identical to app-$newest.bin"
 echo
 echo "publish directory: $publish/ (serve it with any static HTTP server)"

@@ -330,16 +330,16 @@ fn result_text(check: &Check, outcome: Option<&Outcome>, seconds: f64) -> String
     if plan.route == Route::UpToDate {
         row("plan", "nothing to do".into());
     } else {
-        row(
-            "plan",
-            format!(
-                "{} ({}, {} of the full image's {})",
-                route_words(&plan.route),
+        let size = match &plan.route {
+            Route::Full(_) => bytes(plan.download_size),
+            _ => format!(
+                "{}, {} of the full image's {}",
                 bytes(plan.download_size),
                 cli::percent(plan.download_size, plan.full_size),
                 bytes(plan.full_size)
             ),
-        );
+        };
+        row("plan", format!("{} ({size})", route_words(&plan.route)));
         for step in plan.route.steps() {
             row("", step_text(step));
         }
@@ -355,11 +355,12 @@ fn result_text(check: &Check, outcome: Option<&Outcome>, seconds: f64) -> String
             row(
                 "result",
                 format!(
-                    "updated {} to {} by {} in {seconds:.2} s, {} downloaded",
+                    "updated {} to {} by {} in {seconds:.2} s; {} used, {} of them over the network",
                     check.target.display(),
                     check.newest_version,
                     route_words(&o.route),
-                    bytes(o.downloaded)
+                    bytes(o.route.download_size()),
+                    o.downloaded
                 ),
             );
         }
