@@ -7,6 +7,12 @@
 //! mismatch sends the whole file), and logs every request. Every answer closes its
 //! connection. It only ever listens on 127.0.0.1, and stops when dropped: a stalled
 //! answer waits at most [`STALL_LIMIT`] or until then.
+//!
+//! Used by `deltaapply/tests/fetch.rs` and, through `#[path]`, by
+//! `deltapack/tests/update.rs`, which serves whole publish directories with
+//! [`Server::put_dir`].
+
+#![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -156,6 +162,58 @@ impl Server {
             .lock()
             .unwrap()
             .insert(path.to_string(), resource);
+    }
+
+    /// Serves every file below `dir` at `prefix` (which starts and ends with `/`)
+    /// followed by its path relative to `dir`, each with a strong ETag derived from its
+    /// bytes, after removing everything served below `prefix` before: loading another
+    /// directory replaces the whole tree, as a publish directory swapped on a server.
+    pub fn put_dir(&self, prefix: &str, dir: &std::path::Path) {
+        assert!(
+            prefix.starts_with('/') && prefix.ends_with('/'),
+            "{prefix:?}"
+        );
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let rel = path.strip_prefix(dir).unwrap();
+                    let rel: Vec<String> = rel
+                        .components()
+                        .map(|c| c.as_os_str().to_str().unwrap().to_string())
+                        .collect();
+                    found.push((
+                        format!("{prefix}{}", rel.join("/")),
+                        std::fs::read(&path).unwrap(),
+                    ));
+                }
+            }
+        }
+        let mut files = self.shared.files.lock().unwrap();
+        files.retain(|path, _| !path.starts_with(prefix));
+        for (path, body) in found {
+            let etag = content_tag(&body);
+            files.insert(path, Resource::new(&body, &etag));
+        }
+    }
+
+    /// Stops serving `path`: requests for it get 404.
+    pub fn remove(&self, path: &str) {
+        self.shared.files.lock().unwrap().remove(path);
+    }
+
+    /// The bytes served at `path`, if any.
+    pub fn body(&self, path: &str) -> Option<Vec<u8>> {
+        self.shared
+            .files
+            .lock()
+            .unwrap()
+            .get(path)
+            .map(|r| r.body.clone())
     }
 
     /// Queues faults for the next requests to `path`, one per request.
@@ -314,6 +372,15 @@ fn answer(request: &Logged, resource: Option<&Resource>, fault: Option<&Fault>) 
             length,
         },
     }
+}
+
+/// An ETag value for `body`: its length and a 64-bit hash of its bytes (FNV-1a), so
+/// that different contents get different tags, as a real server's would.
+pub fn content_tag(body: &[u8]) -> String {
+    let hash = body.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{:x}-{hash:016x}", body.len())
 }
 
 /// `bytes=N-` or `bytes=N-M`.
