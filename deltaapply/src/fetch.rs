@@ -402,6 +402,7 @@ fn list_failures(failures: &[MirrorFailure]) -> String {
 #[derive(Debug)]
 pub struct Fetcher {
     options: Options,
+    received: std::sync::atomic::AtomicU64,
     #[cfg(feature = "http")]
     client: std::sync::OnceLock<http::Client>,
 }
@@ -411,6 +412,7 @@ impl Fetcher {
     pub fn new(options: Options) -> Fetcher {
         Fetcher {
             options,
+            received: std::sync::atomic::AtomicU64::new(0),
             #[cfg(feature = "http")]
             client: std::sync::OnceLock::new(),
         }
@@ -419,6 +421,12 @@ impl Fetcher {
     /// Its options.
     pub fn options(&self) -> &Options {
         &self.options
+    }
+
+    /// Body bytes [`Fetcher::fetch_file`] has received over the network so far, from
+    /// downloads that succeeded and from those that failed.
+    pub fn received(&self) -> u64 {
+        self.received.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Reads a small file (a manifest or signature file) into memory, from the first
@@ -497,6 +505,8 @@ impl Fetcher {
                 })
             }
         });
+        self.received
+            .fetch_add(transferred, std::sync::atomic::Ordering::Relaxed);
         #[cfg(feature = "http")]
         if let Some(part) = part {
             if downloaded {

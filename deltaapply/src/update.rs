@@ -898,6 +898,7 @@ impl Run<'_, '_> {
         dest: &Path,
     ) -> Result<(), UpdateError> {
         let events = &mut *self.events;
+        let received = self.updater.fetcher.received();
         let fetched = self
             .updater
             .fetcher
@@ -919,8 +920,10 @@ impl Run<'_, '_> {
             .map_err(|source| UpdateError::Fetch {
                 file: step.path.to_string(),
                 source,
-            })?;
-        self.downloaded += fetched.transferred;
+            });
+        // Counted whether or not the download succeeded: failed attempts cost bytes too.
+        self.downloaded += self.updater.fetcher.received() - received;
+        let fetched = fetched?;
         let patch = Patch::open(&fetched.path)?;
         let header = patch.header();
         let problem = if header.method != step.method {

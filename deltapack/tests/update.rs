@@ -785,12 +785,9 @@ fn fallback_when_the_patch_on_the_server_is_wrong() {
     assert_eq!(json["result"]["route"], "full");
     let reason = json["result"]["fallback"].as_str().unwrap();
     assert!(reason.contains("sha256"), "{reason}");
-    // KNOWN BUG, reported: `downloaded` ("bytes received over the network") leaves out
-    // the bytes of a download that failed (here the whole damaged patch, received and
-    // then refused), because `Fetcher::fetch_file` reports what it transferred only
-    // when it succeeds. It should be `t.patch.1 + t.full.1`; update this assertion
-    // when that is fixed.
-    assert_eq!(u64_of(&json["result"]["downloaded"]), t.full.1);
+    // `downloaded` counts every byte received, also those of the damaged patch that
+    // was received whole and then refused.
+    assert_eq!(u64_of(&json["result"]["downloaded"]), t.patch.1 + t.full.1);
     let log = t.server.log();
     assert_eq!(paths(&log), [MANIFEST, SIGNATURE, patch, t.full.0.as_str()]);
     // The damaged patch was received whole before it was refused.
