@@ -11,11 +11,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::SystemTime;
 
 use assert_cmd::Command;
-use common::{Dir, assert_same, release_pair};
+use common::{Dir, assert_same, deltaapply_bin, release_pair};
 use deltaapply::container::HEADER_LEN;
 use serde_json::Value;
 
@@ -39,59 +37,6 @@ fn deltaapply() -> Command {
     let mut cmd = Command::new(deltaapply_bin());
     cmd.env_remove("DELTAAPPLY_KEY");
     cmd
-}
-
-/// The `deltaapply` binary: `DELTAAPPLY_BIN`, else the one cargo built beside
-/// `deltapack`, which must be newer than every source file of the deltaapply package
-/// (a stale binary would test old code).
-fn deltaapply_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(path) = std::env::var_os("DELTAAPPLY_BIN") {
-            return PathBuf::from(path);
-        }
-        let bin = Path::new(env!("CARGO_BIN_EXE_deltapack"))
-            .with_file_name(format!("deltaapply{}", std::env::consts::EXE_SUFFIX));
-        let how = "run `cargo test --workspace`, or `cargo build -p deltaapply` (with this \
-                   test's --release or --profile) before `cargo test -p deltapack`: cargo \
-                   builds only the tested package's binaries";
-        let built = std::fs::metadata(&bin)
-            .and_then(|m| m.modified())
-            .unwrap_or_else(|e| panic!("no deltaapply binary at {} ({e}): {how}", bin.display()));
-        let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deltaapply");
-        if let Some(newer) = newest_file(&package).filter(|(t, _)| *t > built) {
-            panic!(
-                "{} is older than {}: {how}",
-                bin.display(),
-                newer.1.display()
-            );
-        }
-        bin
-    })
-}
-
-/// The most recently modified of `dir/Cargo.toml` and the `.rs` files under `dir/src`
-/// (other files there, such as editors' swap files, are not built).
-fn newest_file(dir: &Path) -> Option<(SystemTime, PathBuf)> {
-    fn walk(path: &Path, newest: &mut Option<(SystemTime, PathBuf)>) {
-        let Ok(meta) = std::fs::metadata(path) else {
-            return;
-        };
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-                walk(&entry.path(), newest);
-            }
-        } else if let Ok(t) = meta.modified()
-            && (path.extension().is_some_and(|e| e == "rs") || path.ends_with("Cargo.toml"))
-            && newest.as_ref().is_none_or(|(n, _)| t > *n)
-        {
-            *newest = Some((t, path.to_path_buf()));
-        }
-    }
-    let mut newest = None;
-    walk(&dir.join("src"), &mut newest);
-    walk(&dir.join("Cargo.toml"), &mut newest);
-    newest
 }
 
 /// A directory holding a realistic release pair as `old.bin` and `new.bin`.

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
-use common::{Dir, Rng, release_pair};
+use common::{Dir, Rng, release_pair, snapshot};
 use deltaapply::manifest::{MANIFEST_FILE, Manifest, SIGNATURE_FILE};
 use deltapack::keys::SecretKey;
 use serde_json::Value;
@@ -127,29 +127,6 @@ fn json_of(assert: &assert_cmd::assert::Assert) -> Value {
 
 fn manifest(out: &Path) -> Manifest {
     Manifest::parse(&std::fs::read(out.join(MANIFEST_FILE)).unwrap()).unwrap()
-}
-
-/// Every file below `dir` with its bytes, sorted by path.
-fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let rel = path
-                    .strip_prefix(dir)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                files.push((rel, std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 fn problems(json: &Value) -> Vec<String> {

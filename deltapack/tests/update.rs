@@ -21,11 +21,10 @@ use std::cell::Cell;
 use std::ffi::OsString;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use assert_cmd::Command;
-use common::{Dir, Rng, release_pair};
+use common::{Dir, Rng, deltaapply_bin, release_pair, snapshot};
 use deltaapply::manifest::{MANIFEST_FILE, Manifest, SIGNATURE_FILE, Timestamp};
 use http::{Fault, Logged, Server};
 use serde_json::Value;
@@ -62,63 +61,6 @@ fn deltaapply() -> Command {
     // A hung command fails the test instead of the whole run.
     cmd.timeout(Duration::from_secs(120));
     cmd
-}
-
-/// The `deltaapply` binary: `DELTAAPPLY_BIN`, else the one cargo built beside
-/// `deltapack`, which must be newer than every source file of the deltaapply package
-/// (a stale binary would test old code). As in `tests/cli.rs`.
-fn deltaapply_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(path) = std::env::var_os("DELTAAPPLY_BIN") {
-            return PathBuf::from(path);
-        }
-        let bin = Path::new(env!("CARGO_BIN_EXE_deltapack"))
-            .with_file_name(format!("deltaapply{}", std::env::consts::EXE_SUFFIX));
-        let how = "run `cargo test --workspace`, or `cargo build -p deltaapply` (with this \
-                   test's --release or --profile) before `cargo test -p deltapack`: cargo \
-                   builds only the tested package's binaries";
-        let built = std::fs::metadata(&bin)
-            .and_then(|m| m.modified())
-            .unwrap_or_else(|e| panic!("no deltaapply binary at {} ({e}): {how}", bin.display()));
-        let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deltaapply");
-        if let Some(newer) = newest_file(&package).filter(|(t, _)| *t > built) {
-            panic!(
-                "{} is older than {}: {how}",
-                bin.display(),
-                newer.1.display()
-            );
-        }
-        bin
-    })
-}
-
-/// The most recently modified of `dir/Cargo.toml` and the `.rs` files under `dir/src`.
-fn newest_file(dir: &Path) -> Option<(SystemTime, PathBuf)> {
-    fn walk(path: &Path, newest: &mut Option<(SystemTime, PathBuf)>) {
-        let Ok(meta) = std::fs::metadata(path) else {
-            return;
-        };
-        if meta.is_dir() {
-            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-                walk(&entry.path(), newest);
-            }
-        } else if path.extension().is_some_and(|e| e == "rs")
-            && let Ok(t) = meta.modified()
-            && newest.as_ref().is_none_or(|(n, _)| t > *n)
-        {
-            *newest = Some((t, path.to_path_buf()));
-        }
-    }
-    let mut newest = None;
-    walk(&dir.join("src"), &mut newest);
-    let manifest = dir.join("Cargo.toml");
-    if let Ok(t) = std::fs::metadata(&manifest).and_then(|m| m.modified())
-        && newest.as_ref().is_none_or(|(n, _)| t > *n)
-    {
-        newest = Some((t, manifest));
-    }
-    newest
 }
 
 /// `n` successive releases of an artifact, derived from `seed`: the first a realistic
@@ -294,24 +236,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), dest).unwrap();
         }
     }
-}
-
-/// Every file below `dir` with its bytes, sorted by path.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push((path.clone(), std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    files.sort();
-    files
 }
 
 /// The paths requested in `log`, in order.

@@ -9,6 +9,8 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
 use deltaapply::{Limits, Method};
 use deltapack::Settings;
@@ -483,4 +485,80 @@ pub fn roundtrip_all(old: &[u8], new: &[u8]) -> Vec<(Method, usize)> {
         auto.method
     );
     sizes
+}
+
+/// The `deltaapply` binary: `DELTAAPPLY_BIN`, else the one cargo built beside
+/// `deltapack`, which must be newer than every source file of the deltaapply package
+/// (a stale binary would test old code).
+pub fn deltaapply_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("DELTAAPPLY_BIN") {
+            return PathBuf::from(path);
+        }
+        let bin = Path::new(env!("CARGO_BIN_EXE_deltapack"))
+            .with_file_name(format!("deltaapply{}", std::env::consts::EXE_SUFFIX));
+        let how = "run `cargo test --workspace`, or `cargo build -p deltaapply` (with this \
+                   test's --release or --profile) before `cargo test -p deltapack`: cargo \
+                   builds only the tested package's binaries";
+        let built = std::fs::metadata(&bin)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|e| panic!("no deltaapply binary at {} ({e}): {how}", bin.display()));
+        let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deltaapply");
+        if let Some(newer) = newest_file(&package).filter(|(t, _)| *t > built) {
+            panic!(
+                "{} is older than {}: {how}",
+                bin.display(),
+                newer.1.display()
+            );
+        }
+        bin
+    })
+}
+
+/// The most recently modified of `dir/Cargo.toml` and the `.rs` files under `dir/src`
+/// (other files there, such as editors' swap files, are not built).
+pub fn newest_file(dir: &Path) -> Option<(SystemTime, PathBuf)> {
+    fn walk(path: &Path, newest: &mut Option<(SystemTime, PathBuf)>) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), newest);
+            }
+        } else if let Ok(t) = meta.modified()
+            && (path.extension().is_some_and(|e| e == "rs") || path.ends_with("Cargo.toml"))
+            && newest.as_ref().is_none_or(|(n, _)| t > *n)
+        {
+            *newest = Some((t, path.to_path_buf()));
+        }
+    }
+    let mut newest = None;
+    walk(&dir.join("src"), &mut newest);
+    walk(&dir.join("Cargo.toml"), &mut newest);
+    newest
+}
+
+/// Every file below `dir` with its bytes, sorted by path.
+pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                files.push((rel, std::fs::read(&path).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
 }
