@@ -187,7 +187,16 @@ fn parse_http(given: &str) -> Result<Mirror, SourceError> {
         given: given.to_string(),
         problem,
     };
-    let mut url = reqwest::Url::parse(given).map_err(|e| invalid(format!("not a URL: {e}")))?;
+    let mut url = reqwest::Url::parse(given).map_err(|e| {
+        // The applier is built without Unicode tables for international domain names
+        // (the `cli` feature pins idna_adapter 1.0; the workspace Cargo.toml says why).
+        let hint = if given.is_ascii() {
+            ""
+        } else {
+            " (write a non-ASCII host name in its ASCII form, xn--…)"
+        };
+        invalid(format!("not a URL: {e}{hint}"))
+    })?;
     if url.host_str().is_none_or(str::is_empty) {
         return Err(invalid("the URL has no host".into()));
     }
@@ -339,6 +348,18 @@ mod tests {
             assert!(Mirror::parse(bad).is_err(), "{bad:?} was accepted");
         }
         assert_eq!(Source::new(vec![]), Err(SourceError::Empty));
+    }
+
+    /// The pin of idna_adapter to 1.0 (no Unicode tables, 123 KB of the applier): a
+    /// Unicode host name is refused with a hint, its ASCII form works. If this fails,
+    /// the pin was lost and the applier grew.
+    #[cfg(feature = "http")]
+    #[test]
+    fn international_host_names() {
+        let err = Mirror::parse("https://bücher.example/pub").unwrap_err();
+        assert!(err.to_string().contains("xn--"), "{err}");
+        let m = Mirror::parse("https://xn--bcher-kva.example/pub").unwrap();
+        assert_eq!(m.to_string(), "https://xn--bcher-kva.example/pub/");
     }
 
     #[cfg(feature = "http")]

@@ -24,13 +24,18 @@ pub(super) struct Client {
 }
 
 impl Client {
-    /// The client for `options`. Installs the ring crypto provider as the process
-    /// default first (once; an embedder's own earlier choice stays).
+    /// The client for `options`. Installs the ring crypto provider, less its
+    /// private-key loading ([`NoPrivateKeys`]), as the process default first (once; an
+    /// embedder's own earlier choice stays).
     pub(super) fn new(options: &Options) -> Result<Client, FetchError> {
         static PROVIDER: Once = Once::new();
         PROVIDER.call_once(|| {
+            let provider = rustls::crypto::CryptoProvider {
+                key_provider: &NoPrivateKeys,
+                ..rustls::crypto::ring::default_provider()
+            };
             // Fails only when a provider is installed already, which is as good.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+            let _ = provider.install_default();
         });
         let mut roots = Vec::new();
         for der in &options.extra_root_certificates {
@@ -54,6 +59,27 @@ impl Client {
                 Err(_) => Err(FetchError::Client { source }),
             },
         }
+    }
+}
+
+/// The key provider of the crypto provider that [`Client::new`] installs: the applier
+/// never presents a client certificate, and ring's key loading (RSA, ECDSA and Ed25519
+/// signing) is 47 KB of the size-optimised applier binary. An embedder that needs
+/// client certificates or a TLS server in the same process installs its own provider
+/// before the first download.
+#[derive(Debug)]
+struct NoPrivateKeys;
+
+impl rustls::crypto::KeyProvider for NoPrivateKeys {
+    fn load_private_key(
+        &self,
+        _key: rustls::pki_types::PrivateKeyDer<'static>,
+    ) -> Result<std::sync::Arc<dyn rustls::sign::SigningKey>, rustls::Error> {
+        Err(rustls::Error::General(
+            "deltaapply's crypto provider loads no private keys: install your own \
+             rustls provider before the first download"
+                .into(),
+        ))
     }
 }
 

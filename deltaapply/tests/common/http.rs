@@ -109,11 +109,15 @@ impl Server {
 
     /// An HTTPS server on 127.0.0.1 with the test certificate in `testdata/tls`.
     pub fn start_tls() -> Server {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/tls");
         let cert = std::fs::read(dir.join("server.der")).unwrap();
         let key = std::fs::read(dir.join("server.key.der")).unwrap();
-        let config = rustls::ServerConfig::builder()
+        // Its own full ring provider: the process default that the client installs
+        // loads no private keys.
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
             .with_no_client_auth()
             .with_single_cert(
                 vec![cert.into()],
