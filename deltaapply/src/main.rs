@@ -21,8 +21,6 @@ enum Command {
     Check(cmd::update::CheckArgs),
     Update(cmd::update::UpdateArgs),
     Inspect(cmd::inspect::Args),
-    #[command(hide = true)]
-    Download(cmd::download::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,7 +33,6 @@ fn main() -> ExitCode {
         Command::Check(args) => cmd::update::run_check(args),
         Command::Update(args) => cmd::update::run_update(args),
         Command::Inspect(args) => cmd::inspect::run(args),
-        Command::Download(args) => cmd::download::run(args),
     };
     ExitCode::from(code as u8)
 }

@@ -991,6 +991,45 @@ fn redirect_from_https_to_http_is_refused() {
     assert_eq!(json["result"]["route"], "patch");
 }
 
+/// On a system without CA certificates (SSL_CERT_FILE and SSL_CERT_DIR point at
+/// nothing), plain http still works, https works with the server's CA given, and
+/// without it the error says what is missing.
+#[test]
+fn no_system_ca_certificates() {
+    let t = Two::served(14, Server::start_tls());
+    let plain = Server::start();
+    plain.put_dir("/", &t.publisher.out());
+    let empty = Dir::new();
+    let dev = t.device(Some(&t.v[0]));
+    let run = |url: &str, ca: bool| {
+        let mut cmd = deltaapply();
+        cmd.env("SSL_CERT_FILE", empty.join("none.pem"))
+            .env("SSL_CERT_DIR", empty.path())
+            .args(["check", "--from", url, "--key"])
+            .arg(&dev.key)
+            .arg("--target")
+            .arg(&dev.target)
+            .args(["--retries", "0", "--json"]);
+        if ca {
+            cmd.arg("--ca-cert").arg(tls_ca());
+        }
+        let output = cmd.output().unwrap();
+        let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+        (output.status.code(), json)
+    };
+    let (code, json) = run(&plain.url(), false);
+    assert_eq!(code, Some(code::OK), "{json}");
+    assert_eq!(json["plan"]["route"], "patch");
+    let (code, json) = run(&t.url(), true);
+    assert_eq!(code, Some(code::OK), "{json}");
+    assert_eq!(json["plan"]["route"], "patch");
+    let (code, json) = run(&t.url(), false);
+    assert_eq!(code, Some(code::NETWORK), "{json}");
+    let error = json["error"].as_str().unwrap();
+    assert!(error.contains("no CA certificates were found"), "{error}");
+    dev.assert_target(Some(&t.v[0]), "check without CA certificates");
+}
+
 #[test]
 fn dead_mirror_is_skipped() {
     let t = Two::new(13);

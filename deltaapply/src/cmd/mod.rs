@@ -1,7 +1,6 @@
 //! One module per subcommand, each with its own arguments and `run`.
 
 pub mod apply;
-pub mod download;
 pub mod inspect;
 pub mod network;
 pub mod update;

@@ -1,4 +1,4 @@
-//! The download options `update`, `check` and `download` share.
+//! The download options `update` and `check` share.
 
 use std::path::PathBuf;
 use std::time::Duration;
