@@ -832,22 +832,32 @@ fn hash_installed(
 }
 
 /// Removes what an update left in its download directory, and the directory if it is
-/// then empty. Only files an update writes are touched.
+/// then empty. Only files an update writes are touched: named by a SHA-256 in hex
+/// (downloads, partial downloads, intermediate files of a chain), or the temporary
+/// files staged for them; anything else a user keeps there stays.
 fn clean_cache(cache: &Path) {
     if let Ok(entries) = fs::read_dir(cache) {
         for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            let ours = [".dpatch", ".part", ".part.meta", ".step"]
-                .iter()
-                .any(|s| name.ends_with(s))
-                || name.ends_with(".deltaapply-tmp");
-            if ours {
+            if is_update_file(&entry.file_name().to_string_lossy()) {
                 let _ = fs::remove_file(entry.path());
             }
         }
     }
     let _ = fs::remove_dir(cache);
+}
+
+/// `<sha256>.dpatch`, `<sha256>.part`, `<sha256>.part.meta`, `<sha256>.step`, and
+/// `.<sha256>.<suffix>.<random>.deltaapply-tmp`.
+fn is_update_file(name: &str) -> bool {
+    let (name, staged) = match name.strip_prefix('.') {
+        Some(rest) if name.ends_with(".deltaapply-tmp") => (rest, true),
+        _ => (name, false),
+    };
+    let Some((hash, suffix)) = name.split_once('.') else {
+        return false;
+    };
+    let hex = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
+    hex && (staged || ["dpatch", "part", "part.meta", "step"].contains(&suffix))
 }
 
 /// One update in progress.
@@ -971,5 +981,45 @@ impl Run<'_, '_> {
         }
         applied?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleans_only_its_own_files() {
+        let hash = "ab".repeat(32);
+        for ours in [
+            format!("{hash}.dpatch"),
+            format!("{hash}.part"),
+            format!("{hash}.part.meta"),
+            format!("{hash}.step"),
+            format!(".{hash}.step.x1Y2z3.deltaapply-tmp"),
+        ] {
+            assert!(is_update_file(&ours), "{ours}");
+        }
+        for theirs in [
+            "notes.txt".to_string(),
+            "manifest.toml".to_string(),
+            format!("{}.dpatch", &hash[..63]),
+            format!("{hash}.bin"),
+            format!("x{hash}.dpatch"),
+            ".hidden.deltaapply-tmp".to_string(),
+        ] {
+            assert!(!is_update_file(&theirs), "{theirs}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        fs::create_dir(&cache).unwrap();
+        fs::write(cache.join(format!("{hash}.part")), b"x").unwrap();
+        fs::write(cache.join("keep.txt"), b"x").unwrap();
+        clean_cache(&cache);
+        let left: Vec<_> = fs::read_dir(&cache)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, ["keep.txt"]);
     }
 }
