@@ -180,13 +180,19 @@ fn updater(args: &Args) -> anyhow::Result<Updater> {
 struct Display {
     bar: cli::Bar,
     lines: bool,
+    /// The last (download or apply, step) announced with a line.
+    announced: Option<(bool, usize)>,
 }
 
 impl Display {
     fn new(enabled: bool) -> Display {
         let bar = cli::Bar::bytes(enabled);
         let lines = enabled && !bar.is_visible();
-        Display { bar, lines }
+        Display {
+            bar,
+            lines,
+            announced: None,
+        }
     }
 
     fn event(&mut self, event: Event<'_>) {
@@ -200,9 +206,9 @@ impl Display {
                 done,
                 total,
             } => {
-                if done == 0 {
+                if self.announce(false, step) {
                     self.line(&format!(
-                        "downloading {} ({} bytes){}",
+                        "fetching {} ({} bytes){}",
                         file.path,
                         file.file.size,
                         step_of(step, steps)
@@ -217,7 +223,7 @@ impl Display {
                 done,
                 total,
             } => {
-                if done == 0 && phase == Phase::Write {
+                if self.announce(true, step) {
                     self.line(&format!("applying{}", step_of(step, steps)));
                 }
                 let msg = match phase {
@@ -227,11 +233,23 @@ impl Display {
                 };
                 self.bar.set(msg, done, total);
             }
-            Event::Fallback { reason } => self.bar.println(
-                &format!("the patch could not be used, falling back to the full image: {reason}"),
-                false,
-            ),
+            Event::Fallback { reason } => {
+                self.announced = None;
+                self.bar.println(
+                    &format!(
+                        "the patch could not be used, falling back to the full image: {reason}"
+                    ),
+                    false,
+                );
+            }
         }
+    }
+
+    /// Whether this download or apply step is new (its line not yet printed).
+    fn announce(&mut self, apply: bool, step: usize) -> bool {
+        let new = self.announced != Some((apply, step));
+        self.announced = Some((apply, step));
+        new
     }
 
     fn line(&self, text: &str) {
