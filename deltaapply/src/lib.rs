@@ -46,6 +46,7 @@ mod method;
 pub mod signature;
 pub mod source;
 pub mod stage;
+pub mod tree;
 pub mod update;
 
 pub use apply::{ApplyReport, Limits, Patch, Phase, Progress, apply_file, apply_patch};
