@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::container::FileId;
-use crate::digest::{Hasher, IO_CHUNK, Sha256Digest};
+use crate::digest::Sha256Digest;
 use crate::manifest::RelPath;
 use crate::source::{Location, Mirror, Source};
 
@@ -703,31 +703,24 @@ fn check_local(
             got: size,
         });
     }
-    let mut hasher = Hasher::new();
-    let mut reader = file.take(expected.size.saturating_add(1));
-    let mut buf = vec![0u8; IO_CHUNK];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(read_err(e)),
-        };
-        hasher.update(&buf[..n]);
+    let mut done = 0;
+    let reader = file.take(expected.size.saturating_add(1));
+    let (len, got) = crate::hash_reader(reader, &mut |chunk| {
+        done += chunk.len() as u64;
         progress(Progress {
-            done: hasher.len().min(expected.size),
+            done: done.min(expected.size),
             total: expected.size,
         });
-    }
+    })
+    .map_err(read_err)?;
     // The file may have changed since its size was read.
-    if hasher.len() != expected.size {
+    if len != expected.size {
         return Err(FetchError::SizeMismatch {
             location: location(),
             expected: expected.size,
-            got: hasher.len(),
+            got: len,
         });
     }
-    let got = hasher.finish();
     if got != expected.sha256 {
         return Err(FetchError::HashMismatch {
             location: location(),
