@@ -130,18 +130,7 @@ impl SecretKey {
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                KeyError::Exists {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                io(e)
-            }
-        })?;
-        file.write_all(pem.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(io)
+        write_key_file(&options, path, pem.as_bytes(), io)
     }
 
     /// The matching public key.
@@ -208,6 +197,18 @@ pub fn write_public_key_file(
     } else {
         options.create_new(true);
     }
+    write_key_file(&options, path, public_key_file(key).as_bytes(), io)
+}
+
+/// Opens `path` with `options`, writes `bytes` and syncs them. A file that exists
+/// where `options` asks for a new one is [`KeyError::Exists`]; other I/O errors go
+/// through `io`.
+fn write_key_file(
+    options: &std::fs::OpenOptions,
+    path: &Path,
+    bytes: &[u8],
+    io: impl Fn(std::io::Error) -> KeyError,
+) -> Result<(), KeyError> {
     let mut file = options.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             KeyError::Exists {
@@ -217,7 +218,7 @@ pub fn write_public_key_file(
             io(e)
         }
     })?;
-    file.write_all(public_key_file(key).as_bytes())
+    file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(io)
 }
