@@ -383,8 +383,8 @@ pub struct Updater {
     target: PathBuf,
     artifact: Option<String>,
     product: Option<String>,
-    state_file: Option<PathBuf>,
-    cache_dir: Option<PathBuf>,
+    state_file: PathBuf,
+    cache_dir: PathBuf,
     policy: Policy,
     fetcher: Fetcher,
 }
@@ -401,14 +401,15 @@ impl Updater {
     /// An updater for the file at `target`, from `source` (its mirrors tried in turn),
     /// trusting manifests signed by `trusted`.
     pub fn new(source: Source, trusted: TrustedKeys, target: impl Into<PathBuf>) -> Updater {
+        let target = target.into();
         Updater {
             source,
             trusted,
-            target: target.into(),
+            state_file: default_state_file(&target),
+            cache_dir: default_cache_dir(&target),
+            target,
             artifact: None,
             product: None,
-            state_file: None,
-            cache_dir: None,
             policy: Policy::default(),
             fetcher: Fetcher::new(Options::default()),
         }
@@ -429,7 +430,7 @@ impl Updater {
 
     /// Where the accepted sequence numbers are kept (default: [`default_state_file`]).
     pub fn state_file(mut self, path: impl Into<PathBuf>) -> Updater {
-        self.state_file = Some(path.into());
+        self.state_file = path.into();
         self
     }
 
@@ -437,7 +438,7 @@ impl Updater {
     /// should be on the target's filesystem. Interrupted downloads stay there and are
     /// resumed by the next update; it is emptied after a successful one.
     pub fn cache_dir(mut self, path: impl Into<PathBuf>) -> Updater {
-        self.cache_dir = Some(path.into());
+        self.cache_dir = path.into();
         self
     }
 
@@ -454,23 +455,19 @@ impl Updater {
     }
 
     /// The state file used.
-    pub fn state_path(&self) -> PathBuf {
-        self.state_file
-            .clone()
-            .unwrap_or_else(|| default_state_file(&self.target))
+    pub fn state_path(&self) -> &Path {
+        &self.state_file
     }
 
     /// The download directory used.
-    pub fn cache_path(&self) -> PathBuf {
-        self.cache_dir
-            .clone()
-            .unwrap_or_else(|| default_cache_dir(&self.target))
+    pub fn cache_path(&self) -> &Path {
+        &self.cache_dir
     }
 
     /// Fetches and verifies the manifest, identifies the installed file and plans the
     /// route. Writes nothing.
     pub fn check(&self, events: &mut dyn FnMut(Event<'_>)) -> Result<Check, UpdateError> {
-        let state = State::load(&self.state_path())?;
+        let state = State::load(self.state_path())?;
         self.check_with(&state, events)
     }
 
@@ -518,13 +515,13 @@ impl Updater {
     /// unchanged (and interrupted downloads are kept to resume).
     pub fn update(&self, events: &mut dyn FnMut(Event<'_>)) -> Result<Outcome, UpdateError> {
         let state_path = self.state_path();
-        let mut state = State::load(&state_path)?;
+        let mut state = State::load(state_path)?;
         let check = self.check_with(&state, events)?;
         // Recorded before anything is downloaded: once a manifest is accepted, no older
         // one is, even if this update fails.
         let state_updated = state.accept(&check.product, &check.channel, check.sequence);
         if state_updated {
-            state.save(&state_path)?;
+            state.save(state_path)?;
         }
         let planned = check.plan.route.clone();
         if planned == Route::UpToDate {
@@ -537,13 +534,13 @@ impl Updater {
             });
         }
         let cache = self.cache_path();
-        fs::create_dir_all(&cache).map_err(|source| UpdateError::Cache {
-            path: cache.clone(),
+        fs::create_dir_all(cache).map_err(|source| UpdateError::Cache {
+            path: cache.to_path_buf(),
             source,
         })?;
         let mut run = Run {
             updater: self,
-            cache: &cache,
+            cache,
             downloaded: 0,
             events,
         };
@@ -583,7 +580,7 @@ impl Updater {
             Err(e) => return Err(e),
         };
         let downloaded = run.downloaded;
-        clean_cache(&cache);
+        clean_cache(cache);
         Ok(Outcome {
             check,
             route,
@@ -660,7 +657,7 @@ impl Updater {
                 channel: manifest.channel,
                 got: manifest.sequence,
                 accepted,
-                state: self.state_path(),
+                state: self.state_path().to_path_buf(),
             });
         }
         let now = Timestamp::now();
