@@ -82,23 +82,43 @@ pub struct ApplyReport {
 pub struct Patch {
     path: PathBuf,
     file: File,
+    /// Where the container starts in `file` (non-zero for one inside a tree patch).
+    start: u64,
     header: Header,
 }
 
 impl Patch {
     /// Opens `path` and validates its header and length.
     pub fn open(path: &Path) -> Result<Patch, Error> {
+        let file = File::open(path).map_err(|source| Error::PatchIo {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let len = file.metadata().map_err(|source| Error::PatchIo {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Patch::within(path, file, 0, len.len())
+    }
+
+    /// The container occupying bytes `start..start + len` of `file` (which was opened
+    /// from `path`, named in errors): a file's container inside a tree patch. The
+    /// header is validated against `len` as if the container were a file of its own.
+    pub fn within(path: &Path, file: File, start: u64, len: u64) -> Result<Patch, Error> {
         let io_err = |source| Error::PatchIo {
             path: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(io_err)?;
-        let len = file.metadata().map_err(io_err)?.len();
-        let mut head = Vec::with_capacity(HEADER_LEN);
-        (&file)
-            .take(HEADER_LEN as u64)
-            .read_to_end(&mut head)
-            .map_err(io_err)?;
+        let mut head = vec![0; HEADER_LEN.min(usize::try_from(len).unwrap_or(usize::MAX))];
+        let mut filled = 0;
+        while filled < head.len() {
+            let n = read_at(&file, &mut head[filled..], start + filled as u64).map_err(io_err)?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        head.truncate(filled);
         let header = Header::decode(&head, len).map_err(|source| Error::Format {
             path: path.to_path_buf(),
             source,
@@ -106,6 +126,7 @@ impl Patch {
         Ok(Patch {
             path: path.to_path_buf(),
             file,
+            start,
             header,
         })
     }
@@ -172,7 +193,7 @@ impl Patch {
 
     /// A reader over `len` payload bytes starting `offset` bytes into the payload.
     fn section(&self, offset: u64, len: u64) -> Section<'_> {
-        let start = HEADER_LEN as u64 + offset;
+        let start = self.start + HEADER_LEN as u64 + offset;
         Section {
             file: &self.file,
             pos: start,
@@ -219,6 +240,11 @@ pub fn apply_patch(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ApplyReport, Error> {
     let header = patch.header();
+    if header.method == Method::Tree {
+        return Err(Error::TreePatch {
+            path: patch.path.clone(),
+        });
+    }
     // The origin comes first: a patch from an untrusted source gets no further than
     // its header, so no byte it controls reaches the old-file check or a decoder.
     let origin = patch.check_origin(trusted)?;
@@ -269,6 +295,7 @@ pub fn apply_patch(
         }
         (Method::Full, _) => decode_single_frame(patch, None, &mut sink)?,
         (Method::Bsdiff | Method::ZstdRef, None) => unreachable!("source checked above"),
+        (Method::Tree, _) => unreachable!("refused above"),
     }
     let (size, sha256) = sink.finish()?;
     if size != header.target.size || sha256 != header.target.sha256 {
@@ -340,11 +367,14 @@ fn check_frame(
     const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
     let mut head = [0u8; 18];
     let n = len.min(18) as usize;
-    read_exact_at(&patch.file, &mut head[..n], HEADER_LEN as u64 + offset).map_err(|source| {
-        Error::PatchIo {
-            path: patch.path.clone(),
-            source,
-        }
+    read_exact_at(
+        &patch.file,
+        &mut head[..n],
+        patch.start + HEADER_LEN as u64 + offset,
+    )
+    .map_err(|source| Error::PatchIo {
+        path: patch.path.clone(),
+        source,
     })?;
     let head = &head[..n];
     if n < 6 || head[..4] != ZSTD_MAGIC {
@@ -700,10 +730,21 @@ impl<'s, 'p> Sink<'s, 'p> {
 
 /// A bounded window of the patch file read with positioned reads, so several
 /// streams can read the same file at once without sharing a file offset.
-struct Section<'f> {
+pub(crate) struct Section<'f> {
     file: &'f File,
     pos: u64,
     end: u64,
+}
+
+impl<'f> Section<'f> {
+    /// The `len` bytes of `file` from `start`.
+    pub(crate) fn new(file: &'f File, start: u64, len: u64) -> Section<'f> {
+        Section {
+            file,
+            pos: start,
+            end: start.saturating_add(len),
+        }
+    }
 }
 
 impl Read for Section<'_> {

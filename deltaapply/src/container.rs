@@ -194,6 +194,9 @@ pub fn memory_bound(method: Method, window_log: u8, source_size: u64, target_siz
         }
         Method::ZstdRef => source_size.saturating_add(window.min(target_size) + BASE_APPLY_MEMORY),
         Method::Full => window.min(target_size) + BASE_APPLY_MEMORY,
+        // A tree patch declares its own figure (the largest of its files' bounds plus
+        // its index); this is only the floor a decoder accepts.
+        Method::Tree => BASE_APPLY_MEMORY,
     }
 }
 
@@ -349,6 +352,9 @@ impl Header {
                 None
             }
             Method::Bsdiff | Method::ZstdRef => Some(source),
+            // A tree patch from the empty tree (a release's full tree image) has an
+            // all-zero source; any other names the old tree.
+            Method::Tree => (source.size != 0 || source.sha256.0 != [0; 32]).then_some(source),
         };
         let streams = match method {
             Method::Bsdiff => {
@@ -380,7 +386,7 @@ impl Header {
                     ..streams
                 })
             }
-            Method::ZstdRef | Method::Full => {
+            Method::ZstdRef | Method::Full | Method::Tree => {
                 if streams != StreamSizes::default() {
                     return Err(bad("stream sizes", "must be zero for this method".into()));
                 }
@@ -396,7 +402,11 @@ impl Header {
             source.map_or(0, |s| s.size),
             target.size,
         );
-        if apply_memory != expected_memory {
+        let memory_ok = match method {
+            Method::Tree => apply_memory >= expected_memory,
+            _ => apply_memory == expected_memory,
+        };
+        if !memory_ok {
             return Err(bad(
                 "apply_memory",
                 format!(

@@ -107,6 +107,36 @@ pub enum Error {
         /// Their hash.
         got_sha256: crate::Sha256Digest,
     },
+    /// A tree patch was given where a file patch belongs.
+    #[error(
+        "{} is a tree patch: apply it to a directory (deltaapply apply OLD_DIR PATCH -o NEW_DIR)",
+        path.display()
+    )]
+    TreePatch {
+        /// The patch file.
+        path: PathBuf,
+    },
+    /// A file patch was given where a tree patch belongs.
+    #[error(
+        "{} is a patch of method {method}, not a tree patch: apply it to a file",
+        path.display()
+    )]
+    NotTreePatch {
+        /// The patch file.
+        path: PathBuf,
+        /// Its method.
+        method: crate::Method,
+    },
+    /// A tree patch's index is invalid (a bad path, a link out of the tree, a
+    /// collision, an absurd count...). Found before anything is written.
+    #[error("{} is not a valid tree patch", path.display())]
+    TreeFormat {
+        /// The patch file.
+        path: PathBuf,
+        /// What is wrong.
+        #[source]
+        source: crate::tree::TreeFormatError,
+    },
     /// The old file cannot be read.
     #[error("cannot read old file {}", path.display())]
     SourceIo {
@@ -178,6 +208,8 @@ impl Error {
                 exit::BAD_PATCH
             }
             Error::WrongSource { .. } | Error::MissingSource { .. } => exit::WRONG_SOURCE,
+            Error::TreePatch { .. } | Error::NotTreePatch { .. } => exit::USAGE,
+            Error::TreeFormat { .. } => exit::BAD_PATCH,
             Error::MemoryLimit { .. } => exit::LIMIT,
             Error::Untrusted { .. } => exit::UNTRUSTED,
             Error::PatchIo { .. } | Error::SourceIo { .. } | Error::OutputIo { .. } => {

@@ -15,11 +15,18 @@ pub enum Method {
     ZstdRef,
     /// The target file, zstd-compressed; needs no source.
     Full,
+    /// A whole release directory: an index of the old and new trees followed by one
+    /// container of the other methods per file that cannot be copied from the old
+    /// tree (`format-spec/tree-v1.md`). Applies to a directory, never to a file.
+    Tree,
 }
 
 impl Method {
-    /// All methods, in the order `auto` breaks ties.
+    /// The methods that turn one file into another, in the order `auto` breaks ties.
     pub const ALL: [Method; 3] = [Method::Bsdiff, Method::ZstdRef, Method::Full];
+
+    /// Every method a header may name: the file methods and [`Method::Tree`].
+    const ANY: [Method; 4] = [Method::Bsdiff, Method::ZstdRef, Method::Full, Method::Tree];
 
     /// The number stored in the header.
     pub fn code(self) -> u8 {
@@ -27,12 +34,13 @@ impl Method {
             Method::Bsdiff => 1,
             Method::ZstdRef => 2,
             Method::Full => 3,
+            Method::Tree => 4,
         }
     }
 
     /// The method with header number `code`, if any.
     pub fn from_code(code: u8) -> Option<Self> {
-        Self::ALL.into_iter().find(|m| m.code() == code)
+        Self::ANY.into_iter().find(|m| m.code() == code)
     }
 
     /// The name used on command lines and in JSON.
@@ -41,6 +49,7 @@ impl Method {
             Method::Bsdiff => "bsdiff",
             Method::ZstdRef => "zstd",
             Method::Full => "full",
+            Method::Tree => "tree",
         }
     }
 }
@@ -54,10 +63,10 @@ impl fmt::Display for Method {
 impl FromStr for Method {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ALL
+        Self::ANY
             .into_iter()
             .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown method {s:?} (expected bsdiff, zstd or full)"))
+            .ok_or_else(|| format!("unknown method {s:?} (expected bsdiff, zstd, full or tree)"))
     }
 }
 

@@ -1,6 +1,5 @@
-//! Groundwork for whole-directory releases (issue 5): the validated path of an entry in a
-//! release tree, and the check that a list of such paths can be written to any
-//! filesystem without two entries landing on one file.
+//! The validated path of an entry in a release tree, and the check that a list of such
+//! paths can be written to any filesystem without two entries landing on one file.
 //!
 //! Unlike a publish directory's [`crate::manifest::RelPath`], whose names we choose, a
 //! release tree holds whatever names the product has (spaces, non-ASCII letters), so
@@ -26,7 +25,8 @@ pub const MAX_DEPTH: usize = 128;
 /// at most [`MAX_DEPTH`] components of [`MAX_COMPONENT`] bytes, [`MAX_TREE_PATH`] in
 /// all. So it is always relative and never leaves the tree by its own text; a path
 /// that passes through a symbolic link is a separate, on-disk check.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
 pub struct TreePath(String);
 
 /// Why a tree path was refused.

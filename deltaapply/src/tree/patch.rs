@@ -1,0 +1,247 @@
+//! Opening a tree patch (and assembling one, for the producer): the patch-v1 header
+//! of method [`Method::Tree`], then the payload `index_len | index | blobs`
+//! (`format-spec/tree-v1.md` §2).
+//!
+//! [`TreePatch::open`] checks, in order and before anything is written: the header,
+//! its origin against the trusted keys, its memory figure against the caller's limit,
+//! the whole payload's SHA-256, the index (paths, links, counts, recipes) and that the
+//! trees it lists are the ones the header names. Each blob is hashed again when it is
+//! opened, so a file changed after opening is caught.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::apply::{Limits, Patch, Progress};
+use crate::container::{BASE_APPLY_MEMORY, FileId, HEADER_LEN, Header, MIN_WINDOW_LOG};
+use crate::digest::{Sha256Digest, hash_reader};
+use crate::key::TrustedKeys;
+use crate::signature::Origin;
+use crate::tree::format::{MAX_INDEX_LEN, TreeIndex};
+use crate::{Error, Method};
+
+/// Memory the applier may spend per index byte on the decoded index (paths become
+/// `String`s, entries gain their enum tags).
+pub const INDEX_MEMORY_FACTOR: u64 = 4;
+
+/// An opened, verified tree patch.
+#[derive(Debug)]
+pub struct TreePatch {
+    path: PathBuf,
+    file: File,
+    header: Header,
+    index: TreeIndex,
+    origin: Origin,
+}
+
+impl TreePatch {
+    /// Opens and verifies the tree patch at `path` (see the module documentation).
+    pub fn open(
+        path: &Path,
+        limits: &Limits,
+        trusted: Option<&TrustedKeys>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<TreePatch, Error> {
+        let patch = Patch::open(path)?;
+        let header = patch.header().clone();
+        if header.method != Method::Tree {
+            return Err(Error::NotTreePatch {
+                path: path.to_path_buf(),
+                method: header.method,
+            });
+        }
+        let origin = patch.check_origin(trusted)?;
+        if header.apply_memory > limits.max_apply_memory {
+            return Err(Error::MemoryLimit {
+                path: path.to_path_buf(),
+                needed: header.apply_memory,
+                limit: limits.max_apply_memory,
+            });
+        }
+        patch.verify_payload(progress)?;
+        let corrupt = |problem: String| Error::Corrupt {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let io_err = |source| Error::PatchIo {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::open(path).map_err(io_err)?;
+        let mut prefix = [0u8; 8];
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(HEADER_LEN as u64))
+            .map_err(io_err)?;
+        file.read_exact(&mut prefix).map_err(io_err)?;
+        let index_len = u64::from_le_bytes(prefix);
+        let room = header.payload.size.saturating_sub(8);
+        if header.payload.size < 8 || index_len > room {
+            return Err(corrupt(format!(
+                "index of {index_len} bytes does not fit in a payload of {} bytes",
+                header.payload.size
+            )));
+        }
+        let index_memory = index_len.saturating_mul(INDEX_MEMORY_FACTOR);
+        if index_len > MAX_INDEX_LEN || index_memory > header.apply_memory {
+            return Err(corrupt(format!(
+                "index of {index_len} bytes is larger than the header's memory figure \
+                 ({} bytes) allows",
+                header.apply_memory
+            )));
+        }
+        let mut bytes = Vec::with_capacity(index_len as usize);
+        (&mut file)
+            .take(index_len)
+            .read_to_end(&mut bytes)
+            .map_err(io_err)?;
+        if bytes.len() as u64 != index_len {
+            return Err(corrupt("file shrank while reading the index".into()));
+        }
+        let index =
+            TreeIndex::decode(&bytes, room - index_len).map_err(|source| Error::TreeFormat {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let old_id = index.old.id();
+        let expected_old = header.source.unwrap_or(TreeIndex::empty_id());
+        if old_id != expected_old {
+            return Err(corrupt(format!(
+                "its index lists an old tree {} that is not the header's {}",
+                old_id.sha256, expected_old.sha256
+            )));
+        }
+        if index.new.id() != header.target {
+            return Err(corrupt(format!(
+                "its index lists a new tree {} that is not the header's {}",
+                index.new.id().sha256,
+                header.target.sha256
+            )));
+        }
+        Ok(TreePatch {
+            path: path.to_path_buf(),
+            file,
+            header,
+            index,
+            origin,
+        })
+    }
+
+    /// The patch file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Its validated header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// Its validated index.
+    pub fn index(&self) -> &TreeIndex {
+        &self.index
+    }
+
+    /// Who signed it, as far as the trusted keys given could tell.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// Opens blob `k` as a patch-v1 container after checking its bytes against the
+    /// index, and checks that its header is what the index needs: method full with
+    /// `target`, or a file method from `source` to `target`, within this patch's
+    /// memory figure.
+    pub fn blob(&self, k: usize, source: Option<FileId>, target: FileId) -> Result<Patch, Error> {
+        let blob = self.index.blobs[k];
+        let start = HEADER_LEN as u64 + blob.offset;
+        let io_err = |source| Error::PatchIo {
+            path: self.path.clone(),
+            source,
+        };
+        let corrupt = |problem: String| Error::Corrupt {
+            path: self.path.clone(),
+            problem: format!("blob {k}: {problem}"),
+        };
+        let file = self.file.try_clone().map_err(io_err)?;
+        let section = crate::apply::Section::new(&file, start, blob.len);
+        let (len, sha256) = hash_reader(section, &mut |_| {}).map_err(io_err)?;
+        if len != blob.len || sha256 != blob.sha256 {
+            return Err(corrupt(format!(
+                "its bytes hash to {sha256}, the index says {}",
+                blob.sha256
+            )));
+        }
+        let patch = Patch::within(&self.path, file, start, blob.len)?;
+        let h = patch.header();
+        let expected_method = match source {
+            None => h.method == Method::Full,
+            Some(_) => matches!(h.method, Method::Bsdiff | Method::ZstdRef),
+        };
+        if !expected_method || h.source != source || h.target != target {
+            return Err(corrupt(format!(
+                "a {} container that does not make the file the index lists",
+                h.method
+            )));
+        }
+        if h.apply_memory > self.header.apply_memory {
+            return Err(corrupt(format!(
+                "needs {} bytes of memory, above the {} the tree patch declares",
+                h.apply_memory, self.header.apply_memory
+            )));
+        }
+        Ok(patch)
+    }
+}
+
+impl TreeIndex {
+    /// The identity of the empty tree, which a full tree image applies to.
+    pub fn empty_id() -> FileId {
+        crate::tree::format::Listing::default().id()
+    }
+
+    /// Assembles an unsigned tree patch header and payload from an index whose blob
+    /// table is still empty and the blobs (patch-v1 containers, in recipe order). The
+    /// producer signs the header and writes `header.encode()` then the payload.
+    pub fn assemble(mut self, blobs: &[Vec<u8>]) -> (Header, Vec<u8>) {
+        let blob_table = 40 * blobs.len() as u64;
+        let index_len = self.encode().len() as u64 + blob_table;
+        let offsets = TreeIndex::payload_offsets(index_len, blobs.iter().map(|b| b.len() as u64));
+        self.blobs = blobs
+            .iter()
+            .zip(offsets)
+            .map(|(b, offset)| crate::tree::format::Blob {
+                offset,
+                len: b.len() as u64,
+                sha256: Sha256Digest::of(b),
+            })
+            .collect();
+        let index = self.encode();
+        debug_assert_eq!(index.len() as u64, index_len);
+        let mut payload =
+            Vec::with_capacity(8 + index.len() + blobs.iter().map(Vec::len).sum::<usize>());
+        payload.extend_from_slice(&index_len.to_le_bytes());
+        payload.extend_from_slice(&index);
+        let mut window_log = MIN_WINDOW_LOG;
+        let mut blob_memory = BASE_APPLY_MEMORY;
+        for b in blobs {
+            if let Ok(h) = Header::decode(&b[..HEADER_LEN.min(b.len())], b.len() as u64) {
+                window_log = window_log.max(h.window_log);
+                blob_memory = blob_memory.max(h.apply_memory);
+            }
+            payload.extend_from_slice(b);
+        }
+        let old = self.old.id();
+        let source = (old != TreeIndex::empty_id()).then_some(old);
+        let mut header = Header::unsigned(
+            Method::Tree,
+            window_log,
+            source,
+            self.new.id(),
+            FileId {
+                size: payload.len() as u64,
+                sha256: Sha256Digest::of(&payload),
+            },
+            None,
+        );
+        header.apply_memory = blob_memory + index_len * INDEX_MEMORY_FACTOR;
+        (header, payload)
+    }
+}
