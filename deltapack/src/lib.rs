@@ -103,6 +103,9 @@ pub enum DiffError {
     /// Compression failed.
     #[error("compression failed")]
     Compress(#[from] io::Error),
+    /// The tree method makes patches between directories, not files.
+    #[error("the tree method diffs directories: give OLD_DIR and NEW_DIR")]
+    TreeMethod,
 }
 
 impl DiffError {
@@ -334,5 +337,6 @@ pub fn make_one(
                 .ok_or_else(|| over(memory_bound(method, MIN_WINDOW_LOG, 0, new_len)))?;
             Ok(methods::full(new, settings, w)?)
         }
+        Method::Tree => Err(DiffError::TreeMethod),
     }
 }

@@ -193,12 +193,12 @@ impl Listing {
                     mode: entry.mode,
                 });
             }
-            if let Some(parent) = entry.path.parent() {
-                if !matches!(listing.get(&parent).map(|e| &e.kind), Some(EntryKind::Dir)) {
-                    return Err(TreeFormatError::NoParent {
-                        path: entry.path.to_string(),
-                    });
-                }
+            if let Some(parent) = entry.path.parent()
+                && !matches!(listing.get(&parent).map(|e| &e.kind), Some(EntryKind::Dir))
+            {
+                return Err(TreeFormatError::NoParent {
+                    path: entry.path.to_string(),
+                });
             }
             if let EntryKind::Symlink { target } = &entry.kind {
                 listing.check_link(&entry.path, target)?;

@@ -247,6 +247,9 @@ pub fn error_kind(e: &Error) -> String {
         Error::SourceIo { .. } => "SourceIo".into(),
         Error::OutputIo { .. } => "OutputIo".into(),
         Error::Untrusted { source, .. } => format!("Untrusted/{}", signature_kind(source)),
+        Error::TreePatch { .. } => "TreePatch".into(),
+        Error::NotTreePatch { .. } => "NotTreePatch".into(),
+        Error::TreeFormat { .. } => "TreeFormat".into(),
     }
 }
 
@@ -331,6 +334,8 @@ pub fn spec_memory_bound(method: Method, window_log: u8, source: u64, target: u6
         Method::Bsdiff => 2 * w + (1 << window_log.min(20)) + base,
         Method::ZstdRef => source.saturating_add(w.min(target) + base),
         Method::Full => w.min(target) + base,
+        // A tree patch declares its figure; the decoder only checks the floor.
+        Method::Tree => base,
     }
 }
 
