@@ -22,9 +22,11 @@ use crate::method::Method;
 /// The manifest format this code reads and writes.
 pub const MANIFEST_FORMAT: u32 = 1;
 
-/// Largest manifest accepted, in bytes. A release with 100 artifacts and 5 patches
-/// each is about 100 KiB.
-pub const MAX_MANIFEST_SIZE: u64 = 1 << 20;
+/// Largest manifest accepted, in bytes. A release with 100 file artifacts and 5
+/// patches each is about 100 KiB; a tree artifact lists every entry of the tree,
+/// about 400 bytes per file for the newest release and 250 for an older one, so this
+/// holds a 10,000-file tree with four older releases.
+pub const MAX_MANIFEST_SIZE: u64 = 16 << 20;
 
 /// Most artifacts in one release.
 pub const MAX_ARTIFACTS: usize = 1000;
@@ -81,6 +83,177 @@ pub struct Artifact {
     /// Patches to it from releases older than its own, newest base first.
     #[serde(rename = "patch", default, skip_serializing_if = "Vec::is_empty")]
     pub patches: Vec<PatchEntry>,
+    /// `tree` for a directory; absent for a file.
+    #[serde(default, skip_serializing_if = "ArtifactKind::is_file")]
+    pub kind: ArtifactKind,
+    /// A tree's entries (`format-spec/tree-v1.md` §3), sorted by path. For a tree,
+    /// `size` is the total of its files' sizes and `sha256` its listing digest; the
+    /// full image and the patches are tree patches.
+    #[serde(rename = "entry", default, skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<TreeEntry>,
+}
+
+/// Whether an artifact is one file or a directory tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArtifactKind {
+    /// A single file.
+    #[default]
+    File,
+    /// A directory tree.
+    Tree,
+}
+
+impl ArtifactKind {
+    /// True for [`ArtifactKind::File`].
+    pub fn is_file(&self) -> bool {
+        *self == ArtifactKind::File
+    }
+}
+
+/// One entry of a tree artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeEntry {
+    /// Path inside the tree (a [`crate::tree::TreePath`]).
+    pub path: String,
+    /// `file`, `dir` or `symlink`.
+    pub kind: TreeEntryKind,
+    /// Permission bits (within 0o777; absent for a link).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub mode: u32,
+    /// A file's size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// A file's SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<Sha256Digest>,
+    /// A link's target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The file's content on its own, for the per-file fallback: a signed patch-v1
+    /// container of method full (listed for the newest release's files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<FileRef>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+
+/// The kind of a [`TreeEntry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TreeEntryKind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link.
+    Symlink,
+}
+
+/// A published file named by path, size and SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRef {
+    /// Path relative to the manifest.
+    pub path: RelPath,
+    /// Its size.
+    pub size: u64,
+    /// Its SHA-256.
+    pub sha256: Sha256Digest,
+}
+
+impl Artifact {
+    /// The tree listing of a tree artifact, validated (`None` for a file artifact).
+    pub fn listing(&self) -> Option<Result<crate::tree::Listing, ManifestError>> {
+        (self.kind == ArtifactKind::Tree).then(|| tree_listing(&self.entries))
+    }
+}
+
+/// Converts manifest entries to a validated listing.
+fn tree_listing(entries: &[TreeEntry]) -> Result<crate::tree::Listing, ManifestError> {
+    use crate::tree::{Entry, EntryKind, Listing, TreePath};
+    let invalid = |i: usize, problem: String| ManifestError::Invalid {
+        field: format!("entry[{i}]"),
+        problem,
+    };
+    if entries.len() as u64 > crate::tree::format::MAX_ENTRIES {
+        return Err(invalid(entries.len(), "too many entries".into()));
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let path = TreePath::new(&e.path).map_err(|err| invalid(i, err.to_string()))?;
+        let kind = match (e.kind, e.size, e.sha256, &e.target) {
+            (TreeEntryKind::File, Some(size), Some(sha256), None) => {
+                EntryKind::File { size, sha256 }
+            }
+            (TreeEntryKind::Dir, None, None, None) if e.full.is_none() => EntryKind::Dir,
+            (TreeEntryKind::Symlink, None, None, Some(target)) if e.full.is_none() => {
+                EntryKind::Symlink {
+                    target: target.clone(),
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    i,
+                    format!(
+                        "{:?}: a file has size and sha256, a link a target, a directory neither; \
+                         only files have full",
+                        e.path
+                    ),
+                ));
+            }
+        };
+        out.push(Entry {
+            path,
+            mode: e.mode,
+            kind,
+        });
+    }
+    let sorted = out
+        .windows(2)
+        .all(|w| w[0].path.as_str().as_bytes() < w[1].path.as_str().as_bytes());
+    if !sorted {
+        return Err(ManifestError::Invalid {
+            field: "entry".into(),
+            problem: "entries must be sorted by path, each listed once".into(),
+        });
+    }
+    Listing::new(out).map_err(|e| ManifestError::Invalid {
+        field: "entry".into(),
+        problem: e.to_string(),
+    })
+}
+
+/// Manifest entries of a listing (without per-file full images).
+pub fn tree_entries(listing: &crate::tree::Listing) -> Vec<TreeEntry> {
+    use crate::tree::EntryKind;
+    listing
+        .entries()
+        .iter()
+        .map(|e| {
+            let (kind, size, sha256, target) = match &e.kind {
+                EntryKind::File { size, sha256 } => {
+                    (TreeEntryKind::File, Some(*size), Some(*sha256), None)
+                }
+                EntryKind::Dir => (TreeEntryKind::Dir, None, None, None),
+                EntryKind::Symlink { target } => {
+                    (TreeEntryKind::Symlink, None, None, Some(target.clone()))
+                }
+            };
+            TreeEntry {
+                path: e.path.to_string(),
+                kind,
+                mode: e.mode,
+                size,
+                sha256,
+                target,
+                full: None,
+            }
+        })
+        .collect()
 }
 
 /// A published file: where it is, and its exact size and hash.
@@ -293,7 +466,36 @@ fn check_artifacts(at: &str, artifacts: &[Artifact], older: &[&str]) -> Result<(
             });
         }
         check_full(&format!("{at}.full"), &a.full)?;
-        check_patches(&at, &a.patches, a.sha256, older)?;
+        check_patches(&at, &a.patches, a.sha256, older, a.kind)?;
+        match a.listing() {
+            None if !a.entries.is_empty() => {
+                return Err(ManifestError::Invalid {
+                    field: format!("{at}.entry"),
+                    problem: "only a tree artifact (kind = \"tree\") lists entries".into(),
+                });
+            }
+            None => {}
+            Some(listing) => {
+                let id = listing
+                    .map_err(|e| match e {
+                        ManifestError::Invalid { field, problem } => ManifestError::Invalid {
+                            field: format!("{at}.{field}"),
+                            problem,
+                        },
+                        other => other,
+                    })?
+                    .id();
+                if (id.size, id.sha256) != (a.size, a.sha256) {
+                    return Err(ManifestError::Invalid {
+                        field: format!("{at}.sha256"),
+                        problem: format!(
+                            "the entries' listing is {} bytes with digest {}, not the artifact's",
+                            id.size, id.sha256
+                        ),
+                    });
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -305,6 +507,7 @@ fn check_patches(
     patches: &[PatchEntry],
     own_sha256: Sha256Digest,
     older: &[&str],
+    kind: ArtifactKind,
 ) -> Result<(), ManifestError> {
     let invalid = |field: String, problem: String| ManifestError::Invalid { field, problem };
     if patches.len() > MAX_PREVIOUS {
@@ -342,10 +545,18 @@ fn check_patches(
                 "two patches from the same base".into(),
             ));
         }
-        if p.method == Method::Full {
+        let method_ok = match kind {
+            ArtifactKind::File => matches!(p.method, Method::Bsdiff | Method::ZstdRef),
+            ArtifactKind::Tree => p.method == Method::Tree,
+        };
+        if !method_ok {
             return Err(invalid(
                 format!("{at}.method"),
-                "a patch must apply to a base (bsdiff or zstd)".into(),
+                match kind {
+                    ArtifactKind::File => "a file's patch applies to a base (bsdiff or zstd)",
+                    ArtifactKind::Tree => "a tree's patch is a tree patch (method tree)",
+                }
+                .into(),
             ));
         }
     }

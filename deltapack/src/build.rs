@@ -386,6 +386,8 @@ pub fn build(
                     apply_memory: header.apply_memory,
                 },
                 patches: Vec::new(),
+                kind: deltaapply::manifest::ArtifactKind::File,
+                entries: Vec::new(),
             },
             full_bytes,
         ));

@@ -4,7 +4,9 @@
 pub mod format;
 pub mod patch;
 pub mod path;
+pub mod probe;
 
 pub use format::{Blob, Entry, EntryKind, Listing, Recipe, TreeFormatError, TreeIndex};
 pub use patch::TreePatch;
 pub use path::{TreeListError, TreePath, TreePathError, check_tree_paths};
+pub use probe::{Difference, Mismatch, Prober};

@@ -493,6 +493,8 @@ mod tests {
                     apply_memory: 1 << 20,
                 })
                 .collect(),
+            kind: Default::default(),
+            entries: Vec::new(),
         }
     }
 
