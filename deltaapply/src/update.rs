@@ -37,7 +37,7 @@ use crate::container::FileId;
 use crate::fetch::{FetchError, Fetcher, Options};
 use crate::key::{KeyId, TrustedKeys};
 use crate::manifest::{
-    MANIFEST_FILE, MAX_MANIFEST_SIZE, Manifest, ManifestError, RelPath, SIGNATURE_FILE, Timestamp,
+    ArtifactKind, MANIFEST_FILE, MAX_MANIFEST_SIZE, Manifest, ManifestError, RelPath, SIGNATURE_FILE, Timestamp,
 };
 use crate::signature::{MAX_SIGNATURE_FILE, SignatureError, verify_manifest};
 use crate::source::Source;
@@ -45,6 +45,7 @@ use crate::{Error, Limits, Patch, Phase, exit};
 
 pub mod plan;
 pub mod state;
+mod tree;
 
 pub use plan::{FullImage, Installed, Plan, PlanError, Policy, Route, Step};
 pub use state::{State, StateError};
@@ -273,6 +274,9 @@ pub enum UpdateError {
     /// Applying failed.
     #[error(transparent)]
     Apply(#[from] Error),
+    /// Applying a tree patch failed.
+    #[error(transparent)]
+    TreeApply(#[from] crate::tree::apply::TreeApplyError),
     /// The download directory could not be used.
     #[error("cannot use download directory {}", path.display())]
     Cache {
@@ -337,6 +341,7 @@ impl UpdateError {
             UpdateError::Plan(PlanError::FullForbidden { .. }) => exit::NO_ROUTE,
             UpdateError::Plan(_) | UpdateError::FallbackTooLarge { .. } => exit::LIMIT,
             UpdateError::Apply(e) => e.exit_code(),
+            UpdateError::TreeApply(e) => e.exit_code(),
             UpdateError::FallbackFailed { full, .. } => full.exit_code(),
         }
     }
@@ -349,6 +354,7 @@ impl UpdateError {
             UpdateError::Fetch { source, .. } => !source.is_local(),
             UpdateError::Apply(Error::OutputIo { .. }) | UpdateError::Cache { .. } => false,
             UpdateError::Apply(_) | UpdateError::Mismatch { .. } => true,
+            UpdateError::TreeApply(e) => e.patch_specific(),
             _ => false,
         }
     }
@@ -468,14 +474,15 @@ impl Updater {
     /// route. Writes nothing.
     pub fn check(&self, events: &mut dyn FnMut(Event<'_>)) -> Result<Check, UpdateError> {
         let state = State::load(self.state_path())?;
-        self.check_with(&state, events)
+        self.check_with(&state, events).map(|(check, _)| check)
     }
 
+    /// The check, and the manifest it accepted.
     fn check_with(
         &self,
         state: &State,
         events: &mut dyn FnMut(Event<'_>),
-    ) -> Result<Check, UpdateError> {
+    ) -> Result<(Check, Manifest), UpdateError> {
         let accepted = self.accept_manifest(state)?;
         let manifest = &accepted.manifest;
         events(Event::Manifest {
@@ -484,11 +491,19 @@ impl Updater {
             sequence: manifest.sequence,
         });
         let artifact = self.choose_artifact(manifest)?;
-        let target = self.resolved_target()?;
-        let file = hash_installed(&target, events)?;
-        let installed = Installed::identify(manifest, &artifact.name, file);
-        let plan = plan::plan(manifest, artifact, &installed, &self.policy)?;
-        Ok(Check {
+        let (target, installed, plan) = if artifact.kind == ArtifactKind::Tree {
+            let target = self.target.clone();
+            let identified = tree::identify(manifest, artifact, &target, events)?;
+            let plan = tree::plan(manifest, artifact, &identified, &self.policy)?;
+            (target, identified.installed, plan)
+        } else {
+            let target = self.resolved_target()?;
+            let file = hash_installed(&target, events)?;
+            let installed = Installed::identify(manifest, &artifact.name, file);
+            let plan = plan::plan(manifest, artifact, &installed, &self.policy)?;
+            (target, installed, plan)
+        };
+        let check = Check {
             manifest_from: accepted.from,
             signed_by: accepted.signed_by,
             product: manifest.product.clone(),
@@ -506,7 +521,8 @@ impl Updater {
             installed,
             full_image: plan::full_step(manifest, artifact),
             plan,
-        })
+        };
+        Ok((check, accepted.manifest))
     }
 
     /// Checks, records the manifest's sequence number in the state file, and carries
@@ -516,7 +532,7 @@ impl Updater {
     pub fn update(&self, events: &mut dyn FnMut(Event<'_>)) -> Result<Outcome, UpdateError> {
         let state_path = self.state_path();
         let mut state = State::load(state_path)?;
-        let check = self.check_with(&state, events)?;
+        let (check, manifest) = self.check_with(&state, events)?;
         // Recorded before anything is downloaded: once a manifest is accepted, no older
         // one is, even if this update fails.
         let state_updated = state.accept(&check.product, &check.channel, check.sequence);
@@ -544,15 +560,27 @@ impl Updater {
             downloaded: 0,
             events,
         };
+        let manifest_artifact = manifest
+            .artifact(&check.artifact)
+            .expect("the check chose an artifact of this manifest");
         let result = match &planned {
             Route::Patches(steps) => run.patches(steps, &check.target),
+            Route::Full(step) if step.method == Method::Tree => {
+                run.full_tree(step, &check.target)
+            }
             Route::Full(step) => run.full(step, &check.target),
+            Route::TreePatch {
+                patch, differences, ..
+            } => run.tree_patch(patch, differences, &check, manifest_artifact),
+            Route::Repair {
+                files, differences, ..
+            } => run.repair(files, differences, &check, manifest_artifact),
             Route::UpToDate => unreachable!("returned above"),
         };
         let (route, fallback) = match result {
             Ok(()) => (planned, None),
             Err(e)
-                if matches!(planned, Route::Patches(_))
+                if !matches!(planned, Route::Full(_))
                     && self.policy.full_image != FullImage::Never
                     && e.patch_specific() =>
             {
@@ -567,7 +595,12 @@ impl Updater {
                     });
                 }
                 (run.events)(Event::Fallback { reason: &reason });
-                match run.full(&manifest_full, &check.target) {
+                let full = if manifest_full.method == Method::Tree {
+                    run.full_tree(&manifest_full, &check.target)
+                } else {
+                    run.full(&manifest_full, &check.target)
+                };
+                match full {
                     Ok(()) => (Route::Full(manifest_full), Some(reason)),
                     Err(full) => {
                         return Err(UpdateError::FallbackFailed {
@@ -843,7 +876,8 @@ fn clean_cache(cache: &Path) {
     let _ = fs::remove_dir(cache);
 }
 
-/// `<sha256>.dpatch`, `<sha256>.part`, `<sha256>.part.meta`, `<sha256>.step`, and
+/// `<sha256>.dpatch`, `<sha256>.part`, `<sha256>.part.meta`, `<sha256>.step`,
+/// `<sha256>.file` (a tree file fetched whole, decoded), and
 /// `.<sha256>.<suffix>.<random>.deltaapply-tmp`.
 fn is_update_file(name: &str) -> bool {
     let (name, staged) = match name.strip_prefix('.') {
@@ -854,7 +888,7 @@ fn is_update_file(name: &str) -> bool {
         return false;
     };
     let hex = hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit());
-    hex && (staged || ["dpatch", "part", "part.meta", "step"].contains(&suffix))
+    hex && (staged || ["dpatch", "part", "part.meta", "step", "file"].contains(&suffix))
 }
 
 /// One update in progress.
@@ -895,15 +929,13 @@ impl Run<'_, '_> {
         self.step(0, 1, step, None, target)
     }
 
-    /// Fetches one file and applies it from `old` to `dest`.
-    fn step(
+    /// Fetches one file of the publish directory (or finds it on a local mirror).
+    fn fetch(
         &mut self,
         index: usize,
         steps: usize,
         step: &Step,
-        old: Option<&Path>,
-        dest: &Path,
-    ) -> Result<(), UpdateError> {
+    ) -> Result<crate::fetch::Fetched, UpdateError> {
         let events = &mut *self.events;
         let received = self.updater.fetcher.received();
         let fetched = self
@@ -930,7 +962,34 @@ impl Run<'_, '_> {
             });
         // Counted whether or not the download succeeded: failed attempts cost bytes too.
         self.downloaded += self.updater.fetcher.received() - received;
-        let fetched = fetched?;
+        fetched
+    }
+
+    /// Removes a downloaded file once used (a file on a local mirror is never touched).
+    fn discard(&self, fetched: &crate::fetch::Fetched) {
+        if fetched.path.starts_with(self.cache) {
+            let _ = fs::remove_file(&fetched.path);
+        }
+    }
+
+    /// The applier's limits under the policy.
+    fn limits(&self) -> Limits {
+        Limits {
+            max_apply_memory: self.updater.policy.max_apply_memory,
+        }
+    }
+
+    /// Fetches one file and applies it from `old` to `dest`.
+    fn step(
+        &mut self,
+        index: usize,
+        steps: usize,
+        step: &Step,
+        old: Option<&Path>,
+        dest: &Path,
+    ) -> Result<(), UpdateError> {
+        let fetched = self.fetch(index, steps, step)?;
+        let events = &mut *self.events;
         let patch = Patch::open(&fetched.path)?;
         let header = patch.header();
         let problem = if header.method != step.method {
@@ -951,9 +1010,7 @@ impl Run<'_, '_> {
                 problem,
             });
         }
-        let limits = Limits {
-            max_apply_memory: self.updater.policy.max_apply_memory,
-        };
+        let limits = self.limits();
         let applied = crate::apply_patch(
             old,
             &patch,
@@ -972,10 +1029,8 @@ impl Run<'_, '_> {
         );
         drop(patch);
         // A downloaded file is of no further use once applied, or once it failed to
-        // apply; a file on a local mirror is never touched.
-        if fetched.path.starts_with(self.cache) {
-            let _ = fs::remove_file(&fetched.path);
-        }
+        // apply.
+        self.discard(&fetched);
         applied?;
         Ok(())
     }

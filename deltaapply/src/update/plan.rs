@@ -79,6 +79,18 @@ pub enum Installed {
         /// The file's size and SHA-256.
         file: FileId,
     },
+    /// A tree that is this release but for some entries (modified, missing or
+    /// replaced files, links or modes). Files the user added never count.
+    Tree {
+        /// The release the tree is closest to.
+        version: String,
+        /// Whether it is the newest release.
+        newest: bool,
+        /// The release's tree: total file bytes and listing digest.
+        tree: FileId,
+        /// The entries that differ, and how.
+        differences: Vec<crate::tree::Difference>,
+    },
 }
 
 impl Installed {
@@ -103,7 +115,7 @@ impl Installed {
     /// The installed file's size and SHA-256, if there is one.
     pub fn file(&self) -> Option<FileId> {
         match self {
-            Installed::Missing => None,
+            Installed::Missing | Installed::Tree { .. } => None,
             Installed::Release { file, .. } | Installed::Unknown { file } => Some(*file),
         }
     }
@@ -118,6 +130,17 @@ impl Installed {
                 ..
             } => format!("{version} (the newest release)"),
             Installed::Release { version, .. } => version.clone(),
+            Installed::Tree {
+                version,
+                newest,
+                differences,
+                ..
+            } => format!(
+                "{version}{} but for {} entr{} (listed below)",
+                if *newest { " (the newest release)" } else { "" },
+                differences.len(),
+                if differences.len() == 1 { "y" } else { "ies" }
+            ),
             Installed::Unknown { file } => format!(
                 "a file matching no release in the manifest ({} bytes, sha256 {})",
                 file.size, file.sha256
@@ -147,6 +170,22 @@ pub struct Step {
     pub apply_memory: u64,
 }
 
+/// One file of the newest tree fetched whole (the per-file fallback): its signed
+/// full container, listed in the manifest beside the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileStep {
+    /// The file's path in the tree.
+    pub path: crate::tree::TreePath,
+    /// Why it is fetched whole: how the installed tree differs there.
+    pub why: crate::tree::Mismatch,
+    /// The container's path in the publish directory.
+    pub publish_path: RelPath,
+    /// The container to download: its size and SHA-256.
+    pub file: FileId,
+    /// The file it holds.
+    pub target: FileId,
+}
+
 /// The route an update takes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", content = "steps", rename_all = "kebab-case")]
@@ -157,30 +196,65 @@ pub enum Route {
     Patches(Vec<Step>),
     /// The newest full image.
     Full(Step),
+    /// A tree patch applied in place, with the files whose base is not installed
+    /// fetched whole instead of patched.
+    TreePatch {
+        /// The tree patch.
+        patch: Step,
+        /// The files fetched whole (empty when the installed tree is the base exactly;
+        /// an estimate until the patch's index is read).
+        files: Vec<FileStep>,
+        /// How the installed tree differs from the patch's base.
+        differences: Vec<crate::tree::Difference>,
+    },
+    /// The newest tree is installed but for some entries: fetch those files whole and
+    /// mend links, directories and modes.
+    Repair {
+        /// The files fetched whole.
+        files: Vec<FileStep>,
+        /// Entries mended without a download (links, directories, modes).
+        mended: usize,
+        /// How the installed tree differs from the newest release.
+        differences: Vec<crate::tree::Difference>,
+    },
 }
 
 impl Route {
-    /// The steps, in order.
+    /// The steps, in order (for a tree route, its patch; per-file downloads are
+    /// [`Route::files`]).
     pub fn steps(&self) -> &[Step] {
         match self {
-            Route::UpToDate => &[],
+            Route::UpToDate | Route::Repair { .. } => &[],
             Route::Patches(steps) => steps,
-            Route::Full(step) => std::slice::from_ref(step),
+            Route::Full(step) | Route::TreePatch { patch: step, .. } => {
+                std::slice::from_ref(step)
+            }
+        }
+    }
+
+    /// The files fetched whole by a tree route.
+    pub fn files(&self) -> &[FileStep] {
+        match self {
+            Route::TreePatch { files, .. } | Route::Repair { files, .. } => files,
+            _ => &[],
         }
     }
 
     /// Bytes the route downloads (the sum of its files' sizes).
     pub fn download_size(&self) -> u64 {
-        self.steps().iter().map(|s| s.file.size).sum()
+        self.steps().iter().map(|s| s.file.size).sum::<u64>()
+            + self.files().iter().map(|f| f.file.size).sum::<u64>()
     }
 
-    /// `up-to-date`, `patch`, `chain` or `full`.
+    /// `up-to-date`, `patch`, `chain`, `full`, `tree-patch` or `repair`.
     pub fn kind(&self) -> &'static str {
         match self {
             Route::UpToDate => "up-to-date",
             Route::Patches(steps) if steps.len() == 1 => "patch",
             Route::Patches(_) => "chain",
             Route::Full(_) => "full",
+            Route::TreePatch { .. } => "tree-patch",
+            Route::Repair { .. } => "repair",
         }
     }
 }
@@ -255,7 +329,7 @@ pub fn plan(
     }
     let chain = match installed {
         Installed::Missing => Err("nothing is installed".to_string()),
-        Installed::Unknown { .. } => {
+        Installed::Unknown { .. } | Installed::Tree { .. } => {
             Err("the installed file matches no release the manifest lists".to_string())
         }
         Installed::Release { file, version, .. } => {
@@ -268,7 +342,6 @@ pub fn plan(
         }
     };
     let full_fits_memory = full.apply_memory <= policy.max_apply_memory;
-    let within = |size: u64| policy.max_download.is_none_or(|m| size <= m);
     let chain_size = chain.as_ref().ok().map(|c| steps_size(c));
 
     // Candidates in order of preference, each with its reason.
@@ -318,6 +391,17 @@ pub fn plan(
         }
         (Err(why), _) => candidates.push((Route::Full(full.clone()), full_reason(why))),
     }
+    choose(candidates, policy, full_size, chain_size)
+}
+
+/// The first of `candidates` (in order of preference) within the download limit.
+pub(crate) fn choose(
+    candidates: Vec<(Route, String)>,
+    policy: &Policy,
+    full_size: u64,
+    cheapest_patch: Option<u64>,
+) -> Result<Plan, PlanError> {
+    let within = |size: u64| policy.max_download.is_none_or(|m| size <= m);
     let cheapest = candidates
         .iter()
         .map(|(r, _)| r.download_size())
@@ -331,7 +415,7 @@ pub fn plan(
             limit: policy.max_download.unwrap_or(0),
         })?;
     let download_size = route.download_size();
-    let cheapest_patch_route = chain_size.filter(|_| !matches!(route, Route::Patches(_)));
+    let cheapest_patch_route = cheapest_patch.filter(|_| matches!(route, Route::Full(_)));
     Ok(Plan {
         route,
         download_size,
@@ -351,7 +435,10 @@ pub fn full_step(manifest: &Manifest, artifact: &Artifact) -> Step {
             size: artifact.full.size,
             sha256: artifact.full.sha256,
         },
-        method: Method::Full,
+        method: match artifact.kind {
+            crate::manifest::ArtifactKind::File => Method::Full,
+            crate::manifest::ArtifactKind::Tree => Method::Tree,
+        },
         base: None,
         target: FileId {
             size: artifact.size,
