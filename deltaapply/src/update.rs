@@ -41,7 +41,8 @@ use crate::manifest::{
 };
 use crate::signature::{MAX_SIGNATURE_FILE, SignatureError, verify_manifest};
 use crate::source::Source;
-use crate::{Error, Limits, Patch, Phase, exit};
+use crate::tree::apply::TreeApplyError;
+use crate::{Error, Limits, Method, Patch, Phase, exit};
 
 pub mod plan;
 pub mod state;
@@ -276,7 +277,7 @@ pub enum UpdateError {
     Apply(#[from] Error),
     /// Applying a tree patch failed.
     #[error(transparent)]
-    TreeApply(#[from] crate::tree::apply::TreeApplyError),
+    TreeApply(#[from] TreeApplyError),
     /// The download directory could not be used.
     #[error("cannot use download directory {}", path.display())]
     Cache {
@@ -354,7 +355,14 @@ impl UpdateError {
             UpdateError::Fetch { source, .. } => !source.is_local(),
             UpdateError::Apply(Error::OutputIo { .. }) | UpdateError::Cache { .. } => false,
             UpdateError::Apply(_) | UpdateError::Mismatch { .. } => true,
-            UpdateError::TreeApply(e) => e.patch_specific(),
+            // The patch's own files or a base file that differs: the full image may do.
+            // A conflict, a link in the way, a journal or an I/O error would stop it too.
+            UpdateError::TreeApply(e) => matches!(
+                e,
+                TreeApplyError::Entry { .. }
+                    | TreeApplyError::WrongBase { .. }
+                    | TreeApplyError::BadSubstitute { .. }
+            ),
             _ => false,
         }
     }
@@ -989,6 +997,7 @@ impl Run<'_, '_> {
         dest: &Path,
     ) -> Result<(), UpdateError> {
         let fetched = self.fetch(index, steps, step)?;
+        let limits = self.limits();
         let events = &mut *self.events;
         let patch = Patch::open(&fetched.path)?;
         let header = patch.header();
@@ -1010,7 +1019,6 @@ impl Run<'_, '_> {
                 problem,
             });
         }
-        let limits = self.limits();
         let applied = crate::apply_patch(
             old,
             &patch,

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use deltaapply::update::{
-    Check, Event, FullImage, Outcome, Policy, Route, Step, Updater, error_chain,
+    Check, Installed, Event, FullImage, Outcome, Policy, Route, Step, Updater, error_chain,
 };
 use deltaapply::{Phase, Source, cli};
 use serde_json::json;
@@ -287,6 +287,7 @@ fn result_json(check: &Check, outcome: Option<&Outcome>, seconds: f64) -> serde_
         "plan": {
             "route": check.plan.route.kind(),
             "steps": check.plan.route.steps(),
+            "files": check.plan.route.files(),
             "download_size": check.plan.download_size,
             "full_size": check.plan.full_size,
             "cheapest_patch_route": check.plan.cheapest_patch_route,
@@ -299,6 +300,7 @@ fn result_json(check: &Check, outcome: Option<&Outcome>, seconds: f64) -> serde_
             "outcome": if o.route == Route::UpToDate { "up-to-date" } else { "updated" },
             "route": o.route.kind(),
             "steps": o.route.steps(),
+            "files": o.route.files(),
             "fallback": o.fallback,
             "downloaded": o.downloaded,
             "state_updated": o.state_updated,
@@ -361,6 +363,28 @@ fn result_text(check: &Check, outcome: Option<&Outcome>, seconds: f64) -> String
         for step in plan.route.steps() {
             row("", step_text(step));
         }
+        for file in plan.route.files() {
+            row(
+                "",
+                format!(
+                    "{} fetched whole ({}): {}",
+                    file.path,
+                    bytes(file.file.size),
+                    file.why
+                ),
+            );
+        }
+    }
+    if let Installed::Tree { differences, .. } = &check.installed {
+        for d in differences.iter().take(MAX_LISTED) {
+            row("differs", format!("{}: {}", d.path, d.mismatch));
+        }
+        if differences.len() > MAX_LISTED {
+            row(
+                "",
+                format!("... and {} more (--json lists them all)", differences.len() - MAX_LISTED),
+            );
+        }
     }
     row("why", plan.reason.clone());
     match outcome {
@@ -392,8 +416,23 @@ fn route_words(route: &Route) -> String {
         Route::Patches(steps) if steps.len() == 1 => "a patch".into(),
         Route::Patches(steps) => format!("a chain of {} patches", steps.len()),
         Route::Full(_) => "the full image".into(),
+        Route::TreePatch { files, .. } if files.is_empty() => "a tree patch".into(),
+        Route::TreePatch { files, .. } => format!(
+            "a tree patch, with {} file{} fetched whole",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        ),
+        Route::Repair { files, mended, .. } => format!(
+            "a repair: {} file{} fetched whole, {mended} entr{} mended",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" },
+            if *mended == 1 { "y" } else { "ies" }
+        ),
     }
 }
+
+/// Differing tree entries listed in text output before "... and N more".
+const MAX_LISTED: usize = 20;
 
 fn step_text(step: &Step) -> String {
     let from = step.from_version.as_deref().unwrap_or("anything");

@@ -17,7 +17,7 @@
 //! a modified one is found only once the tree patch's index is read); `update` reads
 //! the index and fetches exactly the files needed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -32,7 +32,6 @@ use crate::Method;
 /// A release's tree as the manifest lists it.
 struct Release<'m> {
     version: &'m str,
-    artifact: &'m Artifact,
     listing: Listing,
 }
 
@@ -57,11 +56,7 @@ fn releases<'m>(manifest: &'m Manifest, name: &str) -> Result<Vec<Release<'m>>, 
                 mirror: "(accepted manifest)".into(),
                 source,
             })?;
-        out.push(Release {
-            version,
-            artifact,
-            listing,
-        });
+        out.push(Release { version, listing });
     }
     Ok(out)
 }
@@ -379,11 +374,6 @@ pub(crate) fn files_needing_content(
     out
 }
 
-/// The set of paths a route fetches whole.
-pub(crate) fn planned_paths(files: &[FileStep]) -> BTreeSet<TreePath> {
-    files.iter().map(|f| f.path.clone()).collect()
-}
-
 /// Where a file fetched whole is decoded before the tree applier takes it.
 pub(crate) fn decoded_path(cache: &Path, file: &FileStep) -> PathBuf {
     cache.join(format!("{}.file", file.target.sha256))
@@ -392,10 +382,11 @@ pub(crate) fn decoded_path(cache: &Path, file: &FileStep) -> PathBuf {
 impl super::Run<'_, '_> {
     /// Opens a fetched tree patch and checks it is the one the manifest lists.
     fn open_tree(&mut self, path: &Path, step: &Step) -> Result<TreePatch, UpdateError> {
+        let limits = self.limits();
         let events = &mut *self.events;
         let patch = TreePatch::open(
             path,
-            &self.limits(),
+            &limits,
             Some(&self.updater.trusted),
             &mut |p| {
                 events(Event::Apply {
@@ -432,6 +423,7 @@ impl super::Run<'_, '_> {
         substitutes: &BTreeMap<TreePath, PathBuf>,
     ) -> Result<(), UpdateError> {
         let exists = fs::symlink_metadata(target).is_ok();
+        let limits = self.limits();
         let events = &mut *self.events;
         crate::tree::apply::apply_tree(
             &crate::tree::apply::TreeApply {
@@ -439,7 +431,7 @@ impl super::Run<'_, '_> {
                 old: exists.then_some(target),
                 dest: target,
                 substitutes,
-                limits: self.limits(),
+                limits,
             },
             &mut |p| {
                 events(Event::Apply {
