@@ -212,10 +212,10 @@ pub fn diff_trees(
     }
     for entry in old_listing.entries() {
         if let Some(f) = entry.kind.file()
-            && !new
+            && new
                 .listing()
                 .get(&entry.path)
-                .is_some_and(|e| e.kind.file().is_some())
+                .is_none_or(|e| e.kind.file().is_none())
         {
             stats.deleted.files += 1;
             stats.deleted.bytes += f.size;
