@@ -316,8 +316,8 @@ struct Job {
 }
 
 /// Runs `make` for every job on `workers` threads, biggest files first (so one large
-/// file does not start last), and returns the results in job order. On failure, the
-/// error of the earliest failed job in job order is returned.
+/// file does not start last), and returns the results in job order. After a failure no
+/// new job starts, and the error of the earliest failed job in job order is returned.
 fn run_jobs<T: Send>(
     jobs: &[Job],
     workers: usize,
@@ -628,6 +628,40 @@ mod tests {
         let patch = TreePatch::open(&file, &Default::default(), None, &mut |_| {}).unwrap();
         let path = deltaapply::tree::TreePath::new(path).unwrap();
         patch.index().new.get(&path).unwrap().clone()
+    }
+
+    #[test]
+    fn copies_prefer_the_same_name_then_the_lowest_path() {
+        let (old, new) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (o, n) = (old.path(), new.path());
+        let shared = noise(2000, 9);
+        write(o, "a/x.bin", &shared);
+        write(o, "b/y.bin", &shared);
+        write(o, "c/y.bin", &shared);
+        write(n, "d/y.bin", &shared);
+        write(n, "d/z.bin", &shared);
+        // Two old files named plugin.so: neither is a base for a moved, changed one.
+        write(o, "p1/plugin.so", &noise(4000, 10));
+        write(o, "p2/plugin.so", &noise(4000, 11));
+        let mut changed = noise(4000, 10);
+        changed[10] ^= 1;
+        write(n, "p3/plugin.so", &changed);
+        let made = diff_trees(Some(o), n, &settings(1), None).unwrap();
+        let got = recipes(&made);
+        let find = |p: &str| got.iter().find(|(path, ..)| path == p).unwrap().1;
+        assert_eq!(
+            find("d/y.bin"),
+            Some(Recipe::Copy {
+                from: old_index(&made, "b/y.bin")
+            })
+        );
+        assert_eq!(
+            find("d/z.bin"),
+            Some(Recipe::Copy {
+                from: old_index(&made, "a/x.bin")
+            })
+        );
+        assert!(matches!(find("p3/plugin.so"), Some(Recipe::Full { .. })));
     }
 
     #[test]
