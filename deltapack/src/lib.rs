@@ -23,6 +23,7 @@ pub mod matcher;
 pub mod methods;
 pub mod store;
 pub mod suffix;
+pub mod tree;
 pub mod verify;
 
 use std::io;

@@ -1,4 +1,5 @@
-//! `deltapack diff OLD NEW -o PATCH`: make one patch.
+//! `deltapack diff OLD NEW -o PATCH`: make one patch, between two files or (a tree
+//! patch) between two directories.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -8,19 +9,27 @@ use std::time::Instant;
 use anyhow::Context;
 use deltaapply::{Method, cli};
 use deltapack::keys::{self, SecretKey};
+use deltapack::tree::TreeDiffError;
 use deltapack::{DiffError, MethodChoice, Settings, make_patch};
 
-/// Make a patch from OLD to NEW.
+/// Make a patch from OLD to NEW: two files, or two directories (a tree patch).
+///
+/// With two directories, every file of NEW is made from OLD the cheapest way: copied
+/// when its content is in OLD (unchanged, renamed or copied), else patched against the
+/// OLD file at its path (or the one OLD file with its name) with the auto method when
+/// that is smaller than the file in full, else shipped in full. Directories, links
+/// and permission bits travel in the patch's listing. Links are not followed.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The file users have.
+    /// The file (or release directory) users have.
     old: PathBuf,
-    /// The file they should get.
+    /// The file (or release directory) they should get.
     new: PathBuf,
     /// Where to write the patch.
     #[arg(short, long, value_name = "PATCH")]
     output: PathBuf,
     /// auto (try all, keep the smallest that fits --max-apply-memory), bsdiff, zstd or full.
+    /// Tree patches choose per file and accept only auto.
     #[arg(long, default_value = "auto", value_parser = parse_choice)]
     method: MethodChoice,
     /// zstd compression level, 1 to 22.
@@ -51,12 +60,47 @@ fn parse_choice(s: &str) -> Result<MethodChoice, String> {
 /// Runs the command; returns the exit code.
 pub fn run(args: Args) -> i32 {
     let json = args.json;
-    match diff(args) {
+    let is_dir = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_dir());
+    let result = match (is_dir(&args.old), is_dir(&args.new)) {
+        (true, true) => {
+            if args.method != MethodChoice::Auto {
+                let e = anyhow::anyhow!(
+                    "--method applies to file patches: a tree patch chooses the method per \
+                     file (auto); leave --method out to diff {} and {}",
+                    args.old.display(),
+                    args.new.display()
+                );
+                return cli::report_error(&e, deltaapply::exit::USAGE, json);
+            }
+            tree::diff(args)
+        }
+        (false, false) => diff(args),
+        (old_is_dir, _) => {
+            let (dir, file) = if old_is_dir {
+                (&args.old, &args.new)
+            } else {
+                (&args.new, &args.old)
+            };
+            let e = anyhow::anyhow!(
+                "{} is a directory but {} is not: give two files or two directories",
+                dir.display(),
+                file.display()
+            );
+            return cli::report_error(&e, deltaapply::exit::USAGE, json);
+        }
+    };
+    match result {
         Ok(()) => 0,
         Err(e) => {
-            let code = match e.downcast_ref::<DiffError>() {
-                Some(err) if err.is_over_budget() => deltaapply::exit::LIMIT,
-                _ => deltaapply::exit::FAILURE,
+            let over_budget = e
+                .downcast_ref::<DiffError>()
+                .is_some_and(DiffError::is_over_budget)
+                || e.downcast_ref::<TreeDiffError>()
+                    .is_some_and(TreeDiffError::is_over_budget);
+            let code = if over_budget {
+                deltaapply::exit::LIMIT
+            } else {
+                deltaapply::exit::FAILURE
             };
             cli::report_error(&e, code, json)
         }
@@ -67,25 +111,24 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {what} file {}", path.display()))
 }
 
-fn diff(args: Args) -> anyhow::Result<()> {
-    let started = Instant::now();
-    // The key is loaded first, so that a bad key file fails before minutes of diffing.
-    let key = match &args.secret_key {
-        Some(path) => {
-            let key = SecretKey::load(path)?;
-            if keys::readable_by_others(path) {
-                eprintln!(
-                    "warning: secret key {} can be read by other users: `chmod 600 {}`",
-                    path.display(),
-                    path.display()
-                );
-            }
-            Some(key)
-        }
-        None => None,
+/// Loads the signing key, if one was given, warning when others can read it. Done
+/// first, so that a bad key file fails before minutes of diffing.
+fn load_key(args: &Args) -> anyhow::Result<Option<SecretKey>> {
+    let Some(path) = &args.secret_key else {
+        return Ok(None);
     };
-    let old = read(&args.old, "old")?;
-    let new = read(&args.new, "new")?;
+    let key = SecretKey::load(path)?;
+    if keys::readable_by_others(path) {
+        eprintln!(
+            "warning: secret key {} can be read by other users: `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(Some(key))
+}
+
+fn settings(args: &Args) -> Settings {
     let mut settings = Settings {
         level: args.level,
         max_apply_memory: args.max_apply_memory,
@@ -94,6 +137,15 @@ fn diff(args: Args) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         settings.threads = usize::from(t);
     }
+    settings
+}
+
+fn diff(args: Args) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let key = load_key(&args)?;
+    let old = read(&args.old, "old")?;
+    let new = read(&args.new, "new")?;
+    let settings = settings(&args);
     let spinner = cli::Bar::spinner(!args.json, "diffing");
     let made = make_patch(&old, &new, args.method, &settings);
     spinner.finish();
@@ -187,4 +239,116 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", staged.path().display()))?;
     staged.commit()?;
     Ok(())
+}
+
+/// `deltapack diff OLD_DIR NEW_DIR`: the tree patch.
+mod tree {
+    use super::*;
+    use deltapack::tree::{FileStats, ShippedStats, diff_trees};
+
+    pub(super) fn diff(args: Args) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let key = load_key(&args)?;
+        let settings = settings(&args);
+        let spinner = cli::Bar::spinner(!args.json, "diffing trees");
+        let made = diff_trees(Some(&args.old), &args.new, &settings, key.as_ref());
+        spinner.finish();
+        let context = format!(
+            "cannot make a tree patch from {} to {}",
+            args.old.display(),
+            args.new.display()
+        );
+        let made = match made {
+            Ok(made) => made,
+            Err(e) if e.is_over_budget() => {
+                let hint = "over the apply-memory budget (raise --max-apply-memory if the devices have that much memory)";
+                return Err(anyhow::Error::new(e).context(context).context(hint));
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(context)),
+        };
+        write_atomically(&args.output, &made.bytes)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let signed_by = key.as_ref().map(SecretKey::key_id);
+        let size = made.bytes.len() as u64;
+        let s = &made.stats;
+        if args.json {
+            return cli::print_json(&serde_json::json!({
+                "ok": true,
+                "patch": args.output,
+                "method": Method::Tree,
+                "patch_size": size,
+                "old_size": s.old_tree.bytes,
+                "new_size": s.new_tree.bytes,
+                "share_of_new": share(size, s.new_tree.bytes),
+                "apply_memory": made.header.apply_memory,
+                "stats": s,
+                "signed_by": signed_by,
+                "seconds": seconds,
+            }));
+        }
+        let mut out = String::new();
+        let signed = signed_by
+            .map(|id| format!(", signed by key {id}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{}: tree patch, {size} bytes ({} of the new tree's {}), applies in {}, made in {seconds:.2} s{signed}",
+            args.output.display(),
+            cli::percent(size, s.new_tree.bytes),
+            cli::human_bytes(s.new_tree.bytes),
+            cli::human_bytes(made.header.apply_memory),
+        );
+        let copied = |name: &str, f: FileStats, out: &mut String| {
+            let _ = writeln!(
+                out,
+                "  {name:<15} {:>6} {}  {:>10}  (no blob)",
+                f.files,
+                files(f.files),
+                cli::human_bytes(f.bytes)
+            );
+        };
+        let shipped = |name: &str, f: ShippedStats, out: &mut String| {
+            let _ = writeln!(
+                out,
+                "  {name:<15} {:>6} {}  {:>10}  -> {} bytes",
+                f.files,
+                files(f.files),
+                cli::human_bytes(f.bytes),
+                f.blob_bytes
+            );
+        };
+        copied("unchanged", s.unchanged, &mut out);
+        copied("renamed/copied", s.renamed_or_copied, &mut out);
+        shipped("bsdiff", s.bsdiff, &mut out);
+        shipped("zstd", s.zstd, &mut out);
+        shipped("full", s.full, &mut out);
+        let _ = writeln!(
+            out,
+            "  {:<15} {:>6} {}  {:>10}  (old files with no file at their path)",
+            "deleted",
+            s.deleted.files,
+            files(s.deleted.files),
+            cli::human_bytes(s.deleted.bytes)
+        );
+        let _ = writeln!(
+            out,
+            "  {:<15} {:>6} {}  {:>10}  ({} directories, {} symbolic links)",
+            "new tree",
+            s.new_tree.files,
+            files(s.new_tree.files),
+            cli::human_bytes(s.new_tree.bytes),
+            s.new_dirs,
+            s.new_symlinks
+        );
+        cli::write_stdout(&out)
+    }
+
+    fn files(n: u64) -> &'static str {
+        if n == 1 { "file " } else { "files" }
+    }
+
+    /// `a / b`, or `None` when `b` is 0.
+    fn share(a: u64, b: u64) -> Option<f64> {
+        (b != 0).then(|| a as f64 / b as f64)
+    }
 }
