@@ -37,7 +37,8 @@ use crate::container::FileId;
 use crate::fetch::{FetchError, Fetcher, Options};
 use crate::key::{KeyId, TrustedKeys};
 use crate::manifest::{
-    ArtifactKind, MANIFEST_FILE, MAX_MANIFEST_SIZE, Manifest, ManifestError, RelPath, SIGNATURE_FILE, Timestamp,
+    ArtifactKind, MANIFEST_FILE, MAX_MANIFEST_SIZE, Manifest, ManifestError, RelPath,
+    SIGNATURE_FILE, Timestamp,
 };
 use crate::signature::{MAX_SIGNATURE_FILE, SignatureError, verify_manifest};
 use crate::source::Source;
@@ -573,9 +574,7 @@ impl Updater {
             .expect("the check chose an artifact of this manifest");
         let result = match &planned {
             Route::Patches(steps) => run.patches(steps, &check.target),
-            Route::Full(step) if step.method == Method::Tree => {
-                run.full_tree(step, &check.target)
-            }
+            Route::Full(step) if step.method == Method::Tree => run.full_tree(step, &check.target),
             Route::Full(step) => run.full(step, &check.target),
             Route::TreePatch {
                 patch, differences, ..

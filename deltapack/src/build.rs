@@ -191,7 +191,18 @@ pub enum BuildError {
         version: String,
         /// What went wrong.
         #[source]
-        source: Box<deltaapply::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A tree artifact could not be read or diffed.
+    #[error("cannot make the tree patch {version} -> new for {artifact}")]
+    Tree {
+        /// The artifact.
+        artifact: String,
+        /// The base version, or what was being made.
+        version: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -279,9 +290,14 @@ pub fn build(
         deltaapply::manifest::check_label(what, value).map_err(|e| settings_err(e.to_string()))?;
     }
 
-    // 2. The new artifacts.
+    // 2. The new artifacts: files are read, directories are tree artifacts.
     let mut new_files = Vec::new();
+    let mut new_trees = Vec::new();
     for (name, path) in &spec.artifacts {
+        if path.is_dir() {
+            new_trees.push((name.clone(), path.clone()));
+            continue;
+        }
         let bytes = std::fs::read(path).map_err(StoreError::new("cannot read artifact", path))?;
         new_files.push((name.clone(), bytes));
     }
@@ -300,12 +316,16 @@ pub fn build(
                 .take(spec.keep)
                 .collect();
             // A kept release keeps the patches to it from releases still kept (for
-            // chains); patches from releases dropped go.
+            // chains); patches from releases dropped go. Only the newest release's
+            // tree files are listed with their own full containers.
             for i in 0..kept.len() {
                 let older: BTreeSet<String> =
                     kept[i + 1..].iter().map(|r| r.version.clone()).collect();
                 for a in &mut kept[i].artifacts {
                     a.patches.retain(|p| older.contains(&p.base_version));
+                    for e in &mut a.entries {
+                        e.full = None;
+                    }
                 }
             }
             kept
@@ -317,8 +337,27 @@ pub fn build(
         .map_err(StoreError::new("cannot create a scratch directory in", dir))?;
     let mut bases = Vec::new();
     let mut seen = BTreeSet::new();
+    let mut tree_bases: Vec<(String, Vec<crate::tree::publish::TreeBase>)> = new_trees
+        .iter()
+        .map(|(name, _)| (name.clone(), Vec::new()))
+        .collect();
     for release in &releases {
         for a in &release.artifacts {
+            if a.kind == deltaapply::manifest::ArtifactKind::Tree {
+                let Some((_, list)) = tree_bases.iter_mut().find(|(n, _)| *n == a.name) else {
+                    continue;
+                };
+                if !seen.insert((a.name.clone(), a.sha256)) {
+                    continue;
+                }
+                let tree_dir = scratch.path().join(format!("tree-base-{}", seen.len()));
+                crate::tree::publish::rebuild(dir, &release.version, a, &tree_dir, &trusted)?;
+                list.push(crate::tree::publish::TreeBase {
+                    version: release.version.clone(),
+                    dir: tree_dir,
+                });
+                continue;
+            }
             let Some((_, new_bytes)) = new_files.iter().find(|(n, _)| *n == a.name) else {
                 continue;
             };
@@ -393,6 +432,30 @@ pub fn build(
         ));
     }
 
+    // 4b. Tree artifacts: full image, per-file containers, tree patches.
+    let mut tree_files = Vec::new();
+    let mut tree_summaries = Vec::new();
+    for ((name, path), (_, bases)) in new_trees.iter().zip(&tree_bases) {
+        let published = crate::tree::publish::publish_tree(
+            name,
+            path,
+            bases,
+            &full_settings,
+            spec.max_patch_share,
+            key,
+            &trusted,
+            scratch.path(),
+        )?;
+        // An unchanged tree needs no patch from its own release.
+        let mut artifact = published.artifact;
+        artifact
+            .patches
+            .retain(|p| p.base_sha256 != artifact.sha256);
+        tree_summaries.extend(published.summaries);
+        tree_files.extend(published.files);
+        artifacts.push((artifact, Vec::new()));
+    }
+
     // 5. Patches, in parallel; each applied to its base and checked.
     events(BuildEvent::Planned {
         patches: bases.len(),
@@ -410,8 +473,8 @@ pub fn build(
         scratch: scratch.path(),
     };
     let made = jobs.run(&bases, events)?;
-    let mut summaries = Vec::new();
-    let mut patch_files = Vec::new();
+    let mut summaries = tree_summaries;
+    let mut patch_files = tree_files;
     for (base, patch_bytes, summary) in made {
         let (artifact, _) = artifacts
             .iter_mut()
@@ -446,7 +509,12 @@ pub fn build(
         sequence,
         created: spec.created,
         expires: Timestamp(spec.created.0.saturating_add(spec.valid_for)),
-        artifacts: artifacts.iter().map(|(a, _)| a.clone()).collect(),
+        artifacts: spec
+            .artifacts
+            .iter()
+            .filter_map(|(name, _)| artifacts.iter().find(|(a, _)| a.name == *name))
+            .map(|(a, _)| a.clone())
+            .collect(),
         previous: releases,
     };
     manifest
@@ -457,7 +525,9 @@ pub fn build(
 
     // 7. Publish: content files first, then the signature and the manifest.
     for (a, full_bytes) in &artifacts {
-        store::write_file(&a.full.path.under(dir), full_bytes)?;
+        if a.kind == deltaapply::manifest::ArtifactKind::File {
+            store::write_file(&a.full.path.under(dir), full_bytes)?;
+        }
     }
     for (path, bytes) in &patch_files {
         store::write_file(&path.under(dir), bytes)?;
@@ -593,7 +663,7 @@ pub fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256Digest)> {
     deltaapply::hash_reader(file, &mut |_| {})
 }
 
-fn sign_container(bytes: &mut [u8], key: &SecretKey) {
+pub(crate) fn sign_container(bytes: &mut [u8], key: &SecretKey) {
     let len = bytes.len() as u64;
     let mut header = deltaapply::Header::decode(bytes, len).expect("encoder writes valid headers");
     key.sign_header(&mut header);

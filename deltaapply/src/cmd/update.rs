@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use deltaapply::update::{
-    Check, Installed, Event, FullImage, Outcome, Policy, Route, Step, Updater, error_chain,
+    Check, Event, FullImage, Installed, Outcome, Policy, Route, Step, Updater, error_chain,
 };
 use deltaapply::{Phase, Source, cli};
 use serde_json::json;
@@ -382,7 +382,10 @@ fn result_text(check: &Check, outcome: Option<&Outcome>, seconds: f64) -> String
         if differences.len() > MAX_LISTED {
             row(
                 "",
-                format!("... and {} more (--json lists them all)", differences.len() - MAX_LISTED),
+                format!(
+                    "... and {} more (--json lists them all)",
+                    differences.len() - MAX_LISTED
+                ),
             );
         }
     }

@@ -226,9 +226,7 @@ impl Route {
         match self {
             Route::UpToDate | Route::Repair { .. } => &[],
             Route::Patches(steps) => steps,
-            Route::Full(step) | Route::TreePatch { patch: step, .. } => {
-                std::slice::from_ref(step)
-            }
+            Route::Full(step) | Route::TreePatch { patch: step, .. } => std::slice::from_ref(step),
         }
     }
 

@@ -22,12 +22,14 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::Method;
 use crate::container::FileId;
 use crate::manifest::{Artifact, ArtifactKind, Manifest};
 use crate::tree::{Difference, Listing, Mismatch, Prober, TreePatch, TreePath};
-use crate::update::plan::{self, FileStep, FullImage, Installed, Plan, PlanError, Policy, Route, Step};
+use crate::update::plan::{
+    self, FileStep, FullImage, Installed, Plan, PlanError, Policy, Route, Step,
+};
 use crate::update::{Event, UpdateError};
-use crate::Method;
 
 /// A release's tree as the manifest lists it.
 struct Release<'m> {
@@ -185,7 +187,10 @@ pub(crate) fn plan(
 ) -> Result<Plan, PlanError> {
     let full = plan::full_step(manifest, artifact);
     let full_size = full.file.size;
-    if matches!(identified.installed, Installed::Release { newest: true, .. }) {
+    if matches!(
+        identified.installed,
+        Installed::Release { newest: true, .. }
+    ) {
         return Ok(Plan {
             route: Route::UpToDate,
             download_size: 0,
@@ -337,9 +342,7 @@ pub(crate) fn plan(
                 .partition(|(r, _)| r.download_size() <= full_size);
             candidates.extend(cheaper);
             candidates.push(full_route(if why.is_empty() {
-                format!(
-                    "the full image ({full_size} bytes) is smaller than any tree patch route"
-                )
+                format!("the full image ({full_size} bytes) is smaller than any tree patch route")
             } else {
                 format!("{why}; the full image is {full_size} bytes")
             }));
@@ -384,20 +387,15 @@ impl super::Run<'_, '_> {
     fn open_tree(&mut self, path: &Path, step: &Step) -> Result<TreePatch, UpdateError> {
         let limits = self.limits();
         let events = &mut *self.events;
-        let patch = TreePatch::open(
-            path,
-            &limits,
-            Some(&self.updater.trusted),
-            &mut |p| {
-                events(Event::Apply {
-                    step: 0,
-                    steps: 1,
-                    phase: p.phase,
-                    done: p.done,
-                    total: p.total,
-                })
-            },
-        )?;
+        let patch = TreePatch::open(path, &limits, Some(&self.updater.trusted), &mut |p| {
+            events(Event::Apply {
+                step: 0,
+                steps: 1,
+                phase: p.phase,
+                done: p.done,
+                total: p.total,
+            })
+        })?;
         let header = patch.header();
         let problem = if header.target != step.target {
             Some("it makes another tree than the manifest says")
@@ -468,11 +466,12 @@ impl super::Run<'_, '_> {
         let result = (|| {
             let patch = self.open_tree(&fetched.path, step)?;
             let needed = files_needing_content(&patch, differences);
-            let files = file_steps(artifact, needed.iter().map(|(p, m)| (p, m.clone())))
-                .map_err(|why| UpdateError::Mismatch {
+            let files = file_steps(artifact, needed.iter().map(|(p, m)| (p, m.clone()))).map_err(
+                |why| UpdateError::Mismatch {
                     path: fetched.path.clone(),
                     problem: why,
-                })?;
+                },
+            )?;
             let total = step.file.size + files.iter().map(|f| f.file.size).sum::<u64>();
             if let Some(limit) = self.updater.policy.max_download.filter(|&l| total > l) {
                 return Err(UpdateError::Plan(PlanError::TooLarge {
@@ -524,7 +523,10 @@ impl super::Run<'_, '_> {
                 let _ = fs::remove_file(&dest);
                 return Err(UpdateError::Mismatch {
                     path: fetched.path,
-                    problem: format!("it holds another file than {} of the newest tree", file.path),
+                    problem: format!(
+                        "it holds another file than {} of the newest tree",
+                        file.path
+                    ),
                 });
             }
             out.insert(file.path.clone(), dest);
@@ -613,7 +615,8 @@ impl super::Run<'_, '_> {
                         });
                     }
                     let _ = fs::remove_file(&path);
-                    make_link(link, &path).map_err(|e| io_error(&path, "cannot make the link", e))?;
+                    make_link(link, &path)
+                        .map_err(|e| io_error(&path, "cannot make the link", e))?;
                 }
                 crate::tree::EntryKind::File { .. } | crate::tree::EntryKind::Dir => {
                     set_mode(&path, entry.mode)
@@ -627,7 +630,10 @@ impl super::Run<'_, '_> {
         if let Some(d) = left.first() {
             return Err(UpdateError::Target {
                 path: d.path.under(target),
-                problem: format!("is still not the release's after the repair: {}", d.mismatch),
+                problem: format!(
+                    "is still not the release's after the repair: {}",
+                    d.mismatch
+                ),
                 source: None,
             });
         }

@@ -17,6 +17,7 @@
 //! ```
 
 pub mod diff;
+pub mod publish;
 pub mod scan;
 
 pub use diff::{FileStats, ShippedStats, TreeDiff, TreeDiffError, TreeStats, diff_trees};
