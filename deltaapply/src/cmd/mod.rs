@@ -5,9 +5,17 @@ pub mod inspect;
 pub mod network;
 pub mod update;
 
-/// The exit code for an error chain: the code of the first `deltaapply::Error` in it.
+/// The exit code for an error chain: the code of the first `deltaapply::Error` or
+/// tree apply error in it.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     err.chain()
-        .find_map(|e| e.downcast_ref::<deltaapply::Error>())
-        .map_or(deltaapply::exit::FAILURE, deltaapply::Error::exit_code)
+        .find_map(|e| {
+            e.downcast_ref::<deltaapply::tree::TreeApplyError>()
+                .map(deltaapply::tree::TreeApplyError::exit_code)
+                .or_else(|| {
+                    e.downcast_ref::<deltaapply::Error>()
+                        .map(deltaapply::Error::exit_code)
+                })
+        })
+        .unwrap_or(deltaapply::exit::FAILURE)
 }

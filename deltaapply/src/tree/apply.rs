@@ -390,18 +390,40 @@ fn disk(path: &Path) -> Result<Disk> {
         Ok(m) if m.is_dir() => Ok(Disk::Dir),
         Ok(m) if m.is_file() => Ok(Disk::File),
         Ok(_) => Ok(Disk::Other),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Disk::Missing),
+        // Below a file that the commit replaces with a directory, nothing exists yet.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            Ok(Disk::Missing)
+        }
         Err(e) => Err(io_err("inspect", path)(e)),
     }
 }
 
 /// Checks that every existing parent of `path` below `root` is a real directory.
 fn check_parents(root: &Path, path: &TreePath) -> Result<()> {
+    check_parents_but(root, path, &|_, _| false)
+}
+
+/// Like [`check_parents`], except that a parent for which `replaced(parent, found)`
+/// says it is an old file or link that the commit deletes first is accepted.
+fn check_parents_but(
+    root: &Path,
+    path: &TreePath,
+    replaced: &dyn Fn(&str, Disk) -> bool,
+) -> Result<()> {
     let components: Vec<&str> = path.components().collect();
     let mut at = root.to_path_buf();
-    for c in &components[..components.len() - 1] {
+    for (i, c) in components[..components.len() - 1].iter().enumerate() {
         at.push(c);
-        match disk(&at)? {
+        let found = disk(&at)?;
+        if found != Disk::Dir && replaced(&components[..=i].join("/"), found) {
+            return Ok(());
+        }
+        match found {
             Disk::Dir => {}
             Disk::Missing => return Ok(()),
             Disk::Link => return Err(TreeApplyError::ThroughSymlink { path: at }),
@@ -885,8 +907,19 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 },
             }
         }
+        // A new path may lie below an old file or link that the commit deletes first.
+        let replaced = |parent: &str, found: Disk| {
+            let Ok(parent) = TreePath::new(parent) else {
+                return false;
+            };
+            match old.get(&parent).map(|e| &e.kind) {
+                Some(EntryKind::File { .. }) => found == Disk::File,
+                Some(EntryKind::Symlink { .. }) => found == Disk::Link,
+                _ => false,
+            }
+        };
         for (i, (entry, recipe)) in new.entries().iter().zip(&index.recipes).enumerate() {
-            check_parents(root, &entry.path)?;
+            check_parents_but(root, &entry.path, &replaced)?;
             let at = entry.path.under(root);
             let on_disk = disk(&at)?;
             let in_old = old.get(&entry.path);
