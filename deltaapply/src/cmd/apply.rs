@@ -143,7 +143,9 @@ fn apply_tree_patch(
             Origin::Trusted { key_id } => format!(", signed by trusted key {key_id}"),
             Origin::Unverified { .. } => String::new(),
         };
-        let how = if report.resumed {
+        let how = if report.up_to_date {
+            "nothing to do:"
+        } else if report.resumed {
             "finished the interrupted update of"
         } else if report.in_place {
             "updated"

@@ -99,6 +99,8 @@ pub struct TreeReport {
     pub dest: PathBuf,
     /// Whether it was updated in place.
     pub in_place: bool,
+    /// Whether the tree already was the new tree, so nothing was done.
+    pub up_to_date: bool,
     /// Whether an interrupted in-place update was finished from its journal (the
     /// counts below are then those of the journal's operations).
     pub resumed: bool,
@@ -327,6 +329,7 @@ pub fn apply_tree(
     let mut report = TreeReport {
         dest: req.dest.to_path_buf(),
         in_place,
+        up_to_date: false,
         resumed: false,
         source: header.source,
         target: header.target,
@@ -810,14 +813,48 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 j
             }
             None => {
-                let ops = self.plan()?;
-                remove_stale(&journal::temp_path(&self.journal))?;
-                remove_stale(&self.stage)?;
-                fs::create_dir(&self.stage).map_err(io_err("create", &self.stage))?;
-                if let Err(e) = self.stage_files(&ops, report, steps, progress) {
-                    let _ = fs::remove_dir_all(&self.stage);
-                    return Err(e);
-                }
+                let planned = self.plan();
+                let staged = planned.and_then(|ops| {
+                    remove_stale(&journal::temp_path(&self.journal))?;
+                    remove_stale(&self.stage)?;
+                    fs::create_dir(&self.stage).map_err(io_err("create", &self.stage))?;
+                    match self.stage_files(&ops, report, steps, progress) {
+                        Ok(()) => Ok(ops),
+                        Err(e) => {
+                            let _ = fs::remove_dir_all(&self.stage);
+                            Err(e)
+                        }
+                    }
+                });
+                let ops = match staged {
+                    Ok(ops) => ops,
+                    // Running an update that already finished (the last run stopped
+                    // right after removing its journal, or the command was repeated)
+                    // finds the new tree: nothing to do.
+                    Err(
+                        e @ (TreeApplyError::Conflict { .. }
+                        | TreeApplyError::WrongBase { .. }
+                        | TreeApplyError::Entry { .. }),
+                    ) => {
+                        if self.is_new_tree()? {
+                            *report = TreeReport {
+                                up_to_date: true,
+                                written: 0,
+                                copied: 0,
+                                patched: 0,
+                                full: 0,
+                                substituted: 0,
+                                deleted: 0,
+                                unchanged: index_files(self.req),
+                                bytes: 0,
+                                ..report.clone()
+                            };
+                            return Ok(());
+                        }
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
                 sync_dir(&self.stage).map_err(io_err("sync", &self.stage))?;
                 let j = Journal {
                     patch: header.payload.sha256,
@@ -848,6 +885,45 @@ impl<'r, 'a> InPlace<'r, 'a> {
         sync_parent(&self.journal)?;
         steps.step();
         Ok(())
+    }
+
+    /// Whether the tree on disk already is the new tree: every new entry in place
+    /// with its kind, content, mode or target, and no old file or link the new tree
+    /// lacks (old directories may stay for files the user added).
+    fn is_new_tree(&self) -> Result<bool> {
+        let index = self.req.patch.index();
+        for entry in index.new.entries() {
+            check_parents(&self.root, &entry.path)?;
+            let at = entry.path.under(&self.root);
+            let found = disk(&at)?;
+            let same = match &entry.kind {
+                EntryKind::Dir => found == Disk::Dir && mode_of(&at)? == entry.mode,
+                EntryKind::Symlink { target } => {
+                    found == Disk::Link
+                        && fs::read_link(&at).ok().as_deref() == Some(Path::new(target))
+                }
+                EntryKind::File { size, sha256 } => {
+                    found == Disk::File
+                        && mode_of(&at)? == entry.mode
+                        && hash_copy(&at, None)? == Ok((*size, *sha256))
+                }
+            };
+            if !same {
+                return Ok(false);
+            }
+        }
+        for entry in index.old.entries() {
+            if index.new.get(&entry.path).is_some() {
+                continue;
+            }
+            let found = disk(&entry.path.under(&self.root))?;
+            let gone =
+                found == Disk::Missing || (found == Disk::Dir && entry.kind == EntryKind::Dir);
+            if !gone {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Checks the tree on disk and lists the commit operations. Writes nothing.
@@ -1090,22 +1166,20 @@ impl<'r, 'a> InPlace<'r, 'a> {
         let root = &self.root;
         match op {
             Op::Delete(path) => {
-                check_parents(root, path)?;
+                // Below a file a later operation made, nothing is left to delete.
+                check_parents_but(root, path, &|_, found| found == Disk::File)?;
                 let at = path.under(root);
                 match disk(&at)? {
-                    Disk::Missing => return Ok(()),
-                    Disk::Dir => {
-                        return Err(TreeApplyError::Conflict {
-                            path: at,
-                            problem: "is a directory, the old release has a file".into(),
-                        });
-                    }
+                    // The plan saw a file or link here; a directory now is the one a
+                    // later operation of this journal made (a resumed commit).
+                    Disk::Missing | Disk::Dir => return Ok(()),
                     _ => fs::remove_file(&at).map_err(io_err("remove", &at))?,
                 }
                 sync_parent(&at)?;
             }
             Op::DeleteDir(path) => {
-                check_parents(root, path)?;
+                // Below a file a later operation made, nothing is left to delete.
+                check_parents_but(root, path, &|_, found| found == Disk::File)?;
                 let at = path.under(root);
                 match disk(&at)? {
                     Disk::Missing => return Ok(()),
@@ -1115,16 +1189,9 @@ impl<'r, 'a> InPlace<'r, 'a> {
                         Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => return Ok(()),
                         Err(e) => return Err(io_err("remove", &at)(e)),
                     },
-                    Disk::Link => return Err(TreeApplyError::ThroughSymlink { path: at }),
-                    other => {
-                        return Err(TreeApplyError::Conflict {
-                            path: at,
-                            problem: format!(
-                                "is {}, the old release has a directory",
-                                disk_name(other)
-                            ),
-                        });
-                    }
+                    // The plan saw a directory here; anything else now is what a later
+                    // operation of this journal put there (a resumed commit).
+                    _ => return Ok(()),
                 }
                 sync_parent(&at)?;
             }
@@ -1217,6 +1284,10 @@ impl<'r, 'a> InPlace<'r, 'a> {
         }
         Ok(())
     }
+}
+
+fn index_files(req: &TreeApply<'_>) -> u64 {
+    req.patch.index().new.file_count() as u64
 }
 
 fn mode_of_file(path: &Path) -> Result<Option<u32>> {
