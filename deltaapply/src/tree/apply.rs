@@ -138,9 +138,9 @@ pub enum TreeApplyError {
     Entry {
         /// The new tree's file.
         entry: TreePath,
-        /// Why.
+        /// Why (boxed: it is the largest variant by far).
         #[source]
-        source: Error,
+        source: Box<Error>,
     },
     /// An old file is missing or has other content than the old listing says.
     #[error(
@@ -674,7 +674,7 @@ fn make_file(
 fn entry_err(entry: &Entry, source: Error) -> TreeApplyError {
     TreeApplyError::Entry {
         entry: entry.path.clone(),
-        source,
+        source: Box::new(source),
     }
 }
 

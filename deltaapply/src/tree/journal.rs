@@ -94,7 +94,7 @@ impl Journal {
         s
     }
 
-    /// Parses a journal's text; `None` if it is not one this version wrote whole.
+    /// Parses a journal's text; an error says why it is not one this version wrote whole.
     pub fn decode(text: &str) -> Result<Journal, String> {
         let body_end = text
             .trim_end_matches('\n')
