@@ -452,6 +452,37 @@ fn out_of_place_and_full_image_round_trips() {
     assert_eq!(snapshot(&f.root.join("old")), f.old);
     assert_clean(&new_dir);
 
+    // Interrupted after its first file, an out-of-place apply leaves no destination;
+    // the next run clears the stale staging directory.
+    let crashed = f.root.join("crashed");
+    let out = deltaapply()
+        .arg("apply")
+        .arg(f.root.join("old"))
+        .arg(&f.patch)
+        .arg("-o")
+        .arg(&crashed)
+        .env("DELTAAPPLY_CRASH_AT", "1")
+        .output()
+        .unwrap();
+    check_abort(&out);
+    assert!(!crashed.exists());
+    assert!(stage_of(&crashed).exists());
+    let out = deltaapply()
+        .arg("apply")
+        .arg(f.root.join("old"))
+        .arg(&f.patch)
+        .arg("-o")
+        .arg(&crashed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(snapshot(&crashed), f.new);
+    assert_clean(&crashed);
+
     // The destination exists now: refused.
     let again = deltaapply()
         .arg("apply")

@@ -12,7 +12,7 @@
 //! new <new tree digest>
 //! delete\tPATH            remove an old file or link (absent is fine)
 //! rmdir\tPATH             remove an old directory if it is empty
-//! mkdir\tMODE\tPATH       create a directory (octal mode)
+//! mkdir\tMODE\tPATH       create a directory with MODE (octal; its final mode follows)
 //! place\tNAME\tSIZE\tSHA256\tPATH   rename staged file NAME over PATH
 //! link\tPATH\tTARGET      make PATH a symbolic link to TARGET
 //! mode\tMODE\tPATH        set the permission bits of a file or directory
@@ -38,7 +38,8 @@ pub enum Op {
     Delete(TreePath),
     /// Remove an old directory if it is empty.
     DeleteDir(TreePath),
-    /// Create a directory with this mode.
+    /// Create a directory with this mode (writable by its owner, so that it can be
+    /// filled; a [`Op::Mode`] gives it its exact mode at the end).
     Mkdir(TreePath, u32),
     /// Rename staged file `name` over the path, which must then hold `file`.
     Place {
