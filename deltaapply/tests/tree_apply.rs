@@ -1,7 +1,8 @@
 //! Tree patches applied to directories: round trips out of place and in place, a full
 //! tree image, a wrong base, substitutes, every crash point of an in-place update
 //! (through the real binary, with `DELTAAPPLY_CRASH_AT`), hostile indexes and hostile
-//! trees on disk.
+//! trees on disk. Unix only: the trees hold symbolic links and permission bits.
+#![cfg(unix)]
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -644,6 +645,18 @@ fn a_journal_of_another_patch_is_refused() {
         err.contains("deltaapply-journal") && err.contains("another update"),
         "{err}"
     );
+    // A damaged journal is refused too, naming it.
+    let journal = journal_of(&f.tree);
+    let text = fs::read_to_string(&journal).unwrap();
+    fs::write(&journal, text.replacen("place", "plaice", 1)).unwrap();
+    let out = in_place(&f.tree, &f.patch, None);
+    assert_eq!(out.status.code(), Some(exit::FAILURE));
+    let err = json(&out)["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("deltaapply-journal") && err.contains("damaged"),
+        "{err}"
+    );
+    fs::write(&journal, text).unwrap();
     assert!(in_place(&f.tree, &f.patch, None).status.success());
     assert_eq!(snapshot(&f.tree), f.expected_new());
 }

@@ -833,6 +833,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                     // finds the new tree: nothing to do.
                     Err(
                         e @ (TreeApplyError::Conflict { .. }
+                        | TreeApplyError::ThroughSymlink { .. }
                         | TreeApplyError::WrongBase { .. }
                         | TreeApplyError::Entry { .. }),
                     ) => {
