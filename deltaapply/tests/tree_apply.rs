@@ -1,7 +1,8 @@
 //! Tree patches applied to directories: round trips out of place and in place, a full
 //! tree image, a wrong base, substitutes, every crash point of an in-place update
 //! (through the real binary, with `DELTAAPPLY_CRASH_AT`), hostile indexes and hostile
-//! trees on disk.
+//! trees on disk. Unix only: the trees hold symbolic links and permission bits.
+#![cfg(unix)]
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -452,6 +453,37 @@ fn out_of_place_and_full_image_round_trips() {
     assert_eq!(snapshot(&f.root.join("old")), f.old);
     assert_clean(&new_dir);
 
+    // Interrupted after its first file, an out-of-place apply leaves no destination;
+    // the next run clears the stale staging directory.
+    let crashed = f.root.join("crashed");
+    let out = deltaapply()
+        .arg("apply")
+        .arg(f.root.join("old"))
+        .arg(&f.patch)
+        .arg("-o")
+        .arg(&crashed)
+        .env("DELTAAPPLY_CRASH_AT", "1")
+        .output()
+        .unwrap();
+    check_abort(&out);
+    assert!(!crashed.exists());
+    assert!(stage_of(&crashed).exists());
+    let out = deltaapply()
+        .arg("apply")
+        .arg(f.root.join("old"))
+        .arg(&f.patch)
+        .arg("-o")
+        .arg(&crashed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(snapshot(&crashed), f.new);
+    assert_clean(&crashed);
+
     // The destination exists now: refused.
     let again = deltaapply()
         .arg("apply")
@@ -613,6 +645,18 @@ fn a_journal_of_another_patch_is_refused() {
         err.contains("deltaapply-journal") && err.contains("another update"),
         "{err}"
     );
+    // A damaged journal is refused too, naming it.
+    let journal = journal_of(&f.tree);
+    let text = fs::read_to_string(&journal).unwrap();
+    fs::write(&journal, text.replacen("place", "plaice", 1)).unwrap();
+    let out = in_place(&f.tree, &f.patch, None);
+    assert_eq!(out.status.code(), Some(exit::FAILURE));
+    let err = json(&out)["error"].as_str().unwrap().to_string();
+    assert!(
+        err.contains("deltaapply-journal") && err.contains("damaged"),
+        "{err}"
+    );
+    fs::write(&journal, text).unwrap();
     assert!(in_place(&f.tree, &f.patch, None).status.success());
     assert_eq!(snapshot(&f.tree), f.expected_new());
 }

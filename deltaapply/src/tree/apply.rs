@@ -138,9 +138,9 @@ pub enum TreeApplyError {
     Entry {
         /// The new tree's file.
         entry: TreePath,
-        /// Why.
+        /// Why (boxed: it is the largest variant by far).
         #[source]
-        source: Error,
+        source: Box<Error>,
     },
     /// An old file is missing or has other content than the old listing says.
     #[error(
@@ -674,7 +674,7 @@ fn make_file(
 fn entry_err(entry: &Entry, source: Error) -> TreeApplyError {
     TreeApplyError::Entry {
         entry: entry.path.clone(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -833,6 +833,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                     // finds the new tree: nothing to do.
                     Err(
                         e @ (TreeApplyError::Conflict { .. }
+                        | TreeApplyError::ThroughSymlink { .. }
                         | TreeApplyError::WrongBase { .. }
                         | TreeApplyError::Entry { .. }),
                     ) => {
@@ -1023,7 +1024,10 @@ impl<'r, 'a> InPlace<'r, 'a> {
                             modes.push(Op::Mode(entry.path.clone(), entry.mode));
                         }
                     } else {
-                        mkdirs.push(Op::Mkdir(entry.path.clone(), entry.mode));
+                        // Created writable by its owner so the commit can fill it;
+                        // its exact mode comes with the other modes, last.
+                        mkdirs.push(Op::Mkdir(entry.path.clone(), entry.mode | 0o700));
+                        modes.push(Op::Mode(entry.path.clone(), entry.mode));
                     }
                 }
                 (EntryKind::Symlink { target }, _) => {
@@ -1199,9 +1203,12 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 check_parents(root, path)?;
                 let at = path.under(root);
                 match disk(&at)? {
-                    Disk::Dir => {}
+                    // Made by this operation before a crash; a later mode operation
+                    // may already have given it its final mode.
+                    Disk::Dir => return Ok(()),
                     Disk::Missing => {
                         fs::create_dir(&at).map_err(io_err("create", &at))?;
+                        set_mode(&at, *mode)?;
                         sync_parent(&at)?;
                     }
                     Disk::Link => return Err(TreeApplyError::ThroughSymlink { path: at }),
@@ -1215,7 +1222,6 @@ impl<'r, 'a> InPlace<'r, 'a> {
                         });
                     }
                 }
-                set_mode(&at, *mode)?;
             }
             Op::Place { name, file, path } => {
                 check_parents(root, path)?;

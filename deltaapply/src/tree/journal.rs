@@ -12,7 +12,7 @@
 //! new <new tree digest>
 //! delete\tPATH            remove an old file or link (absent is fine)
 //! rmdir\tPATH             remove an old directory if it is empty
-//! mkdir\tMODE\tPATH       create a directory (octal mode)
+//! mkdir\tMODE\tPATH       create a directory with MODE (octal; its final mode follows)
 //! place\tNAME\tSIZE\tSHA256\tPATH   rename staged file NAME over PATH
 //! link\tPATH\tTARGET      make PATH a symbolic link to TARGET
 //! mode\tMODE\tPATH        set the permission bits of a file or directory
@@ -20,7 +20,7 @@
 //! ```
 
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -38,7 +38,8 @@ pub enum Op {
     Delete(TreePath),
     /// Remove an old directory if it is empty.
     DeleteDir(TreePath),
-    /// Create a directory with this mode.
+    /// Create a directory with this mode (writable by its owner, so that it can be
+    /// filled; a [`Op::Mode`] gives it its exact mode at the end).
     Mkdir(TreePath, u32),
     /// Rename staged file `name` over the path, which must then hold `file`.
     Place {
@@ -94,7 +95,7 @@ impl Journal {
         s
     }
 
-    /// Parses a journal's text; `None` if it is not one this version wrote whole.
+    /// Parses a journal's text; an error says why it is not one this version wrote whole.
     pub fn decode(text: &str) -> Result<Journal, String> {
         let body_end = text
             .trim_end_matches('\n')
@@ -208,7 +209,7 @@ pub fn read(path: &Path) -> io::Result<Option<String>> {
 /// Syncs a directory (no-op where directories cannot be opened).
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
-    File::open(dir)?.sync_all()?;
+    fs::File::open(dir)?.sync_all()?;
     #[cfg(not(unix))]
     let _ = dir;
     Ok(())
