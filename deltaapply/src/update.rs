@@ -541,6 +541,11 @@ impl Updater {
     pub fn update(&self, events: &mut dyn FnMut(Event<'_>)) -> Result<Outcome, UpdateError> {
         let state_path = self.state_path();
         let mut state = State::load(state_path)?;
+        // A tree update interrupted while switching trees is finished first, from its
+        // journal, so that the half-switched tree is not taken for a modified one.
+        if fs::symlink_metadata(&self.target).is_ok_and(|m| m.is_dir()) {
+            crate::tree::apply::finish_pending(&self.target, &mut |_| {})?;
+        }
         let (check, manifest) = self.check_with(&state, events)?;
         // Recorded before anything is downloaded: once a manifest is accepted, no older
         // one is, even if this update fails.
@@ -550,6 +555,8 @@ impl Updater {
         }
         let planned = check.plan.route.clone();
         if planned == Route::UpToDate {
+            // What an interrupted update left to resume is of no use any more.
+            clean_cache(self.cache_path());
             return Ok(Outcome {
                 check,
                 route: planned,
@@ -574,7 +581,9 @@ impl Updater {
             .expect("the check chose an artifact of this manifest");
         let result = match &planned {
             Route::Patches(steps) => run.patches(steps, &check.target),
-            Route::Full(step) if step.method == Method::Tree => run.full_tree(step, &check.target),
+            Route::Full(step) if step.method == Method::Tree => {
+                run.full_tree(step, &check.target, &check.installed, &manifest)
+            }
             Route::Full(step) => run.full(step, &check.target),
             Route::TreePatch {
                 patch, differences, ..
@@ -603,7 +612,7 @@ impl Updater {
                 }
                 (run.events)(Event::Fallback { reason: &reason });
                 let full = if manifest_full.method == Method::Tree {
-                    run.full_tree(&manifest_full, &check.target)
+                    run.full_tree(&manifest_full, &check.target, &check.installed, &manifest)
                 } else {
                     run.full(&manifest_full, &check.target)
                 };

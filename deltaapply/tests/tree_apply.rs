@@ -567,6 +567,7 @@ fn substitutes_replace_recipes_and_are_checked() {
         dest: &f.tree,
         substitutes: &substitutes,
         limits: Limits::default(),
+        replace_unlisted: false,
     };
     let before = snapshot(&f.tree);
     let err = apply_tree(&req, &mut |_| {}).unwrap_err();

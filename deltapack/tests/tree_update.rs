@@ -53,7 +53,11 @@ fn tree(root: &Path) -> BTreeMap<String, Seen> {
     while let Some(d) = stack.pop() {
         for entry in std::fs::read_dir(&d).unwrap() {
             let path = entry.unwrap().path();
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             let meta = std::fs::symlink_metadata(&path).unwrap();
             let mode = meta.permissions().mode() & 0o777;
             let seen = if meta.file_type().is_symlink() {
@@ -168,7 +172,10 @@ impl Published {
             .args(["--product", "demo", "--version", version])
             .arg("--artifact")
             .arg(format!("{ARTIFACT}={}", tree.display()))
-            .args(["--created", &created.to_string()])
+            .args([
+                "--created",
+                &deltaapply::manifest::Timestamp(created).to_string(),
+            ])
             .output()
             .unwrap();
         assert!(out.status.success(), "build {version}: {out:?}");
@@ -242,16 +249,21 @@ impl Device {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let json: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!("{e}: {stdout}{}", String::from_utf8_lossy(&output.stderr))
-        });
+        let json: Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{e}: {stdout}{}", String::from_utf8_lossy(&output.stderr)));
         assert_eq!(output.status.code(), Some(code), "{json:#}");
-        let mut allowed = vec![ARTIFACT.to_string(), format!(".{ARTIFACT}.deltaapply-state")];
+        let mut allowed = vec![
+            ARTIFACT.to_string(),
+            format!(".{ARTIFACT}.deltaapply-state"),
+        ];
         if code != 0 {
             allowed.push(format!(".{ARTIFACT}.deltaapply-cache"));
         }
         for name in self.dir.names() {
-            assert!(allowed.contains(&name), "{name:?} left beside the tree: {json:#}");
+            assert!(
+                allowed.contains(&name),
+                "{name:?} left beside the tree: {json:#}"
+            );
         }
         json
     }
@@ -268,7 +280,10 @@ impl Device {
             .chain(got.keys())
             .filter(|k| want.get(*k) != got.get(*k))
             .collect();
-        assert!(differ.is_empty(), "the tree differs from the release at {differ:?}");
+        assert!(
+            differ.is_empty(),
+            "the tree differs from the release at {differ:?}"
+        );
     }
 }
 
@@ -307,7 +322,10 @@ fn a_clean_tree_downloads_only_the_tree_patch() {
     device.assert_tree(&p.v2, &[USER_FILE]);
     assert_eq!(json["result"]["downloaded"], patch_size);
     let log = served(&server);
-    assert!(log.contains_key(&patch) && !log.contains_key(&full), "{log:?}");
+    assert!(
+        log.contains_key(&patch) && !log.contains_key(&full),
+        "{log:?}"
+    );
     assert!(!log.keys().any(|k| k.starts_with("/files/")), "{log:?}");
 
     let again = device.run("update", &server.url(), &[], 0);
@@ -353,7 +371,10 @@ fn modified_files_are_fetched_whole_and_the_rest_patched() {
     assert!(patch_size + whole < full_size);
     let log = served(&server);
     assert!(log.contains_key(&patch), "{log:?}");
-    assert!(!log.contains_key(&full), "the whole image was fetched: {log:?}");
+    assert!(
+        !log.contains_key(&full),
+        "the whole image was fetched: {log:?}"
+    );
     let fetched: Vec<&String> = log.keys().filter(|k| k.starts_with("/files/")).collect();
     assert_eq!(fetched.len(), 2, "{log:?}");
 }
@@ -460,9 +481,15 @@ fn no_full_with_an_unusable_patch_leaves_the_tree_and_fails() {
     let p = Published::new();
     let server = serve(&p);
     let ((patch, _), _) = p.patch_and_full();
-    server.faults(&patch, [Fault::Status(404), Fault::Status(404), Fault::Status(404)]);
+    server.faults(
+        &patch,
+        [Fault::Status(404), Fault::Status(404), Fault::Status(404)],
+    );
     let device = Device::new(&p, Some(&p.v1));
     let json = device.run("update", &server.url(), &["--no-full"], 9);
-    assert!(json["error"].as_str().unwrap().contains("patches/"), "{json:#}");
+    assert!(
+        json["error"].as_str().unwrap().contains("patches/"),
+        "{json:#}"
+    );
     device.assert_tree(&p.v1, &[]);
 }

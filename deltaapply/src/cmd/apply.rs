@@ -117,6 +117,7 @@ fn apply_tree_patch(
         dest: &dest,
         substitutes: &substitutes,
         limits,
+        replace_unlisted: false,
     };
     let bar = cli::Bar::count(!args.json, "files");
     let result = apply_tree(&req, &mut |p| {

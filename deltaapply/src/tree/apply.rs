@@ -69,6 +69,12 @@ pub struct TreeApply<'a> {
     pub substitutes: &'a BTreeMap<TreePath, PathBuf>,
     /// Limits for the embedded file patches.
     pub limits: Limits,
+    /// In place: replace files and links at the new tree's paths that the old listing
+    /// does not have, instead of refusing them as the user's. For a full tree image
+    /// applied over an installed tree whose state is unknown, where the release's paths
+    /// are the release's. A directory where the new tree has a file or link is still
+    /// refused.
+    pub replace_unlisted: bool,
 }
 
 /// Which part of a tree update a [`TreeProgress`] is about.
@@ -352,6 +358,60 @@ pub fn apply_tree(
     }
     report.steps = steps.done;
     Ok(report)
+}
+
+/// Finishes an in-place update of `dest` that was interrupted after its journal was
+/// written, from the journal and the staged files alone (no patch needed). Returns
+/// `None` when there is no journal. The journal's own checksum and each staged
+/// file's hash are checked as the operations are carried out. An updater calls this
+/// before it looks at the tree, so that a tree left half-switched by a power cut is
+/// finished first instead of taken for a modified one.
+pub fn finish_pending(
+    dest: &Path,
+    progress: &mut dyn FnMut(TreeProgress),
+) -> std::result::Result<Option<TreeReport>, TreeApplyError> {
+    let Ok(root) = fs::canonicalize(dest) else {
+        return Ok(None);
+    };
+    let journal_path = beside(&root, "journal")?;
+    let Some(text) = journal::read(&journal_path).map_err(io_err("read", &journal_path))? else {
+        return Ok(None);
+    };
+    let journal = Journal::decode(&text).map_err(|problem| TreeApplyError::BadJournal {
+        journal: journal_path.clone(),
+        problem,
+    })?;
+    let place = InPlace {
+        req: None,
+        stage: beside(&root, "stage")?,
+        journal: journal_path,
+        root: root.clone(),
+    };
+    let mut report = TreeReport {
+        dest: root,
+        in_place: true,
+        up_to_date: false,
+        resumed: true,
+        source: None,
+        target: FileId {
+            size: 0,
+            sha256: journal.new,
+        },
+        origin: Origin::Unverified { signed_by: None },
+        written: 0,
+        copied: 0,
+        patched: 0,
+        full: 0,
+        substituted: 0,
+        deleted: 0,
+        unchanged: 0,
+        bytes: 0,
+        steps: 0,
+    };
+    let mut steps = Steps::new();
+    place.finish(&journal, &mut report, &mut steps, progress)?;
+    report.steps = steps.done;
+    Ok(Some(report))
 }
 
 /// The staging directory and journal names beside `root`.
@@ -765,13 +825,20 @@ fn build(
 
 /// An in-place update of `root`.
 struct InPlace<'r, 'a> {
-    req: &'r TreeApply<'a>,
+    /// The update; `None` when only finishing a journal ([`finish_pending`]).
+    req: Option<&'r TreeApply<'a>>,
     root: PathBuf,
     stage: PathBuf,
     journal: PathBuf,
 }
 
 impl<'r, 'a> InPlace<'r, 'a> {
+    /// The update this run carries out.
+    fn req(&self) -> &'r TreeApply<'a> {
+        self.req
+            .expect("only finish_pending runs without an update, and it only commits")
+    }
+
     fn new(req: &'r TreeApply<'a>) -> Result<Self> {
         let root = fs::canonicalize(req.dest).map_err(io_err("open", req.dest))?;
         if disk(&root)? != Disk::Dir {
@@ -781,7 +848,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
             });
         }
         Ok(InPlace {
-            req,
+            req: Some(req),
             stage: beside(&root, "stage")?,
             journal: beside(&root, "journal")?,
             root,
@@ -795,7 +862,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
         progress: &mut dyn FnMut(TreeProgress),
     ) -> Result<()> {
         report.dest = self.root.clone();
-        let header = self.req.patch.header();
+        let header = self.req().patch.header();
         let journal = match journal::read(&self.journal).map_err(io_err("read", &self.journal))? {
             Some(text) => {
                 let j = Journal::decode(&text).map_err(|problem| TreeApplyError::BadJournal {
@@ -846,7 +913,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                                 full: 0,
                                 substituted: 0,
                                 deleted: 0,
-                                unchanged: index_files(self.req),
+                                unchanged: index_files(self.req()),
                                 bytes: 0,
                                 ..report.clone()
                             };
@@ -859,7 +926,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 sync_dir(&self.stage).map_err(io_err("sync", &self.stage))?;
                 let j = Journal {
                     patch: header.payload.sha256,
-                    old: self.req.patch.index().old.id().sha256,
+                    old: self.req().patch.index().old.id().sha256,
                     new: header.target.sha256,
                     ops,
                 };
@@ -869,6 +936,18 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 j
             }
         };
+        self.finish(&journal, report, steps, progress)
+    }
+
+    /// Carries out a journal's operations, then removes the staging directory and the
+    /// journal.
+    fn finish(
+        &self,
+        journal: &Journal,
+        report: &mut TreeReport,
+        steps: &mut Steps,
+        progress: &mut dyn FnMut(TreeProgress),
+    ) -> Result<()> {
         let total = journal.ops.len() as u64;
         for (i, op) in journal.ops.iter().enumerate() {
             self.commit(op, report)?;
@@ -892,7 +971,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
     /// with its kind, content, mode or target, and no old file or link the new tree
     /// lacks (old directories may stay for files the user added).
     fn is_new_tree(&self) -> Result<bool> {
-        let index = self.req.patch.index();
+        let index = self.req().patch.index();
         for entry in index.new.entries() {
             check_parents(&self.root, &entry.path)?;
             let at = entry.path.under(&self.root);
@@ -929,7 +1008,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
 
     /// Checks the tree on disk and lists the commit operations. Writes nothing.
     fn plan(&self) -> Result<Vec<Op>> {
-        let index = self.req.patch.index();
+        let index = self.req().patch.index();
         let (old, new) = (&index.old, &index.new);
         let root = &self.root;
         let mut deletes = Vec::new();
@@ -1001,7 +1080,16 @@ impl<'r, 'a> InPlace<'r, 'a> {
             let on_disk = disk(&at)?;
             let in_old = old.get(&entry.path);
             if in_old.is_none() && on_disk != Disk::Missing {
-                let adopt = on_disk == Disk::Dir && entry.kind == EntryKind::Dir;
+                let is_dir = entry.kind == EntryKind::Dir;
+                let adopt = match on_disk {
+                    Disk::Dir => is_dir,
+                    Disk::File | Disk::Link => self.req().replace_unlisted,
+                    _ => false,
+                };
+                if adopt && is_dir && on_disk != Disk::Dir {
+                    // A file or link where the release has a directory: removed first.
+                    deletes.push(Op::Delete(entry.path.clone()));
+                }
                 if !adopt {
                     return Err(TreeApplyError::Conflict {
                         path: at,
@@ -1039,7 +1127,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                     }
                 }
                 (EntryKind::File { .. }, Some(recipe)) => {
-                    let unchanged = !self.req.substitutes.contains_key(&entry.path)
+                    let unchanged = !self.req().substitutes.contains_key(&entry.path)
                         && matches!(recipe, Recipe::Copy { from } if old.entries()[*from].path == entry.path);
                     if unchanged {
                         if mode_of_file(&at)? != Some(entry.mode) {
@@ -1069,7 +1157,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
     /// Checks that everything below the old directory `at` is part of the old release
     /// (so removing it to make room for a file or link loses nothing of the user's).
     fn check_only_old(&self, at: &Path, path: &TreePath) -> Result<()> {
-        let old = &self.req.patch.index().old;
+        let old = &self.req().patch.index().old;
         for item in fs::read_dir(at).map_err(io_err("list", at))? {
             let item = item.map_err(io_err("list", at))?;
             let name = item.file_name();
@@ -1100,7 +1188,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
         steps: &mut Steps,
         progress: &mut dyn FnMut(TreeProgress),
     ) -> Result<()> {
-        let index = self.req.patch.index();
+        let index = self.req().patch.index();
         let total = index.new.file_count() as u64;
         let mut done = 0;
         let mut tick = |progress: &mut dyn FnMut(TreeProgress)| {
@@ -1149,9 +1237,9 @@ impl<'r, 'a> InPlace<'r, 'a> {
             };
             let dst = self.stage.join(name);
             make_file(
-                self.req,
+                self.req(),
                 entry,
-                make_of(self.req, entry, *recipe),
+                make_of(self.req(), entry, *recipe),
                 &dst,
                 report,
             )?;

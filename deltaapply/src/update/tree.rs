@@ -421,6 +421,8 @@ impl super::Run<'_, '_> {
         substitutes: &BTreeMap<TreePath, PathBuf>,
     ) -> Result<(), UpdateError> {
         let exists = fs::symlink_metadata(target).is_ok();
+        // A full tree image over an installed tree takes over the release's paths.
+        let replace_unlisted = exists && patch.index().old.entries().is_empty();
         let limits = self.limits();
         let events = &mut *self.events;
         crate::tree::apply::apply_tree(
@@ -430,6 +432,7 @@ impl super::Run<'_, '_> {
                 dest: target,
                 substitutes,
                 limits,
+                replace_unlisted,
             },
             &mut |p| {
                 events(Event::Apply {
@@ -445,13 +448,38 @@ impl super::Run<'_, '_> {
     }
 
     /// The full tree image: applied over the installed tree, or as a new directory.
-    pub(super) fn full_tree(&mut self, step: &Step, target: &Path) -> Result<(), UpdateError> {
+    /// Over a tree identified as (close to) an older release, that release's files the
+    /// new one drops are removed afterwards, unless they were modified.
+    pub(super) fn full_tree(
+        &mut self,
+        step: &Step,
+        target: &Path,
+        installed: &Installed,
+        manifest: &Manifest,
+    ) -> Result<(), UpdateError> {
         let fetched = self.fetch(0, 1, step)?;
-        let result = self
-            .open_tree(&fetched.path, step)
-            .and_then(|patch| self.apply_tree(&patch, target, &BTreeMap::new()));
+        let result = self.open_tree(&fetched.path, step).and_then(|patch| {
+            self.apply_tree(&patch, target, &BTreeMap::new())?;
+            Ok(patch.index().new.clone())
+        });
         self.discard(&fetched);
-        result
+        let new = result?;
+        let version = match installed {
+            Installed::Release { version, .. } | Installed::Tree { version, .. } => version,
+            _ => return Ok(()),
+        };
+        let old = releases(manifest, &step_artifact(manifest, step))?
+            .into_iter()
+            .find(|r| r.version == version)
+            .map(|r| r.listing);
+        if let Some(old) = old {
+            remove_dropped(target, &old, &new).map_err(|e| UpdateError::Target {
+                path: target.to_path_buf(),
+                problem: "cannot remove the files the new release drops".into(),
+                source: Some(e),
+            })?;
+        }
+        Ok(())
     }
 
     /// A tree patch, with the files whose base differs on disk fetched whole.
@@ -663,4 +691,43 @@ fn make_link(_target: &str, path: &Path) -> io::Result<()> {
         io::ErrorKind::Unsupported,
         format!("symbolic links are not supported here ({})", path.display()),
     ))
+}
+
+/// The name of the artifact whose full image `step` is.
+fn step_artifact(manifest: &Manifest, step: &Step) -> String {
+    manifest
+        .artifacts
+        .iter()
+        .find(|a| a.full.path == step.path)
+        .map(|a| a.name.clone())
+        .unwrap_or_default()
+}
+
+/// Removes from the tree at `root` the entries of `old` that `new` lacks: files and
+/// links still as `old` lists them (a modified file is the user's now and stays), then
+/// directories left empty, deepest first. Nothing is removed through a link.
+fn remove_dropped(root: &Path, old: &Listing, new: &Listing) -> io::Result<()> {
+    let differing: Vec<TreePath> = Prober::new(root)
+        .compare(old, &mut |_| {})?
+        .into_iter()
+        .map(|d| d.path)
+        .collect();
+    for entry in old.entries().iter().rev() {
+        if new.get(&entry.path).is_some() || differing.contains(&entry.path) {
+            continue;
+        }
+        let path = entry.path.under(root);
+        let removed = match entry.kind {
+            crate::tree::EntryKind::Dir => fs::remove_dir(&path),
+            _ => fs::remove_file(&path),
+        };
+        match removed {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // A directory the user still keeps files in stays.
+            Err(_) if entry.kind == crate::tree::EntryKind::Dir => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

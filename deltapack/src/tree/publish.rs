@@ -73,6 +73,7 @@ pub fn apply_checked(
             dest,
             substitutes: &BTreeMap::new(),
             limits,
+            replace_unlisted: false,
         },
         &mut |_| {},
     )?;
