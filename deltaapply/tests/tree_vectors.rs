@@ -338,6 +338,25 @@ fn every_case() {
     let old_listing = listing(&index.trees.old);
     let new_listing = listing(&index.trees.new);
     assert!(index.cases.len() >= 20);
+    // Every file is used by a case, and the set stays small enough to commit.
+    let mut total = 0;
+    for entry in fs::read_dir(dir()).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        total += entry.metadata().unwrap().len();
+        if name.ends_with(".dpatch") {
+            assert!(
+                index.cases.iter().any(|c| c.patch == name),
+                "{name} is not used by any case"
+            );
+        } else {
+            assert!(
+                ["README.md", "vectors.json", "make.sh"].contains(&name.as_str()),
+                "{name} does not belong here"
+            );
+        }
+    }
+    assert!(total < 100 << 10, "tree vectors take {total} bytes");
     for case in &index.cases {
         let name = &case.name;
         let patch_path = dir().join(&case.patch);
