@@ -1,4 +1,4 @@
-//! Updating a whole directory (`format-spec/update-v1.md` §7): identify which release
+//! Updating a whole directory (`format-spec/update-v1.md` §9): identify which release
 //! the installed tree is (or is closest to), choose between a tree patch with the
 //! per-file fallback, a repair of the newest tree, and the full tree image, and carry
 //! the route out through the tree applier.
@@ -399,7 +399,11 @@ impl super::Run<'_, '_> {
         let header = patch.header();
         let problem = if header.target != step.target {
             Some("it makes another tree than the manifest says")
-        } else if header.source != step.base {
+        } else if header
+            .source
+            .or(step.base.map(|_| crate::tree::TreeIndex::empty_id()))
+            != step.base
+        {
             Some("it applies to another tree than the manifest says")
         } else {
             None

@@ -19,7 +19,7 @@ use crate::{DiffError, MethodChoice, Settings, make_one, make_patch};
 /// A finished tree patch and what went into it.
 #[derive(Debug, Clone)]
 pub struct TreeDiff {
-    /// The whole patch file: the header's 512 bytes, then the payload.
+    /// The whole patch file: the header (296 bytes), then the payload.
     pub bytes: Vec<u8>,
     /// Its header (signed when a key was given).
     pub header: Header,

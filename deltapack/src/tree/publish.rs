@@ -229,10 +229,11 @@ pub fn publish_tree(
         assert_eq!(result, id, "a tree patch makes the tree scanned");
         let _ = std::fs::remove_dir_all(&check_dir);
         let _ = std::fs::remove_file(&staged);
+        // An empty older tree is named by the empty tree's identity.
         let source = made
             .header
             .source
-            .expect("a tree patch from a base names it");
+            .unwrap_or_else(deltaapply::tree::TreeIndex::empty_id);
         let path = store::content_path(store::PATCH_DIR, &made.bytes);
         patches.push(PatchEntry {
             base_version: base.version.clone(),
