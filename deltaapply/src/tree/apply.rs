@@ -136,9 +136,10 @@ pub enum TreeApplyError {
     Entry {
         /// The new tree's file.
         entry: TreePath,
-        /// Why.
+        /// Why (boxed: [`Error`] is large, and every result of the applier carries
+        /// this type).
         #[source]
-        source: Error,
+        source: Box<Error>,
     },
     /// An old file is missing or has other content than the old listing says.
     #[error(
@@ -671,7 +672,7 @@ fn make_file(
 fn entry_err(entry: &Entry, source: Error) -> TreeApplyError {
     TreeApplyError::Entry {
         entry: entry.path.clone(),
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -1085,15 +1086,53 @@ impl<'r, 'a> InPlace<'r, 'a> {
         Ok(())
     }
 
+    /// Whether a parent of the old entry `path` is an old directory that the commit
+    /// already replaced with the new tree's file or link (resuming a commit that got
+    /// past it): then `path` is gone, and nothing below that parent may be touched.
+    fn parent_replaced(&self, path: &TreePath) -> Result<bool> {
+        let index = self.req.patch.index();
+        let components: Vec<&str> = path.components().collect();
+        let mut at = self.root.clone();
+        for i in 0..components.len() - 1 {
+            at.push(components[i]);
+            let found = disk(&at)?;
+            if found == Disk::Dir {
+                continue;
+            }
+            let Ok(parent) = TreePath::new(&components[..=i].join("/")) else {
+                return Ok(false);
+            };
+            let was_dir = matches!(
+                index.old.get(&parent).map(|e| &e.kind),
+                Some(EntryKind::Dir)
+            );
+            let now = index.new.get(&parent).map(|e| &e.kind);
+            let replaced = match found {
+                Disk::File => matches!(now, Some(EntryKind::File { .. })),
+                Disk::Link => matches!(now, Some(EntryKind::Symlink { .. })),
+                _ => false,
+            };
+            return Ok(was_dir && replaced);
+        }
+        Ok(false)
+    }
+
     /// Carries out one operation; each is idempotent.
     fn commit(&self, op: &Op, report: &mut TreeReport) -> Result<()> {
         let root = &self.root;
         match op {
             Op::Delete(path) => {
+                if self.parent_replaced(path)? {
+                    return Ok(());
+                }
                 check_parents(root, path)?;
                 let at = path.under(root);
+                let new_kind = self.req.patch.index().new.get(path).map(|e| &e.kind);
                 match disk(&at)? {
                     Disk::Missing => return Ok(()),
+                    // Resuming: the file was deleted and the directory the new tree
+                    // has there was made (plan() saw a file at the start).
+                    Disk::Dir if matches!(new_kind, Some(EntryKind::Dir)) => return Ok(()),
                     Disk::Dir => {
                         return Err(TreeApplyError::Conflict {
                             path: at,
@@ -1105,6 +1144,9 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 sync_parent(&at)?;
             }
             Op::DeleteDir(path) => {
+                if self.parent_replaced(path)? {
+                    return Ok(());
+                }
                 check_parents(root, path)?;
                 let at = path.under(root);
                 match disk(&at)? {
@@ -1115,6 +1157,16 @@ impl<'r, 'a> InPlace<'r, 'a> {
                         Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => return Ok(()),
                         Err(e) => return Err(io_err("remove", &at)(e)),
                     },
+                    // Resuming: the directory was deleted and the file or link the new
+                    // tree has there was placed (plan() saw a directory at the start).
+                    Disk::File | Disk::Link
+                        if matches!(
+                            self.req.patch.index().new.get(path).map(|e| &e.kind),
+                            Some(EntryKind::File { .. } | EntryKind::Symlink { .. })
+                        ) =>
+                    {
+                        return Ok(());
+                    }
                     Disk::Link => return Err(TreeApplyError::ThroughSymlink { path: at }),
                     other => {
                         return Err(TreeApplyError::Conflict {
