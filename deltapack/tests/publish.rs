@@ -425,7 +425,10 @@ fn tampering_is_detected_and_every_problem_reported() {
     // A manifest over the size cap is refused before anything else.
     let dir = copy("huge");
     let mut huge = manifest_bytes.clone();
-    huge.extend(std::iter::repeat_n(b'#', 2 << 20));
+    huge.extend(std::iter::repeat_n(
+        b'#',
+        deltaapply::manifest::MAX_MANIFEST_SIZE as usize + 1,
+    ));
     std::fs::write(dir.join(MANIFEST_FILE), huge).unwrap();
     let (code, json) = s.verify(&dir);
     assert_eq!(code, 1);
