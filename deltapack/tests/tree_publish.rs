@@ -539,3 +539,86 @@ fn verify_decodes_what_the_signed_manifest_points_at() {
         "{json}"
     );
 }
+
+/// `deltaapply update --from OUT --artifact NAME --target PATH --key PUB --json`.
+fn update(s: &Setup, out: &Path, artifact: &str, target: &Path) -> Value {
+    let o = std::process::Command::new(deltaapply_bin())
+        .env_remove("DELTAAPPLY_KEY")
+        .arg("update")
+        .arg("--from")
+        .arg(out)
+        .args(["--artifact", artifact, "--key", &s.public(), "--json"])
+        .arg("--target")
+        .arg(target)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "update {artifact}: {}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn deltaapply_update_brings_both_artifacts_of_a_mixed_release() {
+    let s = Setup::new(16);
+    let (bin0, bin1) = release_pair(48 << 10, 4);
+    let files = [
+        s.dir.write("tool-0.bin", &bin0),
+        s.dir.write("tool-1.bin", &bin1),
+    ];
+    let out = s.dir.join("publish");
+    for (i, file) in files.iter().enumerate() {
+        s.build(
+            &out,
+            i,
+            &[
+                format!("tool.bin={}", file.display()),
+                format!("app={}", s.tree(i).display()),
+            ],
+        );
+    }
+    let want = snapshot_tree(&s.tree(1));
+    let devices = s.dir.join("devices");
+
+    // The file artifact, installed at 1.0.
+    let tool = devices.join("a/tool.bin");
+    put(&devices, "a/tool.bin", &bin0);
+    update(&s, &out, "tool.bin", &tool);
+    assert_eq!(std::fs::read(&tool).unwrap(), bin1);
+
+    // The tree, installed at 1.0 with a file of the user's: the tree patch.
+    let tree = devices.join("b/app");
+    copy_tree(&s.tree(0), &tree);
+    put(&tree, "user-notes.txt", b"mine");
+    let json = update(&s, &out, "app", &tree);
+    assert_eq!(json["result"]["route"], "tree-patch", "{json}");
+    let mut got = snapshot_tree(&tree);
+    assert!(got.remove("user-notes.txt").is_some(), "{json}");
+    assert_same_tree(&got, &want, "tree updated from 1.0");
+
+    // A tree with a damaged file: repaired (per-file containers or the full image).
+    let tree = devices.join("c/app");
+    copy_tree(&s.tree(0), &tree);
+    put(&tree, "lib/plugins/c.so", b"damaged");
+    let json = update(&s, &out, "app", &tree);
+    // The tree patch, with the damaged file fetched whole from its files/ container.
+    assert_eq!(json["result"]["route"], "tree-patch", "{json}");
+    let fetched = &json["result"]["files"];
+    assert_eq!(fetched[0]["path"], "lib/plugins/c.so", "{json}");
+    assert!(
+        fetched[0]["publish_path"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("files/")),
+        "{json}"
+    );
+    assert_same_tree(&snapshot_tree(&tree), &want, &format!("repaired: {json}"));
+
+    // Nothing installed (the parent directory exists): the full tree image.
+    let tree = devices.join("d/app");
+    std::fs::create_dir_all(devices.join("d")).unwrap();
+    let json = update(&s, &out, "app", &tree);
+    assert_same_tree(&snapshot_tree(&tree), &want, &format!("fresh: {json}"));
+}
