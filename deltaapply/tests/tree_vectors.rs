@@ -422,6 +422,7 @@ fn every_case() {
                     dest: &dest,
                     substitutes: &no_subs,
                     limits: limits(),
+                    replace_unlisted: false,
                 },
                 &mut |_| {},
             );

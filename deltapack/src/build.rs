@@ -105,8 +105,9 @@ pub struct BuildReport {
     pub patches: Vec<PatchSummary>,
     /// Older releases now supported, newest first.
     pub previous: Vec<String>,
-    /// Bytes of every file the manifest references (full images and patches), plus
-    /// the manifest and its signature.
+    /// Bytes of every file the manifest references (full images, patches to the newest
+    /// release, tree artifacts' per-file containers), plus the manifest and its
+    /// signature.
     pub publish_bytes: u64,
     /// What the same releases would take as full images only.
     pub full_only_bytes: u64,
@@ -543,12 +544,18 @@ pub fn build(
             .flat_map(|r| &r.artifacts)
             .map(|a| a.full.size)
             .sum::<u64>();
-    let patch_bytes: u64 = manifest
-        .artifacts
-        .iter()
-        .flat_map(|a| &a.patches)
-        .map(|p| p.size)
-        .sum();
+    // Patches and tree artifacts' per-file containers (`files/`), each file once: the
+    // same content is one content-addressed file however often it is listed.
+    let mut other_files = BTreeSet::new();
+    for a in &manifest.artifacts {
+        for p in &a.patches {
+            other_files.insert((p.path.as_str(), p.size));
+        }
+        for f in a.entries.iter().filter_map(|e| e.full.as_ref()) {
+            other_files.insert((f.path.as_str(), f.size));
+        }
+    }
+    let patch_bytes: u64 = other_files.iter().map(|(_, size)| size).sum();
     Ok(BuildReport {
         product: manifest.product.clone(),
         channel: manifest.channel.clone(),

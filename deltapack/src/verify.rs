@@ -6,16 +6,25 @@
 //! SHA-256, every container's header (signed by a trusted key, describing the
 //! artifact and base the manifest says), every full image's content, and every patch
 //! applied to its base wherever the base's full image is in the directory.
+//!
+//! A tree artifact's full image is a tree patch from the empty tree: it is unpacked
+//! into a scratch directory, which must hold exactly the tree the manifest's entries
+//! list. Its tree patches are applied to the base trees rebuilt that way, and each
+//! per-file full container (`files/<sha256>.dpatch`) is decoded and must be the
+//! entry's content.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use deltaapply::manifest::{MANIFEST_FILE, Manifest, SIGNATURE_FILE, Timestamp};
+use deltaapply::manifest::{
+    Artifact, ArtifactKind, MANIFEST_FILE, Manifest, SIGNATURE_FILE, Timestamp,
+};
 use deltaapply::signature::verify_manifest;
 use deltaapply::{FileId, Method, Sha256Digest, TrustedKeys};
 
 use crate::build::hash_file;
 use crate::store::{self, EXTENSION, FULL_DIR, PATCH_DIR};
+use crate::tree::publish::FILES_DIR;
 
 /// One problem found, with the file it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -39,15 +48,18 @@ pub struct VerifyReport {
     pub signed_by: Vec<String>,
     /// Files whose size and hash were checked.
     pub files_checked: usize,
-    /// Full images decoded and checked.
+    /// Full images decoded and checked (a tree's: unpacked and compared with its
+    /// entries).
     pub full_images_checked: usize,
+    /// Per-file full containers of tree artifacts (`files/`) decoded and checked.
+    pub file_containers_checked: usize,
     /// Patches applied to their base and checked.
     pub patches_applied: usize,
     /// Patches whose base's full image is not in the directory.
     pub patches_without_base: usize,
     /// Every problem found; empty means the directory is good.
     pub problems: Vec<Problem>,
-    /// Files in `patches/` and `full/` the manifest does not reference (not a problem:
+    /// Files in `patches/`, `full/` and `files/` the manifest does not reference (not a problem:
     /// an older manifest a client still holds may reference them).
     pub unreferenced: Vec<String>,
 }
@@ -136,6 +148,21 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
             continue;
         };
         let at = full.path.as_str();
+        if artifact.kind == ArtifactKind::Tree {
+            if let Some(tree) = check_full_tree(
+                &mut report,
+                &path,
+                artifact,
+                version,
+                &header,
+                trusted,
+                scratch.path(),
+                rebuilt.len(),
+            ) {
+                rebuilt.insert((name.clone(), content.sha256), tree);
+            }
+            continue;
+        }
         if header.method != Method::Full {
             report.problem(
                 at,
@@ -172,6 +199,42 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
                 rebuilt.insert((name.clone(), content.sha256), dest);
             }
             Err(e) => report.problem(at, format!("does not decode: {e}")),
+        }
+    }
+
+    // The per-file full containers of tree artifacts (a file listed at several paths,
+    // or in several releases, has one container, checked once).
+    let mut decoded = BTreeSet::new();
+    for (version, artifact) in manifest.all_artifacts() {
+        for entry in &artifact.entries {
+            let Some(file_ref) = &entry.full else {
+                continue;
+            };
+            let at = file_ref.path.as_str();
+            referenced.insert(file_ref.path.to_string());
+            let (Some(size), Some(sha256)) = (entry.size, entry.sha256) else {
+                report.problem(
+                    at,
+                    format!(
+                        "is listed as the content of {} {version} entry {:?}, which is not a file",
+                        artifact.name, entry.path
+                    ),
+                );
+                continue;
+            };
+            if !decoded.insert((file_ref.path.to_string(), size, sha256)) {
+                continue;
+            }
+            let what = format!("{} {version} file {:?}", artifact.name, entry.path);
+            check_file_container(
+                &mut report,
+                dir,
+                file_ref,
+                file_id(size, sha256),
+                &what,
+                trusted,
+                scratch.path(),
+            );
         }
     }
 
@@ -240,6 +303,30 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
                 continue;
             };
             let dest = scratch.path().join("patched");
+            if artifact.kind == ArtifactKind::Tree {
+                match crate::tree::publish::apply_checked(Some(base_file), &path, &dest, trusted) {
+                    Err(e) => report.problem(
+                        at,
+                        format!("does not apply to its base: {}", error_chain(&*e)),
+                    ),
+                    Ok(made) if made != target => report.problem(
+                        at,
+                        format!(
+                            "makes a tree of {} bytes with digest {}, not {name} {target_version}",
+                            made.size, made.sha256
+                        ),
+                    ),
+                    Ok(_) => {
+                        if let Some(problem) = compare_tree(&dest, artifact) {
+                            report.problem(at, format!("applied to its base, {problem}"));
+                        } else {
+                            report.patches_applied += 1;
+                        }
+                    }
+                }
+                let _ = std::fs::remove_dir_all(&dest);
+                continue;
+            }
             match store::apply_checked(Some(base_file), &path, &dest, trusted) {
                 Ok(_) => report.patches_applied += 1,
                 Err(e) => report.problem(at, format!("does not apply to its base: {e}")),
@@ -248,7 +335,7 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
         }
     }
 
-    for kind in [PATCH_DIR, FULL_DIR] {
+    for kind in [PATCH_DIR, FULL_DIR, FILES_DIR] {
         let Ok(entries) = std::fs::read_dir(dir.join(kind)) else {
             continue;
         };
@@ -267,6 +354,195 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
         }
     }
     report
+}
+
+/// Checks a tree artifact's full image, whose file and signature were checked: a tree
+/// patch from the empty tree to the listed tree, unpacked (out of place) into the
+/// scratch directory to exactly the manifest's entries. Returns the unpacked tree.
+#[allow(clippy::too_many_arguments)]
+fn check_full_tree(
+    report: &mut VerifyReport,
+    path: &Path,
+    artifact: &Artifact,
+    version: &str,
+    header: &deltaapply::Header,
+    trusted: &TrustedKeys,
+    scratch: &Path,
+    n: usize,
+) -> Option<PathBuf> {
+    let (name, full) = (&artifact.name, &artifact.full);
+    let at = full.path.as_str();
+    let content = file_id(artifact.size, artifact.sha256);
+    if header.method != Method::Tree {
+        report.problem(
+            at,
+            format!(
+                "the full image of tree artifact {name} {version} must be a tree patch \
+                 (method tree), not {}",
+                header.method
+            ),
+        );
+        return None;
+    }
+    if let Some(source) = header.source {
+        report.problem(
+            at,
+            format!(
+                "the full image of {name} {version} applies to a tree of {} bytes with digest {} \
+                 instead of the empty tree",
+                source.size, source.sha256
+            ),
+        );
+        return None;
+    }
+    if header.target != content {
+        report.problem(
+            at,
+            format!(
+                "holds a tree of {} bytes with digest {}, but the manifest says {name} {version} \
+                 is {} bytes with digest {}",
+                header.target.size, header.target.sha256, content.size, content.sha256
+            ),
+        );
+        return None;
+    }
+    if header.apply_memory != full.apply_memory {
+        report.problem(
+            at,
+            format!(
+                "needs {} bytes to apply, the manifest says {}",
+                header.apply_memory, full.apply_memory
+            ),
+        );
+    }
+    let dest = scratch.join(format!("full-{n}"));
+    match crate::tree::publish::apply_checked(None, path, &dest, trusted) {
+        Err(e) => {
+            report.problem(at, format!("does not unpack: {}", error_chain(&*e)));
+            None
+        }
+        Ok(made) if made != content => {
+            report.problem(
+                at,
+                format!(
+                    "unpacks to a tree of {} bytes with digest {}, not {name} {version}",
+                    made.size, made.sha256
+                ),
+            );
+            None
+        }
+        Ok(_) => match compare_tree(&dest, artifact) {
+            Some(problem) => {
+                report.problem(at, format!("unpacked, {problem}"));
+                None
+            }
+            None => {
+                report.full_images_checked += 1;
+                Some(dest)
+            }
+        },
+    }
+}
+
+/// Compares the tree on disk at `dir` with a tree artifact's entries: `None` when
+/// they are the same, else what differs (the first few differences).
+fn compare_tree(dir: &Path, artifact: &Artifact) -> Option<String> {
+    let listed = match artifact.listing() {
+        Some(Ok(l)) => l,
+        Some(Err(e)) => return Some(format!("but the manifest's entries are invalid: {e}")),
+        None => return Some("but the artifact is not a tree".into()),
+    };
+    let scanned = match crate::tree::scan_tree(dir) {
+        Ok(s) => s,
+        Err(e) => {
+            return Some(format!(
+                "but the result cannot be read: {}",
+                error_chain(&e)
+            ));
+        }
+    };
+    let (got, want) = (scanned.listing().entries(), listed.entries());
+    if got == want {
+        return None;
+    }
+    let got_map: BTreeMap<&str, _> = got.iter().map(|e| (e.path.as_str(), e)).collect();
+    let want_map: BTreeMap<&str, _> = want.iter().map(|e| (e.path.as_str(), e)).collect();
+    let mut diffs = Vec::new();
+    for (p, w) in &want_map {
+        match got_map.get(p) {
+            None => diffs.push(format!("{p:?} is missing")),
+            Some(g) if g != w => diffs.push(format!("{p:?} differs from its entry")),
+            Some(_) => {}
+        }
+    }
+    for p in got_map.keys().filter(|p| !want_map.contains_key(*p)) {
+        diffs.push(format!("{p:?} is not listed"));
+    }
+    let more = diffs.len().saturating_sub(5);
+    diffs.truncate(5);
+    let mut text = format!(
+        "but the tree is not the one the manifest lists for {}: {}",
+        artifact.name,
+        diffs.join(", ")
+    );
+    if more > 0 {
+        text.push_str(&format!(" and {more} more"));
+    }
+    Some(text)
+}
+
+/// Checks one per-file full container of a tree artifact: size and hash, signature,
+/// method full making `content`, and that it decodes to it.
+fn check_file_container(
+    report: &mut VerifyReport,
+    dir: &Path,
+    file_ref: &deltaapply::manifest::FileRef,
+    content: FileId,
+    what: &str,
+    trusted: &TrustedKeys,
+    scratch: &Path,
+) {
+    let at = file_ref.path.as_str();
+    let path = file_ref.path.under(dir);
+    if !check_file(report, &path, at, file_ref.size, file_ref.sha256) {
+        return;
+    }
+    let Some(header) = check_header(report, &path, at, trusted) else {
+        return;
+    };
+    if header.method != Method::Full || header.source.is_some() {
+        report.problem(
+            at,
+            format!(
+                "the full container of {what} must use the full method, not {}",
+                header.method
+            ),
+        );
+        return;
+    }
+    if header.target != content {
+        report.problem(
+            at,
+            format!(
+                "holds {} bytes with sha256 {}, but the manifest says {what} is {} bytes with sha256 {}",
+                header.target.size, header.target.sha256, content.size, content.sha256
+            ),
+        );
+        return;
+    }
+    let dest = scratch.join("file");
+    match store::apply_checked(None, &path, &dest, trusted) {
+        Ok(made) if made.target == content => report.file_containers_checked += 1,
+        Ok(made) => report.problem(
+            at,
+            format!(
+                "decodes to {} bytes with sha256 {}, not {what}",
+                made.target.size, made.target.sha256
+            ),
+        ),
+        Err(e) => report.problem(at, format!("does not decode: {}", error_chain(&e))),
+    }
+    let _ = std::fs::remove_file(&dest);
 }
 
 fn file_id(size: u64, sha256: Sha256Digest) -> FileId {

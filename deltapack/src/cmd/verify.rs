@@ -89,6 +89,13 @@ fn text(r: &VerifyReport, dir: &std::path::Path) -> String {
         "  {} files hashed, {} full images decoded, {} patches applied to their base, {} without their base at hand",
         r.files_checked, r.full_images_checked, r.patches_applied, r.patches_without_base
     );
+    if r.file_containers_checked > 0 {
+        let _ = writeln!(
+            s,
+            "  {} per-file full containers of tree artifacts decoded",
+            r.file_containers_checked
+        );
+    }
     if !r.unreferenced.is_empty() {
         let _ = writeln!(
             s,

@@ -15,6 +15,9 @@ use std::time::SystemTime;
 use deltaapply::{Limits, Method};
 use deltapack::Settings;
 
+#[cfg(unix)]
+pub mod trees;
+
 /// A generous apply-memory budget: every method fits for test-sized files.
 pub const GENEROUS: u64 = 1 << 30;
 
