@@ -154,7 +154,7 @@ fn apply_tree_patch(
             "wrote"
         };
         eprintln!(
-            "{how} {} (tree sha256 {}): {} files written ({} patched, {} unpacked, {} copied,              {} substituted, {} bytes), {} unchanged, {} removed, in {seconds:.2} s{origin}",
+            "{how} {} (tree sha256 {}): {} files written ({} patched, {} unpacked, {} copied, {} substituted, {} bytes), {} unchanged, {} removed, in {seconds:.2} s{origin}",
             report.dest.display(),
             report.target.sha256,
             report.written,

@@ -1146,7 +1146,44 @@ impl<'r, 'a> InPlace<'r, 'a> {
         }
         deletes.reverse();
         modes.reverse();
-        let mut ops = deletes;
+        // Directories on disk that lack owner write but whose entries change are made
+        // writable first and given their final mode back with the other modes, so that
+        // a read-only directory of the release can be updated by a non-root owner.
+        let mut unlock = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for op in deletes.iter().chain(&mkdirs).chain(&places).chain(&links) {
+            let (Op::Delete(path)
+            | Op::DeleteDir(path)
+            | Op::Mkdir(path, _)
+            | Op::Link(path, _)
+            | Op::Place { path, .. }) = op
+            else {
+                continue;
+            };
+            let Some(parent) = path.parent() else {
+                continue;
+            };
+            if !seen.insert(parent.clone()) {
+                continue;
+            }
+            let at = parent.under(root);
+            if disk(&at)? != Disk::Dir {
+                continue;
+            }
+            let mode = mode_of(&at)?;
+            if mode & 0o200 == 0 {
+                unlock.push(Op::Mode(parent.clone(), mode | 0o700));
+                let restored = modes
+                    .iter()
+                    .any(|m| matches!(m, Op::Mode(p, _) if *p == parent));
+                if !restored {
+                    let last = new.get(&parent).map_or(mode, |e| e.mode);
+                    modes.push(Op::Mode(parent, last));
+                }
+            }
+        }
+        let mut ops = unlock;
+        ops.extend(deletes);
         ops.extend(mkdirs);
         ops.extend(places);
         ops.extend(links);
