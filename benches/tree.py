@@ -258,7 +258,7 @@ def publish(pair, old_dir, new_dir, work, problems):
     art = manifest["artifact"][0]
     patches = art.get("patch", [])
     entries = {e["path"]: e for e in art.get("entry", [])}
-    pub_line = pub.read_text().strip()
+    pub_line = next(l.strip() for l in pub.read_text().splitlines() if l.startswith("ed25519:"))
     return out, pub_line, builds, {
         "full_image": art["full"]["size"],
         "tree_patch": patches[0]["size"] if patches else None,
@@ -280,18 +280,22 @@ def scenarios(old_dir, new_dir):
         out.append(("1 changed", "1 file 2.0 changes (median size)", [changed[(len(changed) - 1) // 2]]))
         out.append(("1 largest", "1 file 2.0 changes (the largest)", [changed[-1]]))
     out.append(("5 files", "5 files both have (fixed pick)", pick5))
+    out.append(("nothing installed", "the target does not exist (a first install)", None))
     return out, old, new
 
 
-def measure_update(pair, sc, flags, rep, server, url, pub_line, old_dir, want, work, pub_info, problems):
+def measure_update(pair, sc, flags, rep, server, url, pub_line, old_dir, want, old_changed, work, problems):
     name, _, paths = sc
     rundir = work / "run"
     rmtree(rundir)
     target = rundir / pair
-    install_copy(old_dir, target)
-    for p in paths:
-        flip_byte(target / p)
-    os.sync()
+    if paths is None:
+        rundir.mkdir(parents=True)
+    else:
+        install_copy(old_dir, target)
+        for p in paths:
+            flip_byte(target / p)
+        os.sync()
     server.take_requests()
     argv = [BIN["deltaapply"], "update", "--from", url, "--key", pub_line, "--target", target, *flags, "--json"]
     log(f"  update {name}{' ' + ' '.join(flags) if flags else ''}, run {rep} ...")
@@ -299,6 +303,10 @@ def measure_update(pair, sc, flags, rep, server, url, pub_line, old_dir, want, w
     reqs = server.take_requests()
     out = last_json(res["stdout"]) or {}
     result, plan = out.get("result") or {}, out.get("plan") or {}
+    if res["rc"] != 0 and target.exists():  # the failed update left the target as it was: ask for its plan
+        chk = run([BIN["deltaapply"], "check", "--from", url, "--key", pub_line, "--target", target, *flags, "--json"])
+        plan = (last_json(chk.stdout) or {}).get("plan") or {}
+        server.take_requests()
     meta = sum(r["body_bytes"] for r in reqs if r["path"] in ("manifest.toml", "manifest.toml.sig"))
     body = sum(r["body_bytes"] for r in reqs)
     files = result.get("files") or []
@@ -308,17 +316,19 @@ def measure_update(pair, sc, flags, rep, server, url, pub_line, old_dir, want, w
         bad.append(f"exit {res['rc']}: {(str(out.get('error') or '') or res['stderr'][-600:]).strip()}")
     else:
         bad += tree_differences(want, target)[:5]
-    leftover = sorted(p.name for p in rundir.iterdir() if p.name not in (pair, f".{pair}.deltaapply-state"))
-    if leftover:
-        bad.append(f"left beside the target: {leftover}")
-    expected = "full" if "--prefer-full" in flags else "tree-patch"
-    if result.get("route") != expected:
-        bad.append(f"route {result.get('route')!r}, expected {expected!r}")
+        leftover = sorted(p.name for p in rundir.iterdir() if p.name not in (pair, f".{pair}.deltaapply-state"))
+        if leftover:
+            bad.append(f"left beside the target: {leftover}")
+        # The default plan may choose the full image when it is cheaper than the per-file route.
+        expected = ("full",) if "--prefer-full" in flags or paths is None else ("tree-patch", "full")
+        if result.get("route") not in expected:
+            bad.append(f"route {result.get('route')!r}, expected {' or '.join(expected)}")
     for b in bad:
-        problems.append(f"{pair} update {name} {' '.join(flags)} (run {rep}): {b}")
+        problems.append(f"{pair} update {name}{' ' + ' '.join(flags) if flags else ''}: {b}")
     row = {
         "pair": pair, "scenario": name, "flags": flags, "modified": paths,
-        "modified_sizes": [want.get(p, (None, None, None))[2] for p in paths],
+        "modified_sizes": [want.get(p, (None, None, None))[2] for p in paths or []],
+        "modified_changed": [p in old_changed for p in paths or []], "error": out.get("error"),
         "argv": [str(a) for a in argv], "rc": res["rc"], "wall": res["wall"], "cpu": res["cpu"],
         "rss_kib": res["rss_kib"], "others_cpu": res["others_cpu"],
         "route": result.get("route"), "fallback": result.get("fallback"),
@@ -456,27 +466,36 @@ def render(r):
     for pr in r["pairs"]:
         full = pr["publish"]["full_image"]
         for u in pr["updates"]:
-            mods = ", ".join(f"`{m}` ({fnum(s)})" for m, s in zip(u["modified"], u["modified_sizes"])) or "—"
-            route = u["route"] + (" (`--prefer-full`)" if u["flags"] else "")
+            mods = ", ".join(f"`{m}` ({fnum(s)}{', changed' if c else ', kept'})"
+                             for m, s, c in zip(u["modified"], u["modified_sizes"], u["modified_changed"])) or "—"
+            route = (u["route"] or f"{u['plan_route']}: **failed**") + (" (`--prefer-full`)" if u["flags"] else "")
             lines.append(f"| {pr['pair']} | {u['scenario']} | {mods} | {route} | {len(u['files_fetched'])} "
-                         f"({u['files_bytes']:,} bytes) | {fnum(u['downloaded'])} | {fnum(u['plan_download_size'])} "
+                         f"({u['files_bytes']:,} bytes) | {fnum(u['downloaded'], '{:,}') if u['downloaded'] is not None else 'failed'} "
+                         f"| {fnum(u['plan_download_size'])} "
                          f"| {u['server_body_bytes'] - u['server_manifest_sig_bytes']:,} "
-                         f"| {pct(u['downloaded'], full)} | {u['wall']:.2f} | {mib(u['rss_kib'])} "
+                         f"| {pct(u['server_body_bytes'] - u['server_manifest_sig_bytes'], full)} | {u['wall']:.2f} | {mib(u['rss_kib'])} "
                          f"| {'ok' if u['verified'] else '**FAIL**'} |")
-    lines += ["", "Per-file route against the whole image, bytes downloaded:", "",
-              "| pair | installed | per-file route | whole image (`--prefer-full`) | per-file / whole |",
+    lines += ["", "Default plan (per-file route) against the whole image, bytes the server sent for "
+              "patches, images and files (a failed update is marked; its bytes were still sent):", "",
+              "| pair | installed | default plan: route, bytes | whole image (`--prefer-full`) | default / whole |",
               "|---|---|---:|---:|---:|"]
     for pr in r["pairs"]:
         ups = pr["updates"]
+        sent = lambda x: x["server_body_bytes"] - x["server_manifest_sig_bytes"]
+        mark = lambda x: "" if x["verified"] else " (**update failed**)"
         for u in ups:
             if u["flags"]:
                 continue
             f = next((x for x in ups if x["scenario"] == u["scenario"] and x["flags"]), None)
-            fd = f["downloaded"] if f else pr["publish"]["full_image"]
-            lines.append(f"| {pr['pair']} | {u['scenario']} | {fnum(u['downloaded'])} "
-                         f"| {fnum(fd)}{'' if f else ' (not run: the full image size)'} "
-                         f"| {u['downloaded'] / fd:.3f} |" if u["downloaded"] is not None else
-                         f"| {pr['pair']} | {u['scenario']} | — | {fnum(fd)} | — |")
+            fd = sent(f) if f else pr["publish"]["full_image"]
+            lines.append(f"| {pr['pair']} | {u['scenario']} | {u['route'] or u['plan_route']}, {sent(u):,}{mark(u)} "
+                         f"| {fd:,}{mark(f) if f else ' (not run; the image size)'} | {sent(u) / fd:.3f} |")
+    failed = [(pr["pair"], u) for pr in r["pairs"] for u in pr["updates"] if not u["verified"] and u.get("error")]
+    if failed:
+        lines += ["", "Errors of the failed updates (`error` in the JSON; plan reason in brackets):", ""]
+        lines += list(dict.fromkeys(
+            f"- {pair} {u['scenario']}{' ' + ' '.join(u['flags']) if u['flags'] else ''}: "
+            f"`{u['error'].replace(r['work'] + '/', '$WORK/')}` ({u['reason']})" for pair, u in failed))
     lines += ["", "Publish directories: " + "; ".join(
         f"{pr['pair']}: full tree image {pr['publish']['full_image']:,} bytes, tree patch 1.0 -> 2.0 "
         f"{fnum(pr['publish']['tree_patch'])} bytes, {pr['publish']['publish_files']} files "
@@ -554,14 +573,15 @@ def main():
         pub_dir, pub_line, builds, pub_info = publish(pair, old_dir, new_dir, pw, problems)
         if pub_info["tree_patch"] is None:
             problems.append(f"{pair}: the 2.0 build published no tree patch from 1.0")
-        scs, _, want = scenarios(old_dir, new_dir)
+        scs, old_lst, want = scenarios(old_dir, new_dir)
+        changed = {p for p in want if p in old_lst and old_lst[p] != want[p]}
         server, url = start_server(pub_dir)
         updates = []
         try:
             for sc in scs:
-                for flags in ([[]] if not sc[2] else [[], ["--prefer-full"]]):
+                for flags in ([[], ["--prefer-full"]] if sc[2] else [[]]):
                     updates.append(repeated(args.repeat, lambda rep: measure_update(
-                        pair, sc, flags, rep, server, url, pub_line, old_dir, want, pw, pub_info, problems)))
+                        pair, sc, flags, rep, server, url, pub_line, old_dir, want, changed, pw, problems)))
         finally:
             server.shutdown()
             server.server_close()
@@ -580,6 +600,7 @@ def main():
             for p in ("publish", "run", "tree", "tar"):
                 rmtree(pw / p)
 
+    problems[:] = list(dict.fromkeys(problems))
     report = {"header": header, "repeat": args.repeat, "corpus": str(args.corpus), "work": str(work),
               "bins": {k: str(v) for k, v in BIN.items()}, "recorded": RECORDED, "pairs": results,
               "problems": problems, "notes": list(dict.fromkeys(notes))}
