@@ -3,6 +3,7 @@
 
     python3 benches/tree.py [--pairs a,b] [--corpus DIR] [--work DIR] [--repeat N]
                             [--keep] [--out FILE] [--no-build]
+    python3 benches/tree.py --render benches/results/tree.json   # markdown again from the JSON
 
 Answers two questions for the corpus's directory pairs (default `cryptography-tree` and
 `prettier-tree`, DIR/pairs/NAME/{old,new}):
@@ -37,10 +38,11 @@ Answers two questions for the corpus's directory pairs (default `cryptography-tr
                     for the per-file route: its whole file must be fetched)
        5 files      one byte flipped in each of 5 files both releases have, changed or
                     kept by 2.0 (the first 5 by SHA-256 of their path: a fixed pick)
+       nothing installed  the target does not exist (a first install: the full image)
    and `deltaapply update --from http://127.0.0.1:PORT/ --key PUB --target DIR/NAME
    --json` runs (the default plan: the tree patch plus each modified file's own signed
-   full container, "per-file fallback"), and, on each modified install, again with
-   `--prefer-full` (the whole tree image). Recorded: the route, `result.downloaded`,
+   full container, "per-file fallback"), and, on each installed copy (clean too), again
+   with `--prefer-full` (the whole tree image). Recorded: the route, `result.downloaded`,
    `plan.download_size`, the files fetched whole, the server's body bytes (manifest and
    signature counted apart), wall time and peak RSS (median of --repeat runs); the
    target must then equal the new tree (as in 1a) and nothing but the target and its
@@ -326,7 +328,7 @@ def measure_update(pair, sc, flags, rep, server, url, pub_line, old_dir, want, o
     for b in bad:
         problems.append(f"{pair} update {name}{' ' + ' '.join(flags) if flags else ''}: {b}")
     row = {
-        "pair": pair, "scenario": name, "flags": flags, "modified": paths,
+        "pair": pair, "scenario": name, "flags": flags, "modified": paths or [],
         "modified_sizes": [want.get(p, (None, None, None))[2] for p in paths or []],
         "modified_changed": [p in old_changed for p in paths or []], "error": out.get("error"),
         "argv": [str(a) for a in argv], "rc": res["rc"], "wall": res["wall"], "cpu": res["cpu"],
@@ -513,17 +515,16 @@ def render(r):
 
 
 def recipes(st):
-    """A short text of the tree diff's `stats` (whatever shape it has)."""
+    """The tree diff's `stats`, compactly: files per recipe and the blob bytes shipped."""
     if not isinstance(st, dict):
         return "—"
     parts = []
-    for k, v in st.items():
-        if isinstance(v, dict):
-            inner = ", ".join(f"{kk} {vv:,}" if isinstance(vv, int) else f"{kk} {vv}" for kk, vv in v.items())
-            parts.append(f"{k}: {inner}")
-        else:
-            parts.append(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}")
-    return "; ".join(parts)
+    for k in ("unchanged", "renamed_or_copied", "bsdiff", "zstd", "full", "deleted"):
+        v = st.get(k)
+        if isinstance(v, dict) and v.get("files"):
+            blob = f" → {v['blob_bytes']:,} B" if "blob_bytes" in v else ""
+            parts.append(f"{k.replace('_', ' ')} {v['files']} files ({v['bytes']:,} B){blob}")
+    return "; ".join(parts) or "—"
 
 
 def main():
@@ -535,7 +536,14 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--out", type=Path, default=ROOT / "benches/results/tree.md")
     ap.add_argument("--no-build", action="store_true", help="use target/release binaries as they are")
+    ap.add_argument("--render", type=Path, metavar="JSON",
+                    help="only rewrite --out's markdown from a JSON file this script wrote (no measuring)")
     args = ap.parse_args()
+    if args.render:
+        md = render(json.loads(args.render.read_text()))
+        args.out.write_text(md)
+        print(md)
+        return
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     pairs = [p for p in args.pairs.split(",") if p]
@@ -579,7 +587,7 @@ def main():
         updates = []
         try:
             for sc in scs:
-                for flags in ([[], ["--prefer-full"]] if sc[2] else [[]]):
+                for flags in ([[], ["--prefer-full"]] if sc[2] is not None else [[]]):
                     updates.append(repeated(args.repeat, lambda rep: measure_update(
                         pair, sc, flags, rep, server, url, pub_line, old_dir, want, changed, pw, problems)))
         finally:
@@ -605,10 +613,10 @@ def main():
               "bins": {k: str(v) for k, v in BIN.items()}, "recorded": RECORDED, "pairs": results,
               "problems": problems, "notes": list(dict.fromkeys(notes))}
     report["notes"] = list(dict.fromkeys(notes))
-    md = render(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(md)
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    md = render(report)
+    args.out.write_text(md)
     print(md)
     for p in problems:
         log(f"PROBLEM: {p}")
