@@ -507,6 +507,9 @@ def render(r):
         lines += ["", f"**Measured under load**: other processes used up to {busy:.1f} CPU s during a run "
                   f"on this {os.cpu_count()}-core machine (other people's builds); wall times are inflated "
                   "accordingly. Byte counts do not depend on load."]
+    if any(pr["patches"]["tree"]["patch_bytes"] > pr["patches"]["tar"]["patch_bytes"] for pr in r["pairs"]):
+        lines += ["", "Where the tree patch is larger than the tar patch, benches/README.md (section \"Whole "
+                  "release trees\") says why."]
     if r["notes"]:
         lines += ["", "## Notes", "", *(f"- {n}" for n in r["notes"])]
     if r["problems"]:
