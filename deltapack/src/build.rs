@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use deltaapply::manifest::{
-    Artifact, FullImage, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, ManifestError, PatchEntry,
-    PreviousRelease, SIGNATURE_FILE, Timestamp,
+    Artifact, ArtifactKind, FullImage, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, ManifestError,
+    PatchEntry, PreviousRelease, SIGNATURE_FILE, Timestamp,
 };
 use deltaapply::signature::{SignatureError, encode_signature_file, verify_manifest};
 use deltaapply::{Method, Sha256Digest, TrustedKeys};
@@ -344,7 +344,7 @@ pub fn build(
         .collect();
     for release in &releases {
         for a in &release.artifacts {
-            if a.kind == deltaapply::manifest::ArtifactKind::Tree {
+            if a.kind == ArtifactKind::Tree {
                 let Some((_, list)) = tree_bases.iter_mut().find(|(n, _)| *n == a.name) else {
                     continue;
                 };
@@ -352,7 +352,7 @@ pub fn build(
                     continue;
                 }
                 let tree_dir = scratch.path().join(format!("tree-base-{}", seen.len()));
-                crate::tree::publish::rebuild(dir, &release.version, a, &tree_dir, &trusted)?;
+                rebuild(dir, &release.version, a, &tree_dir, &trusted)?;
                 list.push(crate::tree::publish::TreeBase {
                     version: release.version.clone(),
                     dir: tree_dir,
@@ -426,7 +426,7 @@ pub fn build(
                     apply_memory: header.apply_memory,
                 },
                 patches: Vec::new(),
-                kind: deltaapply::manifest::ArtifactKind::File,
+                kind: ArtifactKind::File,
                 entries: Vec::new(),
             },
             full_bytes,
@@ -526,7 +526,7 @@ pub fn build(
 
     // 7. Publish: content files first, then the signature and the manifest.
     for (a, full_bytes) in &artifacts {
-        if a.kind == deltaapply::manifest::ArtifactKind::File {
+        if a.kind == ArtifactKind::File {
             store::write_file(&a.full.path.under(dir), full_bytes)?;
         }
     }
@@ -624,10 +624,11 @@ fn check_spec(spec: &BuildSpec) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Rebuilds an older release's artifact from its full image into `dest`, checking the
-/// full image's size and hash against the manifest, its signature, and the result's
-/// size and hash.
-fn rebuild(
+/// Rebuilds an older release's artifact from its full image into `dest` (a file, or a
+/// directory for a tree artifact), checking the full image's size and hash against the
+/// manifest, its signature, and the result's size and hash (a tree's: its total file
+/// bytes and listing digest).
+pub(crate) fn rebuild(
     dir: &Path,
     version: &str,
     artifact: &Artifact,
@@ -651,12 +652,21 @@ fn rebuild(
             .into(),
         ));
     }
-    let report = store::apply_checked(None, &path, dest, trusted).map_err(|e| fail(Box::new(e)))?;
-    if report.target.size != artifact.size || report.target.sha256 != artifact.sha256 {
+    let target = match artifact.kind {
+        ArtifactKind::File => {
+            store::apply_checked(None, &path, dest, trusted)
+                .map_err(|e| fail(Box::new(e)))?
+                .target
+        }
+        ArtifactKind::Tree => {
+            crate::tree::publish::apply_checked(None, &path, dest, trusted).map_err(fail)?
+        }
+    };
+    if target.size != artifact.size || target.sha256 != artifact.sha256 {
         return Err(fail(
             format!(
                 "it holds {} bytes with sha256 {}, the manifest says {} bytes with sha256 {}",
-                report.target.size, report.target.sha256, artifact.size, artifact.sha256
+                target.size, target.sha256, artifact.size, artifact.sha256
             )
             .into(),
         ));

@@ -16,11 +16,13 @@ mod http;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
+
+use common::trees::{Node, copy_tree, snapshot_tree};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use common::{Dir, Rng, deltaapply_bin, release_pair};
+use common::{Dir, Rng, release_pair};
 use deltaapply::manifest::{MANIFEST_FILE, Manifest};
 use http::{Fault, Server};
 use serde_json::Value;
@@ -32,69 +34,7 @@ fn deltapack() -> Command {
 }
 
 fn deltaapply() -> Command {
-    let mut cmd = Command::new(deltaapply_bin());
-    cmd.env_remove("DELTAAPPLY_KEY");
-    cmd.timeout(Duration::from_secs(120));
-    cmd
-}
-
-/// One entry of a tree as seen on disk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seen {
-    File(Vec<u8>, u32),
-    Dir(u32),
-    Link(String),
-}
-
-/// Every entry below `root` (not following links), by relative path.
-fn tree(root: &Path) -> BTreeMap<String, Seen> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            let mode = meta.permissions().mode() & 0o777;
-            let seen = if meta.file_type().is_symlink() {
-                Seen::Link(std::fs::read_link(&path).unwrap().to_string_lossy().into())
-            } else if meta.is_dir() {
-                stack.push(path.clone());
-                Seen::Dir(mode)
-            } else {
-                Seen::File(std::fs::read(&path).unwrap(), mode)
-            };
-            out.insert(rel, seen);
-        }
-    }
-    out
-}
-
-/// Copies a tree with modes and links.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for (rel, seen) in tree(from) {
-        let dest = to.join(&rel);
-        match seen {
-            Seen::Dir(mode) => {
-                std::fs::create_dir_all(&dest).unwrap();
-                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode)).unwrap();
-            }
-            Seen::File(bytes, mode) => {
-                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-                std::fs::write(&dest, bytes).unwrap();
-                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(mode)).unwrap();
-            }
-            Seen::Link(target) => {
-                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-                symlink(target, &dest).unwrap();
-            }
-        }
-    }
+    common::deltaapply_cmd(Duration::from_secs(120))
 }
 
 fn write(root: &Path, rel: &str, bytes: &[u8], mode: u32) {
@@ -270,11 +210,11 @@ impl Device {
 
     /// Asserts the tree is exactly `release` plus the user's own file `extra`.
     fn assert_tree(&self, release: &Path, extra: &[(&str, &[u8])]) {
-        let mut want = tree(release);
+        let mut want = snapshot_tree(release);
         for (rel, bytes) in extra {
-            want.insert(rel.to_string(), Seen::File(bytes.to_vec(), 0o644));
+            want.insert(rel.to_string(), Node::File(0o644, bytes.to_vec()));
         }
-        let got = tree(&self.target());
+        let got = snapshot_tree(&self.target());
         let differ: Vec<_> = want
             .keys()
             .chain(got.keys())

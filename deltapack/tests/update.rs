@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use common::{Dir, Rng, deltaapply_bin, release_pair, snapshot};
+use common::{Dir, Rng, release_pair, snapshot};
 use deltaapply::manifest::{MANIFEST_FILE, Manifest, SIGNATURE_FILE, Timestamp};
 use http::{Fault, Logged, Server};
 use serde_json::Value;
@@ -56,11 +56,7 @@ fn deltapack() -> Command {
 
 /// `deltaapply` with no trusted key from the environment.
 fn deltaapply() -> Command {
-    let mut cmd = Command::new(deltaapply_bin());
-    cmd.env_remove("DELTAAPPLY_KEY");
-    // A hung command fails the test instead of the whole run.
-    cmd.timeout(Duration::from_secs(120));
-    cmd
+    common::deltaapply_cmd(Duration::from_secs(120))
 }
 
 /// `n` successive releases of an artifact, derived from `seed`: the first a realistic

@@ -136,6 +136,36 @@ pub struct TreeReport {
     pub steps: u64,
 }
 
+impl TreeReport {
+    /// A report with nothing done yet.
+    fn starting(
+        dest: &Path,
+        in_place: bool,
+        source: Option<FileId>,
+        target: FileId,
+        origin: Origin,
+    ) -> TreeReport {
+        TreeReport {
+            dest: dest.to_path_buf(),
+            in_place,
+            up_to_date: false,
+            resumed: false,
+            source,
+            target,
+            origin,
+            written: 0,
+            copied: 0,
+            patched: 0,
+            full: 0,
+            substituted: 0,
+            deleted: 0,
+            unchanged: 0,
+            bytes: 0,
+            steps: 0,
+        }
+    }
+}
+
 /// Why a tree update failed. Each names the file concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum TreeApplyError {
@@ -332,24 +362,13 @@ pub fn apply_tree(
         None => false,
     };
     let header = req.patch.header();
-    let mut report = TreeReport {
-        dest: req.dest.to_path_buf(),
+    let mut report = TreeReport::starting(
+        req.dest,
         in_place,
-        up_to_date: false,
-        resumed: false,
-        source: header.source,
-        target: header.target,
-        origin: req.patch.origin(),
-        written: 0,
-        copied: 0,
-        patched: 0,
-        full: 0,
-        substituted: 0,
-        deleted: 0,
-        unchanged: 0,
-        bytes: 0,
-        steps: 0,
-    };
+        header.source,
+        header.target,
+        req.patch.origin(),
+    );
     let mut steps = Steps::new();
     if in_place {
         InPlace::new(req)?.run(&mut report, &mut steps, progress)?;
@@ -387,27 +406,17 @@ pub fn finish_pending(
         journal: journal_path,
         root: root.clone(),
     };
-    let mut report = TreeReport {
-        dest: root,
-        in_place: true,
-        up_to_date: false,
-        resumed: true,
-        source: None,
-        target: FileId {
+    let mut report = TreeReport::starting(
+        &root,
+        true,
+        None,
+        FileId {
             size: 0,
             sha256: journal.new,
         },
-        origin: Origin::Unverified { signed_by: None },
-        written: 0,
-        copied: 0,
-        patched: 0,
-        full: 0,
-        substituted: 0,
-        deleted: 0,
-        unchanged: 0,
-        bytes: 0,
-        steps: 0,
-    };
+        Origin::Unverified { signed_by: None },
+    );
+    report.resumed = true;
     let mut steps = Steps::new();
     place.finish(&journal, &mut report, &mut steps, progress)?;
     report.steps = steps.done;

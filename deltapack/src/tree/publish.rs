@@ -80,39 +80,6 @@ pub fn apply_checked(
     Ok(report.target)
 }
 
-/// Rebuilds an older release's tree from its full image into `dest`, checking the
-/// image against the manifest and the result against the artifact.
-pub fn rebuild(
-    dir: &Path,
-    version: &str,
-    artifact: &Artifact,
-    dest: &Path,
-    trusted: &TrustedKeys,
-) -> Result<(), BuildError> {
-    let path = artifact.full.path.under(dir);
-    let fail = |source: Box<dyn std::error::Error + Send + Sync>| BuildError::Base {
-        artifact: artifact.name.clone(),
-        version: version.to_string(),
-        path: path.clone(),
-        source,
-    };
-    let file_id = crate::build::hash_file(&path).map_err(|e| fail(Box::new(e)))?;
-    if file_id != (artifact.full.size, artifact.full.sha256) {
-        return Err(fail(
-            format!(
-                "the file is {} bytes with sha256 {}, the manifest says {} bytes with sha256 {}",
-                file_id.0, file_id.1, artifact.full.size, artifact.full.sha256
-            )
-            .into(),
-        ));
-    }
-    let made = apply_checked(None, &path, dest, trusted).map_err(fail)?;
-    if (made.size, made.sha256) != (artifact.size, artifact.sha256) {
-        return Err(fail("it holds another tree than the manifest lists".into()));
-    }
-    Ok(())
-}
-
 /// Makes everything a new tree artifact publishes. `bases` are the older releases'
 /// trees, newest first; `scratch` is the build's scratch directory.
 #[allow(clippy::too_many_arguments)]

@@ -490,6 +490,15 @@ pub fn roundtrip_all(old: &[u8], new: &[u8]) -> Vec<(Method, usize)> {
     sizes
 }
 
+/// `deltaapply` with no trusted key from the environment; a command still running
+/// after `timeout` fails the test instead of hanging the whole run.
+pub fn deltaapply_cmd(timeout: std::time::Duration) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::new(deltaapply_bin());
+    cmd.env_remove("DELTAAPPLY_KEY");
+    cmd.timeout(timeout);
+    cmd
+}
+
 /// The `deltaapply` binary: `DELTAAPPLY_BIN`, else the one cargo built beside
 /// `deltapack`, which must be newer than every source file of the deltaapply package
 /// (a stale binary would test old code).
