@@ -294,7 +294,7 @@ pub fn inspect(patch: &Path, trusted: Option<&TrustedKeys>, json: bool) -> i32 {
             Err(e) => {
                 value = serde_json::json!({
                     "ok": false,
-                    "error": error_chain(e),
+                    "error": crate::error::error_chain(e),
                     "exit_code": e.exit_code(),
                     "header": value,
                 });
@@ -428,18 +428,6 @@ pub fn header_text(h: &crate::Header) -> String {
         }
     }
     s
-}
-
-/// An error and its sources joined with `: `, as `{:#}` prints an `anyhow::Error`.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 /// The one-line form of 32 public key bytes, valid key or not.

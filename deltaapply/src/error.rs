@@ -157,6 +157,19 @@ pub enum Error {
     },
 }
 
+/// An error and its sources, joined with `: ` on one line (as `{:#}` prints an
+/// `anyhow::Error`).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
 /// Exit codes of the `deltaapply` binary, also useful to installers that embed the library.
 pub mod exit {
     /// Success.

@@ -373,23 +373,18 @@ fn redirect_text(problem: RedirectProblem) -> &'static str {
     }
 }
 
-/// An error and its sources, joined by `: ` (one line).
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 fn list_failures(failures: &[MirrorFailure]) -> String {
     failures
         .iter()
         .enumerate()
-        .map(|(i, f)| format!("[{}] {}: {}", i + 1, f.mirror, chain(&f.error)))
+        .map(|(i, f)| {
+            format!(
+                "[{}] {}: {}",
+                i + 1,
+                f.mirror,
+                crate::error::error_chain(&f.error)
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

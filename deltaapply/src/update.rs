@@ -34,6 +34,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::container::FileId;
+pub use crate::error::error_chain;
 use crate::fetch::{FetchError, Fetcher, Options};
 use crate::key::{KeyId, TrustedKeys};
 use crate::manifest::{
@@ -375,18 +376,6 @@ fn describe_problems(problems: &[MirrorProblem]) -> String {
         .map(|p| format!("{}: {}", p.mirror, error_chain(&p.error)))
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// An error and its sources, joined with `: `.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        out.push_str(": ");
-        out.push_str(&e.to_string());
-        source = e.source();
-    }
-    out
 }
 
 /// Brings one installed file to the newest release. Build it with [`Updater::new`],

@@ -20,6 +20,7 @@ use deltaapply::manifest::{
     Artifact, ArtifactKind, MANIFEST_FILE, Manifest, SIGNATURE_FILE, Timestamp,
 };
 use deltaapply::signature::verify_manifest;
+use deltaapply::update::error_chain;
 use deltaapply::{FileId, Method, Sha256Digest, TrustedKeys};
 
 use crate::build::hash_file;
@@ -598,16 +599,4 @@ fn check_header(
         return None;
     }
     Some(patch.header().clone())
-}
-
-/// An error and its sources on one line.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
