@@ -24,6 +24,7 @@ use deltaapply::tree::{
     Entry, EntryKind, Listing, Prober, Recipe, TreeApply, TreeApplyError, TreeFormatError,
     TreeListError, TreePatch, TreePath, apply_tree,
 };
+use deltaapply::update::error_chain as chain;
 use deltaapply::{Error, FileId, Header, Limits, Method, Sha256Digest};
 use serde::Deserialize;
 
@@ -212,17 +213,6 @@ fn write_tree(root: &Path, docs: &[EntryDoc]) {
         let path = TreePath::new(&d.path).unwrap().under(root);
         fs::set_permissions(&path, fs::Permissions::from_mode(mode(d))).unwrap();
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 fn format_kind(e: &TreeFormatError) -> String {
@@ -483,6 +473,84 @@ fn assert_untouched(scratch: &Path, name: &str) {
         .filter(|n| n != "old")
         .collect();
     assert!(left.is_empty(), "{name}: left {left:?}");
+}
+
+/// Every truncation of `valid.dpatch` at 200 lengths (all header lengths included),
+/// one bit flipped at 300 positions spread over the file (the whole header included),
+/// and garbage of several lengths: each is refused, applied in place over the old
+/// tree, and the tree is left exactly as it was, with no staging directory or journal.
+#[test]
+fn truncated_flipped_and_garbage_tree_patches_change_nothing() {
+    let index = index();
+    let old_listing = listing(&index.trees.old);
+    let valid = fs::read(dir().join("valid.dpatch")).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let root = scratch.path().join("old");
+    write_tree(&root, &index.trees.old);
+    let bad = scratch.path().join("bad.dpatch");
+    let no_subs = BTreeMap::new();
+    let mut cases: Vec<(String, Vec<u8>)> = Vec::new();
+    let len = valid.len();
+    let mut cuts: Vec<usize> = (0..=HEADER_LEN + 8).collect();
+    cuts.extend((0..200).map(|i| i * len / 200));
+    for cut in cuts.into_iter().filter(|&c| c < len) {
+        cases.push((format!("truncated to {cut}"), valid[..cut].to_vec()));
+    }
+    let mut positions: Vec<usize> = (0..HEADER_LEN).collect();
+    positions.extend((0..300).map(|i| i * len / 300));
+    for at in positions {
+        let mut bytes = valid.clone();
+        bytes[at] ^= 1 << (at % 8);
+        cases.push((format!("bit {} of byte {at} flipped", at % 8), bytes));
+    }
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for n in [1, 16, HEADER_LEN, len] {
+        let garbage: Vec<u8> = (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect();
+        cases.push((format!("{n} bytes of garbage"), garbage));
+    }
+    let mut longer = valid.clone();
+    longer.push(0);
+    cases.push(("one trailing byte".into(), longer));
+    for (what, bytes) in &cases {
+        fs::write(&bad, bytes).unwrap();
+        let applied = TreePatch::open(&bad, &limits(), None, &mut |_| {}).and_then(|patch| {
+            apply_tree(
+                &TreeApply {
+                    patch: &patch,
+                    old: Some(&root),
+                    dest: &root,
+                    substitutes: &no_subs,
+                    limits: limits(),
+                    replace_unlisted: false,
+                },
+                &mut |_| {},
+            )
+            .map_err(|e| Error::Corrupt {
+                path: bad.clone(),
+                problem: e.to_string(),
+            })
+        });
+        let err = applied.err().unwrap_or_else(|| panic!("{what}: accepted"));
+        assert!(!err.to_string().is_empty(), "{what}");
+        let left = Prober::new(&root)
+            .compare(&old_listing, &mut |_| {})
+            .unwrap();
+        assert!(left.is_empty(), "{what}: the tree changed: {left:?}");
+        let mut names: Vec<String> = fs::read_dir(scratch.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["bad.dpatch", "old"], "{what}");
+    }
+    assert!(cases.len() > 700, "{} cases", cases.len());
 }
 
 /// The worked example of `format-spec/tree-v1.md` §3.5.
