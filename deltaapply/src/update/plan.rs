@@ -272,6 +272,19 @@ pub struct Plan {
     pub reason: String,
 }
 
+impl Plan {
+    /// Nothing to do: the newest release is installed.
+    pub(crate) fn up_to_date(full_size: u64) -> Plan {
+        Plan {
+            route: Route::UpToDate,
+            download_size: 0,
+            full_size,
+            cheapest_patch_route: None,
+            reason: "the newest release is installed".into(),
+        }
+    }
+}
+
 /// Why no route could be chosen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
@@ -317,13 +330,7 @@ pub fn plan(
     let full = full_step(manifest, artifact);
     let full_size = full.file.size;
     if matches!(installed, Installed::Release { newest: true, .. }) {
-        return Ok(Plan {
-            route: Route::UpToDate,
-            download_size: 0,
-            full_size,
-            cheapest_patch_route: None,
-            reason: "the newest release is installed".into(),
-        });
+        return Ok(Plan::up_to_date(full_size));
     }
     let chain = match installed {
         Installed::Missing => Err("nothing is installed".to_string()),

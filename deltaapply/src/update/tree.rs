@@ -191,13 +191,7 @@ pub(crate) fn plan(
         identified.installed,
         Installed::Release { newest: true, .. }
     ) {
-        return Ok(Plan {
-            route: Route::UpToDate,
-            download_size: 0,
-            full_size,
-            cheapest_patch_route: None,
-            reason: "the newest release is installed".into(),
-        });
+        return Ok(Plan::up_to_date(full_size));
     }
     let mut routes: Vec<(Route, String)> = Vec::new();
     let mut why_not = Vec::new();
