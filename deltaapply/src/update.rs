@@ -475,6 +475,25 @@ impl Updater {
         self.check_with(&state, events).map(|(check, _)| check)
     }
 
+    /// Finishes a tree update that was interrupted while switching trees, from its
+    /// journal, so that the half-switched tree is not taken for a modified one. The
+    /// journal is checked against the listings of the accepted (verified) manifest.
+    fn finish_pending(&self, manifest: &Manifest) -> Result<(), UpdateError> {
+        if !fs::symlink_metadata(&self.target).is_ok_and(|m| m.is_dir()) {
+            return Ok(());
+        }
+        // An artifact that cannot be chosen is reported by the check that follows.
+        let Ok(artifact) = self.choose_artifact(manifest) else {
+            return Ok(());
+        };
+        if artifact.kind != ArtifactKind::Tree {
+            return Ok(());
+        }
+        let listings = tree::listings(manifest, &artifact.name)?;
+        crate::tree::apply::finish_pending(&self.target, &listings, &mut |_| {})?;
+        Ok(())
+    }
+
     /// The check, and the manifest it accepted.
     fn check_with(
         &self,
@@ -482,6 +501,15 @@ impl Updater {
         events: &mut dyn FnMut(Event<'_>),
     ) -> Result<(Check, Manifest), UpdateError> {
         let accepted = self.accept_manifest(state)?;
+        self.check_accepted(accepted, events)
+    }
+
+    /// The check, given the manifest accepted.
+    fn check_accepted(
+        &self,
+        accepted: Accepted,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(Check, Manifest), UpdateError> {
         let manifest = &accepted.manifest;
         events(Event::Manifest {
             from: &accepted.from,
@@ -530,12 +558,9 @@ impl Updater {
     pub fn update(&self, events: &mut dyn FnMut(Event<'_>)) -> Result<Outcome, UpdateError> {
         let state_path = self.state_path();
         let mut state = State::load(state_path)?;
-        // A tree update interrupted while switching trees is finished first, from its
-        // journal, so that the half-switched tree is not taken for a modified one.
-        if fs::symlink_metadata(&self.target).is_ok_and(|m| m.is_dir()) {
-            crate::tree::apply::finish_pending(&self.target, &mut |_| {})?;
-        }
-        let (check, manifest) = self.check_with(&state, events)?;
+        let accepted = self.accept_manifest(&state)?;
+        self.finish_pending(&accepted.manifest)?;
+        let (check, manifest) = self.check_accepted(accepted, events)?;
         // Recorded before anything is downloaded: once a manifest is accepted, no older
         // one is, even if this update fails.
         let state_updated = state.accept(&check.product, &check.channel, check.sequence);
@@ -577,9 +602,7 @@ impl Updater {
             Route::TreePatch {
                 patch, differences, ..
             } => run.tree_patch(patch, differences, &check, manifest_artifact),
-            Route::Repair {
-                files, differences, ..
-            } => run.repair(files, differences, &check, manifest_artifact),
+            Route::Repair { files, .. } => run.repair(files, &check, manifest_artifact),
             Route::UpToDate => unreachable!("returned above"),
         };
         let (route, fallback) = match result {

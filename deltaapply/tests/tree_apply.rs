@@ -568,6 +568,7 @@ fn substitutes_replace_recipes_and_are_checked() {
         substitutes: &substitutes,
         limits: Limits::default(),
         replace_unlisted: false,
+        drop: None,
     };
     let before = snapshot(&f.tree);
     let err = apply_tree(&req, &mut |_| {}).unwrap_err();

@@ -413,6 +413,7 @@ fn every_case() {
                     substitutes: &no_subs,
                     limits: limits(),
                     replace_unlisted: false,
+                    drop: None,
                 },
                 &mut |_| {},
             );
@@ -529,6 +530,7 @@ fn truncated_flipped_and_garbage_tree_patches_change_nothing() {
                     substitutes: &no_subs,
                     limits: limits(),
                     replace_unlisted: false,
+                    drop: None,
                 },
                 &mut |_| {},
             )

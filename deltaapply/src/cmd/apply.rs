@@ -118,6 +118,7 @@ fn apply_tree_patch(
         substitutes: &substitutes,
         limits,
         replace_unlisted: false,
+        drop: None,
     };
     let bar = cli::Bar::count(!args.json, "files");
     let result = apply_tree(&req, &mut |p| {

@@ -36,6 +36,7 @@
 //! `DELTAAPPLY_CRASH_AT=N` the process aborts right after step N, which is how the
 //! tests prove every interruption is recoverable.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -45,7 +46,7 @@ use crate::apply::{Limits, apply_patch};
 use crate::container::FileId;
 use crate::digest::{Hasher, Sha256Digest};
 use crate::signature::Origin;
-use crate::tree::format::{Entry, EntryKind, Recipe};
+use crate::tree::format::{Entry, EntryKind, Listing, Recipe};
 use crate::tree::journal::{self, Journal, Op, sync_dir};
 use crate::tree::patch::TreePatch;
 use crate::tree::path::TreePath;
@@ -75,6 +76,90 @@ pub struct TreeApply<'a> {
     /// are the release's. A directory where the new tree has a file or link is still
     /// refused.
     pub replace_unlisted: bool,
+    /// In place: an older release's listing whose entries the new tree lacks are
+    /// removed in the same journaled commit when they are still as it lists them (a
+    /// modified file is the user's now and stays; directories only when left empty;
+    /// nothing below a link). For a full tree image applied over a tree identified as
+    /// that release.
+    pub drop: Option<&'a Listing>,
+}
+
+/// A repair: bring the tree at `root`, which is the release `listing` describes but
+/// for some entries, to it exactly, through the same checked, staged and journaled
+/// commit as a tree patch. Every file of the listing is either left where it is (and
+/// hashed: it must already hold its content) or taken from `files`; missing
+/// directories are made, links and modes mended.
+#[derive(Debug, Clone, Copy)]
+pub struct TreeRepair<'a> {
+    /// The installed tree.
+    pub root: &'a Path,
+    /// The release it must become, from a verified manifest.
+    pub listing: &'a Listing,
+    /// Local files holding the new content of the listing's files that differ on disk
+    /// (each hash-checked against the listing).
+    pub files: &'a BTreeMap<TreePath, PathBuf>,
+}
+
+/// One update of a tree, whatever asked for it (a tree patch, a full tree image, a
+/// repair): the listings, how each new file is made, and the options.
+struct Job<'a> {
+    /// Where blobs come from (`None` for a repair, whose files are copies or
+    /// substitutes only).
+    patch: Option<&'a TreePatch>,
+    /// The tree patch's payload digest, recorded in the journal (`None`: a repair).
+    id: Option<Sha256Digest>,
+    old: &'a Listing,
+    new: &'a Listing,
+    /// A recipe for each new entry that is a file.
+    recipes: Cow<'a, [Option<Recipe>]>,
+    old_root: Option<&'a Path>,
+    dest: &'a Path,
+    substitutes: &'a BTreeMap<TreePath, PathBuf>,
+    limits: Limits,
+    replace_unlisted: bool,
+    drop: Option<&'a Listing>,
+}
+
+impl<'a> Job<'a> {
+    fn of_patch(req: &TreeApply<'a>) -> Job<'a> {
+        let index = req.patch.index();
+        Job {
+            patch: Some(req.patch),
+            id: Some(req.patch.header().payload.sha256),
+            old: &index.old,
+            new: &index.new,
+            recipes: Cow::Borrowed(&index.recipes),
+            old_root: req.old,
+            dest: req.dest,
+            substitutes: req.substitutes,
+            limits: req.limits,
+            replace_unlisted: req.replace_unlisted,
+            drop: req.drop,
+        }
+    }
+
+    fn of_repair(req: &TreeRepair<'a>) -> Job<'a> {
+        let recipes = req
+            .listing
+            .entries()
+            .iter()
+            .enumerate()
+            .map(|(from, e)| e.kind.file().map(|_| Recipe::Copy { from }))
+            .collect();
+        Job {
+            patch: None,
+            id: None,
+            old: req.listing,
+            new: req.listing,
+            recipes: Cow::Owned(recipes),
+            old_root: Some(req.root),
+            dest: req.root,
+            substitutes: req.files,
+            limits: Limits::default(),
+            replace_unlisted: false,
+            drop: None,
+        }
+    }
 }
 
 /// Which part of a tree update a [`TreeProgress`] is about.
@@ -246,17 +331,17 @@ pub enum TreeApplyError {
     },
     /// A journal of another update is in the way.
     #[error(
-        "{} belongs to another update (patch payload {found}, this one is {expected}): \
-         finish that update by running it again, or restore the tree and delete the journal",
+        "{} belongs to another update ({found}, this one is {expected}): finish that update \
+         by running it again, or restore the tree and delete the journal",
         journal.display()
     )]
     OtherJournal {
         /// The journal.
         journal: PathBuf,
-        /// This patch's payload digest.
-        expected: Sha256Digest,
+        /// This update: its patch payload digest, or the tree a repair makes.
+        expected: String,
         /// The journal's.
-        found: Sha256Digest,
+        found: String,
     },
     /// A journal that cannot be read as one.
     #[error("journal {} is damaged ({problem}); restore the tree and delete it", journal.display())]
@@ -265,6 +350,36 @@ pub enum TreeApplyError {
         journal: PathBuf,
         /// What is wrong.
         problem: String,
+    },
+    /// A journal found on disk that this applier may not act on: not its own (owner,
+    /// permissions, kind), or with an operation the trusted new listing does not allow.
+    #[error(
+        "journal {} cannot be trusted ({problem}); nothing was changed by it: restore the \
+         tree and delete the journal",
+        journal.display()
+    )]
+    UntrustedJournal {
+        /// The journal.
+        journal: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+    /// On resume, a staged file does not hold what the journal's (checked) operation
+    /// says it should.
+    #[error(
+        "staged {} for {} should be {} bytes with sha256 {}, it is {found}; restore the \
+         tree and apply again",
+        staged.display(), path.display(), expected.size, expected.sha256
+    )]
+    StagedDamaged {
+        /// The staged file.
+        staged: PathBuf,
+        /// Where it was to go.
+        path: PathBuf,
+        /// What it should hold.
+        expected: FileId,
+        /// What was found.
+        found: String,
     },
     /// On resume, a staged file is gone and its destination does not hold it either.
     #[error(
@@ -351,6 +466,7 @@ pub fn apply_tree(
             patch: req.patch.path().to_path_buf(),
         });
     }
+    let job = Job::of_patch(req);
     let in_place = match req.old {
         Some(old) => {
             old == req.dest
@@ -371,37 +487,71 @@ pub fn apply_tree(
     );
     let mut steps = Steps::new();
     if in_place {
-        InPlace::new(req)?.run(&mut report, &mut steps, progress)?;
+        InPlace::new(&job)?.run(&mut report, &mut steps, progress)?;
     } else {
-        out_of_place(req, &mut report, &mut steps, progress)?;
+        out_of_place(&job, &mut report, &mut steps, progress)?;
     }
     report.steps = steps.done;
     Ok(report)
 }
 
+/// Repairs a tree in place (see [`TreeRepair`]): checked, staged, journaled and
+/// committed exactly as a tree patch is, so an interrupted repair is finished by
+/// [`finish_pending`] or by running it again.
+pub fn repair_tree(
+    req: &TreeRepair<'_>,
+    progress: &mut dyn FnMut(TreeProgress),
+) -> std::result::Result<TreeReport, TreeApplyError> {
+    let job = Job::of_repair(req);
+    let id = req.listing.id();
+    let mut report = TreeReport::starting(
+        req.root,
+        true,
+        Some(id),
+        id,
+        Origin::Unverified { signed_by: None },
+    );
+    let mut steps = Steps::new();
+    InPlace::new(&job)?.run(&mut report, &mut steps, progress)?;
+    report.steps = steps.done;
+    Ok(report)
+}
+
 /// Finishes an in-place update of `dest` that was interrupted after its journal was
-/// written, from the journal and the staged files alone (no patch needed). Returns
-/// `None` when there is no journal. The journal's own checksum and each staged
-/// file's hash are checked as the operations are carried out. An updater calls this
-/// before it looks at the tree, so that a tree left half-switched by a power cut is
-/// finished first instead of taken for a modified one.
+/// written, from the journal and the staged files (no patch needed). Returns `None`
+/// when there is no journal. The journal is trusted only as far as it can be
+/// checked: it must be the applier's own (a regular file owned by this user, writable
+/// by no one else), its `new` digest must be that of one of `releases` (listings from
+/// a verified manifest), and every operation must be one an update to that listing has
+/// ([`Journal::check_against`]); each staged file is hashed before it is renamed into
+/// place. An updater calls this before it looks at the tree, so that a tree left
+/// half-switched by a power cut is finished first instead of taken for a modified one.
 pub fn finish_pending(
     dest: &Path,
+    releases: &[Listing],
     progress: &mut dyn FnMut(TreeProgress),
 ) -> std::result::Result<Option<TreeReport>, TreeApplyError> {
     let Ok(root) = fs::canonicalize(dest) else {
         return Ok(None);
     };
     let journal_path = beside(&root, "journal")?;
-    let Some(text) = journal::read(&journal_path).map_err(io_err("read", &journal_path))? else {
+    let Some(journal) = read_journal(&journal_path)? else {
         return Ok(None);
     };
-    let journal = Journal::decode(&text).map_err(|problem| TreeApplyError::BadJournal {
-        journal: journal_path.clone(),
-        problem,
-    })?;
+    let new = releases
+        .iter()
+        .find(|l| l.id().sha256 == journal.new)
+        .ok_or_else(|| TreeApplyError::UntrustedJournal {
+            journal: journal_path.clone(),
+            problem: format!(
+                "it is for a tree {} that no release of the manifest has",
+                journal.new
+            ),
+        })?;
+    check_journal(&journal_path, &journal, new)?;
     let place = InPlace {
-        req: None,
+        job: None,
+        new,
         stage: beside(&root, "stage")?,
         journal: journal_path,
         root: root.clone(),
@@ -421,6 +571,57 @@ pub fn finish_pending(
     place.finish(&journal, &mut report, &mut steps, progress)?;
     report.steps = steps.done;
     Ok(Some(report))
+}
+
+/// Names an update as [`TreeApplyError::OtherJournal`] shows it.
+fn describe_update(patch: Option<Sha256Digest>, new: Sha256Digest) -> String {
+    match patch {
+        Some(p) => format!("patch payload {p}"),
+        None => format!("a repair to tree {new}"),
+    }
+}
+
+/// Reads and decodes the journal at `path` (`None`: there is none), refusing one that
+/// is not the applier's own.
+fn read_journal(path: &Path) -> Result<Option<Journal>> {
+    let text = match journal::read(path) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Ok(None),
+        Err(journal::ReadError::Io(e)) => return Err(io_err("read", path)(e)),
+        Err(journal::ReadError::Refused(problem)) => {
+            return Err(TreeApplyError::UntrustedJournal {
+                journal: path.to_path_buf(),
+                problem,
+            });
+        }
+    };
+    Journal::decode(&text)
+        .map(Some)
+        .map_err(|problem| TreeApplyError::BadJournal {
+            journal: path.to_path_buf(),
+            problem,
+        })
+}
+
+/// Checks a journal's operations against the trusted new listing.
+fn check_journal(path: &Path, journal: &Journal, new: &Listing) -> Result<()> {
+    journal
+        .check_against(new)
+        .map_err(|problem| TreeApplyError::UntrustedJournal {
+            journal: path.to_path_buf(),
+            problem,
+        })
+}
+
+/// Creates the staging directory, private to its owner.
+fn create_stage(stage: &Path) -> Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(stage).map_err(io_err("create", stage))
 }
 
 /// The staging directory and journal names beside `root`.
@@ -584,13 +785,43 @@ fn set_mode_of(f: &File, path: &Path, mode: u32) -> Result<()> {
     Ok(())
 }
 
-/// Sets the mode of a path already checked to be a file or directory.
+/// Sets the mode of a path already checked to be a file or directory, never through
+/// a link: the path is opened without following one (and without blocking on a fifo),
+/// checked to be a file or directory, and the mode set on what was opened. Only a file
+/// its owner may not read (which cannot be opened) is set by path, after checking once
+/// more that it is no link.
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .map_err(io_err("set the mode of", path))?;
+        use rustix::fs::{Mode, OFlags};
+        let err = |e: io::Error| io_err("set the mode of", path)(e);
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        match rustix::fs::open(path, flags, Mode::empty()) {
+            Ok(fd) => {
+                let stat = rustix::fs::fstat(&fd).map_err(|e| err(e.into()))?;
+                let kind = rustix::fs::FileType::from_raw_mode(stat.st_mode);
+                if !matches!(
+                    kind,
+                    rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory
+                ) {
+                    return Err(TreeApplyError::Conflict {
+                        path: path.to_path_buf(),
+                        problem: "is not a file or directory".into(),
+                    });
+                }
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| err(e.into()))?;
+            }
+            Err(rustix::io::Errno::ACCESS) if disk(path)? != Disk::Link => {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(err)?;
+            }
+            Err(rustix::io::Errno::LOOP) => {
+                return Err(TreeApplyError::ThroughSymlink {
+                    path: path.to_path_buf(),
+                });
+            }
+            Err(e) => return Err(err(e.into())),
+        }
     }
     #[cfg(not(unix))]
     let _ = (path, mode);
@@ -641,9 +872,9 @@ enum Make<'a> {
     Substitute(&'a Path),
 }
 
-fn make_of<'a>(req: &TreeApply<'a>, entry: &'a Entry, recipe: Recipe) -> Make<'a> {
-    let old = req.patch.index().old.entries();
-    if let Some(sub) = req.substitutes.get(&entry.path) {
+fn make_of<'a>(job: &Job<'a>, entry: &Entry, recipe: Recipe) -> Make<'a> {
+    let old = job.old.entries();
+    if let Some(sub) = job.substitutes.get(&entry.path) {
         return Make::Substitute(sub);
     }
     match recipe {
@@ -656,14 +887,14 @@ fn make_of<'a>(req: &TreeApply<'a>, entry: &'a Entry, recipe: Recipe) -> Make<'a
 /// Writes `entry` (a file) to `dst` with its mode, made as `make` says, checked
 /// against its hash and synced; counts it in `report`.
 fn make_file(
-    req: &TreeApply<'_>,
+    job: &Job<'_>,
     entry: &Entry,
     make: Make<'_>,
     dst: &Path,
     report: &mut TreeReport,
 ) -> Result<()> {
     let target = entry.kind.file().expect("a file entry");
-    let old_root = req.old.unwrap_or(Path::new("."));
+    let old_root = job.old_root.unwrap_or(Path::new("."));
     match make {
         Make::Copy(_) | Make::Substitute(_) => {
             let src = match make {
@@ -715,21 +946,19 @@ fn make_file(
                     });
                 }
             }
-            let blob = req
-                .patch
+            let blob = blobs(job)
                 .blob(k, Some(expected), target)
                 .map_err(|source| entry_err(entry, source))?;
-            apply_patch(Some(&src), &blob, dst, &req.limits, None, &mut |_| {})
+            apply_patch(Some(&src), &blob, dst, &job.limits, None, &mut |_| {})
                 .map_err(|source| entry_err(entry, source))?;
             fix_mode(dst, entry.mode)?;
             report.patched += 1;
         }
         Make::Full(k) => {
-            let blob = req
-                .patch
+            let blob = blobs(job)
                 .blob(k, None, target)
                 .map_err(|source| entry_err(entry, source))?;
-            apply_patch(None, &blob, dst, &req.limits, None, &mut |_| {})
+            apply_patch(None, &blob, dst, &job.limits, None, &mut |_| {})
                 .map_err(|source| entry_err(entry, source))?;
             fix_mode(dst, entry.mode)?;
             report.full += 1;
@@ -738,6 +967,12 @@ fn make_file(
     report.written += 1;
     report.bytes += target.size;
     Ok(())
+}
+
+/// The patch whose blobs a recipe reads.
+fn blobs<'a>(job: &Job<'a>) -> &'a TreePatch {
+    job.patch
+        .expect("a repair's recipes are copies, which read no blob")
 }
 
 fn entry_err(entry: &Entry, source: Error) -> TreeApplyError {
@@ -765,29 +1000,30 @@ fn disk_name(d: Disk) -> &'static str {
 }
 
 fn out_of_place(
-    req: &TreeApply<'_>,
+    job: &Job<'_>,
     report: &mut TreeReport,
     steps: &mut Steps,
     progress: &mut dyn FnMut(TreeProgress),
 ) -> Result<()> {
-    let dest = req.dest;
+    let dest = job.dest;
     if disk(dest)? != Disk::Missing {
         return Err(TreeApplyError::DestExists {
             path: dest.to_path_buf(),
         });
     }
-    let index = req.patch.index();
     let stage = beside(dest, "stage")?;
     remove_stale(&stage)?;
+    // It becomes the new tree's root (with the usual mode for a new directory), and is
+    // never resumed from: not private like an in-place staging directory.
     fs::create_dir(&stage).map_err(io_err("create", &stage))?;
-    let result = build(req, &stage, report, steps, progress);
+    let result = build(job, &stage, report, steps, progress);
     if result.is_err() {
         let _ = fs::remove_dir_all(&stage);
         return result;
     }
     // Directories get their modes last (a read-only one would refuse its files) and
     // are synced children first, so every entry is durable before the rename.
-    for entry in index.new.entries().iter().rev() {
+    for entry in job.new.entries().iter().rev() {
         if entry.kind == EntryKind::Dir {
             let path = entry.path.under(&stage);
             set_mode(&path, entry.mode)?;
@@ -802,22 +1038,21 @@ fn out_of_place(
 }
 
 fn build(
-    req: &TreeApply<'_>,
+    job: &Job<'_>,
     stage: &Path,
     report: &mut TreeReport,
     steps: &mut Steps,
     progress: &mut dyn FnMut(TreeProgress),
 ) -> Result<()> {
-    let index = req.patch.index();
-    let total = index.new.file_count() as u64;
+    let total = job.new.file_count() as u64;
     let mut done = 0;
-    for (entry, recipe) in index.new.entries().iter().zip(&index.recipes) {
+    for (entry, recipe) in job.new.entries().iter().zip(job.recipes.iter()) {
         let path = entry.path.under(stage);
         match (&entry.kind, recipe) {
             (EntryKind::Dir, _) => fs::create_dir(&path).map_err(io_err("create", &path))?,
             (EntryKind::Symlink { target }, _) => symlink(target, &path)?,
             (EntryKind::File { .. }, Some(recipe)) => {
-                make_file(req, entry, make_of(req, entry, *recipe), &path, report)?;
+                make_file(job, entry, make_of(job, entry, *recipe), &path, report)?;
                 done += 1;
                 progress(TreeProgress {
                     phase: TreePhase::Stage,
@@ -835,7 +1070,9 @@ fn build(
 /// An in-place update of `root`.
 struct InPlace<'r, 'a> {
     /// The update; `None` when only finishing a journal ([`finish_pending`]).
-    req: Option<&'r TreeApply<'a>>,
+    job: Option<&'r Job<'a>>,
+    /// The trusted new listing every operation was checked against.
+    new: &'r Listing,
     root: PathBuf,
     stage: PathBuf,
     journal: PathBuf,
@@ -843,13 +1080,13 @@ struct InPlace<'r, 'a> {
 
 impl<'r, 'a> InPlace<'r, 'a> {
     /// The update this run carries out.
-    fn req(&self) -> &'r TreeApply<'a> {
-        self.req
+    fn job(&self) -> &'r Job<'a> {
+        self.job
             .expect("only finish_pending runs without an update, and it only commits")
     }
 
-    fn new(req: &'r TreeApply<'a>) -> Result<Self> {
-        let root = fs::canonicalize(req.dest).map_err(io_err("open", req.dest))?;
+    fn new(job: &'r Job<'a>) -> Result<Self> {
+        let root = fs::canonicalize(job.dest).map_err(io_err("open", job.dest))?;
         if disk(&root)? != Disk::Dir {
             return Err(TreeApplyError::Conflict {
                 path: root,
@@ -857,7 +1094,8 @@ impl<'r, 'a> InPlace<'r, 'a> {
             });
         }
         Ok(InPlace {
-            req: Some(req),
+            job: Some(job),
+            new: job.new,
             stage: beside(&root, "stage")?,
             journal: beside(&root, "journal")?,
             root,
@@ -871,20 +1109,18 @@ impl<'r, 'a> InPlace<'r, 'a> {
         progress: &mut dyn FnMut(TreeProgress),
     ) -> Result<()> {
         report.dest = self.root.clone();
-        let header = self.req().patch.header();
-        let journal = match journal::read(&self.journal).map_err(io_err("read", &self.journal))? {
-            Some(text) => {
-                let j = Journal::decode(&text).map_err(|problem| TreeApplyError::BadJournal {
-                    journal: self.journal.clone(),
-                    problem,
-                })?;
-                if j.patch != header.payload.sha256 || j.new != header.target.sha256 {
+        let job = self.job();
+        let target = job.new.id();
+        let journal = match read_journal(&self.journal)? {
+            Some(j) => {
+                if j.patch != job.id || j.new != target.sha256 {
                     return Err(TreeApplyError::OtherJournal {
                         journal: self.journal.clone(),
-                        expected: header.payload.sha256,
-                        found: j.patch,
+                        expected: describe_update(job.id, target.sha256),
+                        found: describe_update(j.patch, j.new),
                     });
                 }
+                check_journal(&self.journal, &j, self.new)?;
                 report.resumed = true;
                 j
             }
@@ -893,7 +1129,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 let staged = planned.and_then(|ops| {
                     remove_stale(&journal::temp_path(&self.journal))?;
                     remove_stale(&self.stage)?;
-                    fs::create_dir(&self.stage).map_err(io_err("create", &self.stage))?;
+                    create_stage(&self.stage)?;
                     match self.stage_files(&ops, report, steps, progress) {
                         Ok(()) => Ok(ops),
                         Err(e) => {
@@ -922,7 +1158,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                                 full: 0,
                                 substituted: 0,
                                 deleted: 0,
-                                unchanged: index_files(self.req()),
+                                unchanged: job.new.file_count() as u64,
                                 bytes: 0,
                                 ..report.clone()
                             };
@@ -934,9 +1170,9 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 };
                 sync_dir(&self.stage).map_err(io_err("sync", &self.stage))?;
                 let j = Journal {
-                    patch: header.payload.sha256,
-                    old: self.req().patch.index().old.id().sha256,
-                    new: header.target.sha256,
+                    patch: job.id,
+                    old: job.old.id().sha256,
+                    new: target.sha256,
                     ops,
                 };
                 j.write(&self.journal)
@@ -957,6 +1193,9 @@ impl<'r, 'a> InPlace<'r, 'a> {
         steps: &mut Steps,
         progress: &mut dyn FnMut(TreeProgress),
     ) -> Result<()> {
+        if report.resumed {
+            self.check_stage()?;
+        }
         let total = journal.ops.len() as u64;
         for (i, op) in journal.ops.iter().enumerate() {
             self.commit(op, report)?;
@@ -976,12 +1215,27 @@ impl<'r, 'a> InPlace<'r, 'a> {
         Ok(())
     }
 
+    /// Checks that a staging directory left by another run is the applier's own (see
+    /// [`journal::check_private`]) before anything in it is used.
+    fn check_stage(&self) -> Result<()> {
+        match fs::symlink_metadata(&self.stage) {
+            Ok(meta) => journal::check_private(&meta, true).map_err(|problem| {
+                TreeApplyError::UntrustedJournal {
+                    journal: self.journal.clone(),
+                    problem: format!("its staging directory {}: {problem}", self.stage.display()),
+                }
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("inspect", &self.stage)(e)),
+        }
+    }
+
     /// Whether the tree on disk already is the new tree: every new entry in place
     /// with its kind, content, mode or target, and no old file or link the new tree
     /// lacks (old directories may stay for files the user added).
     fn is_new_tree(&self) -> Result<bool> {
-        let index = self.req().patch.index();
-        for entry in index.new.entries() {
+        let job = self.job();
+        for entry in job.new.entries() {
             check_parents(&self.root, &entry.path)?;
             let at = entry.path.under(&self.root);
             let found = disk(&at)?;
@@ -1001,8 +1255,8 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 return Ok(false);
             }
         }
-        for entry in index.old.entries() {
-            if index.new.get(&entry.path).is_some() {
+        for entry in job.old.entries() {
+            if job.new.get(&entry.path).is_some() {
                 continue;
             }
             let found = disk(&entry.path.under(&self.root))?;
@@ -1017,8 +1271,8 @@ impl<'r, 'a> InPlace<'r, 'a> {
 
     /// Checks the tree on disk and lists the commit operations. Writes nothing.
     fn plan(&self) -> Result<Vec<Op>> {
-        let index = self.req().patch.index();
-        let (old, new) = (&index.old, &index.new);
+        let job = self.job();
+        let (old, new) = (job.old, job.new);
         let root = &self.root;
         let mut deletes = Vec::new();
         let mut mkdirs = Vec::new();
@@ -1072,6 +1326,9 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 },
             }
         }
+        if let Some(dropped) = job.drop {
+            self.plan_drop(dropped, &mut deletes)?;
+        }
         // A new path may lie below an old file or link that the commit deletes first.
         let replaced = |parent: &str, found: Disk| {
             let Ok(parent) = TreePath::new(parent) else {
@@ -1083,7 +1340,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 _ => false,
             }
         };
-        for (i, (entry, recipe)) in new.entries().iter().zip(&index.recipes).enumerate() {
+        for (i, (entry, recipe)) in new.entries().iter().zip(job.recipes.iter()).enumerate() {
             check_parents_but(root, &entry.path, &replaced)?;
             let at = entry.path.under(root);
             let on_disk = disk(&at)?;
@@ -1092,7 +1349,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 let is_dir = entry.kind == EntryKind::Dir;
                 let adopt = match on_disk {
                     Disk::Dir => is_dir,
-                    Disk::File | Disk::Link => self.req().replace_unlisted,
+                    Disk::File | Disk::Link => job.replace_unlisted,
                     _ => false,
                 };
                 if adopt && is_dir && on_disk != Disk::Dir {
@@ -1136,7 +1393,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                     }
                 }
                 (EntryKind::File { .. }, Some(recipe)) => {
-                    let unchanged = !self.req().substitutes.contains_key(&entry.path)
+                    let unchanged = !job.substitutes.contains_key(&entry.path)
                         && matches!(recipe, Recipe::Copy { from } if old.entries()[*from].path == entry.path);
                     if unchanged {
                         if mode_of_file(&at)? != Some(entry.mode) {
@@ -1200,10 +1457,44 @@ impl<'r, 'a> InPlace<'r, 'a> {
         Ok(ops)
     }
 
+    /// Deletions of the entries of an older release (`dropped`) that neither listing
+    /// has, where they are still as it lists them; anything else (a modified file, a
+    /// path below a link or a file) is left alone. In listing order, like the old
+    /// tree's deletions, so that the reversal in [`InPlace::plan`] puts children first.
+    fn plan_drop(&self, dropped: &Listing, deletes: &mut Vec<Op>) -> Result<()> {
+        let job = self.job();
+        for entry in dropped.entries() {
+            if job.new.get(&entry.path).is_some() || job.old.get(&entry.path).is_some() {
+                continue;
+            }
+            if check_parents(&self.root, &entry.path).is_err() {
+                continue;
+            }
+            let at = entry.path.under(&self.root);
+            let unmodified = match (&entry.kind, disk(&at)?) {
+                (EntryKind::Dir, Disk::Dir) => true,
+                (EntryKind::Symlink { target }, Disk::Link) => {
+                    fs::read_link(&at).ok().as_deref() == Some(Path::new(target))
+                }
+                (EntryKind::File { size, sha256 }, Disk::File) => {
+                    hash_copy(&at, None)? == Ok((*size, *sha256))
+                }
+                _ => false,
+            };
+            if unmodified {
+                deletes.push(match entry.kind {
+                    EntryKind::Dir => Op::DeleteDir(entry.path.clone()),
+                    _ => Op::Delete(entry.path.clone()),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that everything below the old directory `at` is part of the old release
     /// (so removing it to make room for a file or link loses nothing of the user's).
     fn check_only_old(&self, at: &Path, path: &TreePath) -> Result<()> {
-        let old = &self.req().patch.index().old;
+        let old = self.job().old;
         for item in fs::read_dir(at).map_err(io_err("list", at))? {
             let item = item.map_err(io_err("list", at))?;
             let name = item.file_name();
@@ -1234,8 +1525,8 @@ impl<'r, 'a> InPlace<'r, 'a> {
         steps: &mut Steps,
         progress: &mut dyn FnMut(TreeProgress),
     ) -> Result<()> {
-        let index = self.req().patch.index();
-        let total = index.new.file_count() as u64;
+        let job = self.job();
+        let total = job.new.file_count() as u64;
         let mut done = 0;
         let mut tick = |progress: &mut dyn FnMut(TreeProgress)| {
             done += 1;
@@ -1253,7 +1544,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
             })
             .collect();
         // Unchanged files first: a wrong base is found before any work is done.
-        for entry in index.new.entries() {
+        for entry in job.new.entries() {
             let Some(file) = entry.kind.file() else {
                 continue;
             };
@@ -1277,15 +1568,15 @@ impl<'r, 'a> InPlace<'r, 'a> {
             report.unchanged += 1;
             tick(progress);
         }
-        for (entry, recipe) in index.new.entries().iter().zip(&index.recipes) {
+        for (entry, recipe) in job.new.entries().iter().zip(job.recipes.iter()) {
             let (Some(recipe), Some(name)) = (recipe, placed.get(&entry.path)) else {
                 continue;
             };
             let dst = self.stage.join(name);
             make_file(
-                self.req(),
+                job,
                 entry,
-                make_of(self.req(), entry, *recipe),
+                make_of(job, entry, *recipe),
                 &dst,
                 report,
             )?;
@@ -1362,6 +1653,22 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 let at = path.under(root);
                 let staged = self.stage.join(name);
                 if disk(&staged)? == Disk::File {
+                    // Staged by another run: checked before it goes into the tree.
+                    if report.resumed {
+                        let found = match hash_copy(&staged, None)? {
+                            Ok((size, sha)) if size == file.size && sha == file.sha256 => None,
+                            Ok((size, sha)) => Some(describe(size, sha, *file)),
+                            Err(what) => Some(what),
+                        };
+                        if let Some(found) = found {
+                            return Err(TreeApplyError::StagedDamaged {
+                                staged,
+                                path: at,
+                                expected: *file,
+                                found,
+                            });
+                        }
+                    }
                     fs::rename(&staged, &at).map_err(io_err("rename a staged file to", &at))?;
                     sync_parent(&at)?;
                 } else {
@@ -1394,7 +1701,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                     });
                 }
                 if disk(&self.stage)? == Disk::Missing {
-                    fs::create_dir(&self.stage).map_err(io_err("create", &self.stage))?;
+                    create_stage(&self.stage)?;
                 }
                 let tmp = self.stage.join("link.tmp");
                 remove_stale(&tmp)?;
@@ -1405,8 +1712,14 @@ impl<'r, 'a> InPlace<'r, 'a> {
             Op::Mode(path, mode) => {
                 check_parents(root, path)?;
                 let at = path.under(root);
+                let listed = self.new.get(path).is_some();
                 match disk(&at)? {
-                    Disk::File | Disk::Dir => set_mode(&at, *mode)?,
+                    Disk::File | Disk::Dir if listed => set_mode(&at, *mode)?,
+                    // A path the new tree lacks is a directory whose entries changed and
+                    // that the commit removed (then nothing is left to do) or that keeps
+                    // files the user added.
+                    Disk::Dir => set_mode(&at, *mode)?,
+                    Disk::Missing if !listed => {}
                     other => {
                         return Err(TreeApplyError::Conflict {
                             path: at,
@@ -1426,9 +1739,6 @@ impl<'r, 'a> InPlace<'r, 'a> {
     }
 }
 
-fn index_files(req: &TreeApply<'_>) -> u64 {
-    req.patch.index().new.file_count() as u64
-}
 
 fn mode_of_file(path: &Path) -> Result<Option<u32>> {
     Ok(match disk(path)? {

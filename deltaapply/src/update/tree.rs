@@ -63,6 +63,14 @@ fn releases<'m>(manifest: &'m Manifest, name: &str) -> Result<Vec<Release<'m>>, 
     Ok(out)
 }
 
+/// The manifest's tree listings of `name`, every release's (for checking a journal).
+pub(crate) fn listings(manifest: &Manifest, name: &str) -> Result<Vec<Listing>, UpdateError> {
+    Ok(releases(manifest, name)?
+        .into_iter()
+        .map(|r| r.listing)
+        .collect())
+}
+
 /// Identifies the installed tree at `target` among the releases of `artifact`.
 pub(crate) fn identify(
     manifest: &Manifest,
@@ -417,6 +425,7 @@ impl super::Run<'_, '_> {
         patch: &TreePatch,
         target: &Path,
         substitutes: &BTreeMap<TreePath, PathBuf>,
+        drop: Option<&Listing>,
     ) -> Result<(), UpdateError> {
         let exists = fs::symlink_metadata(target).is_ok();
         // A full tree image over an installed tree takes over the release's paths.
@@ -431,6 +440,7 @@ impl super::Run<'_, '_> {
                 substitutes,
                 limits,
                 replace_unlisted,
+                drop,
             },
             &mut |p| {
                 events(Event::Apply {
@@ -447,7 +457,8 @@ impl super::Run<'_, '_> {
 
     /// The full tree image: applied over the installed tree, or as a new directory.
     /// Over a tree identified as (close to) an older release, that release's files the
-    /// new one drops are removed afterwards, unless they were modified.
+    /// new one drops are removed in the same journaled commit, unless they were
+    /// modified.
     pub(super) fn full_tree(
         &mut self,
         step: &Step,
@@ -455,29 +466,21 @@ impl super::Run<'_, '_> {
         installed: &Installed,
         manifest: &Manifest,
     ) -> Result<(), UpdateError> {
+        let dropped = match installed {
+            Installed::Release { version, .. } | Installed::Tree { version, .. } => {
+                releases(manifest, &step_artifact(manifest, step))?
+                    .into_iter()
+                    .find(|r| r.version == *version)
+                    .map(|r| r.listing)
+            }
+            _ => None,
+        };
         let fetched = self.fetch(0, 1, step)?;
         let result = self.open_tree(&fetched.path, step).and_then(|patch| {
-            self.apply_tree(&patch, target, &BTreeMap::new())?;
-            Ok(patch.index().new.clone())
+            self.apply_tree(&patch, target, &BTreeMap::new(), dropped.as_ref())
         });
         self.discard(&fetched);
-        let new = result?;
-        let version = match installed {
-            Installed::Release { version, .. } | Installed::Tree { version, .. } => version,
-            _ => return Ok(()),
-        };
-        let old = releases(manifest, &step_artifact(manifest, step))?
-            .into_iter()
-            .find(|r| r.version == version)
-            .map(|r| r.listing);
-        if let Some(old) = old {
-            remove_dropped(target, &old, &new).map_err(|e| UpdateError::Target {
-                path: target.to_path_buf(),
-                problem: "cannot remove the files the new release drops".into(),
-                source: Some(e),
-            })?;
-        }
-        Ok(())
+        result
     }
 
     /// A tree patch, with the files whose base differs on disk fetched whole.
@@ -506,7 +509,7 @@ impl super::Run<'_, '_> {
                 }));
             }
             let substitutes = self.fetch_whole(&files)?;
-            let applied = self.apply_tree(&patch, &check.target, &substitutes);
+            let applied = self.apply_tree(&patch, &check.target, &substitutes, None);
             for path in substitutes.values() {
                 let _ = fs::remove_file(path);
             }
@@ -560,18 +563,17 @@ impl super::Run<'_, '_> {
         Ok(out)
     }
 
-    /// Brings a tree that is the newest release but for some entries to it exactly:
-    /// the files fetched whole are put in place one by one (each atomically), then
-    /// directories, links and modes are mended, then the tree is compared again.
-    /// Each action is idempotent, so an interrupted repair is finished by the next.
+    /// Brings a tree that is the newest release but for some entries to it exactly: the
+    /// files that differ are fetched whole, then the tree applier puts them in place and
+    /// mends directories, links and modes in one checked, staged and journaled commit
+    /// ([`crate::tree::apply::repair_tree`]), so an interrupted repair is finished by the
+    /// next run.
     pub(super) fn repair(
         &mut self,
         files: &[FileStep],
-        differences: &[Difference],
         check: &super::Check,
         artifact: &Artifact,
     ) -> Result<(), UpdateError> {
-        let target = &check.target;
         let listing = artifact
             .listing()
             .expect("a tree artifact")
@@ -579,116 +581,30 @@ impl super::Run<'_, '_> {
                 mirror: check.manifest_from.clone(),
                 source,
             })?;
-        let differing: BTreeMap<&TreePath, &Mismatch> =
-            differences.iter().map(|d| (&d.path, &d.mismatch)).collect();
-        let io_error = |path: &Path, problem: &str, e: io::Error| UpdateError::Target {
-            path: path.to_path_buf(),
-            problem: problem.into(),
-            source: Some(e),
-        };
-        // Directories first (parents come before children in the listing).
-        for entry in listing.entries() {
-            let Some(mismatch) = differing.get(&entry.path) else {
-                continue;
-            };
-            let path = entry.path.under(target);
-            match (&entry.kind, mismatch) {
-                (crate::tree::EntryKind::Dir, Mismatch::Missing) => {
-                    fs::create_dir(&path)
-                        .map_err(|e| io_error(&path, "cannot create the directory", e))?;
-                    set_mode(&path, entry.mode)
-                        .map_err(|e| io_error(&path, "cannot set its mode", e))?;
-                }
-                (crate::tree::EntryKind::Dir, Mismatch::Kind { found }) => {
-                    return Err(UpdateError::Target {
-                        path,
-                        problem: format!(
-                            "is a {found} where the release has a directory; move it away and \
-                             run again"
-                        ),
-                        source: None,
-                    });
-                }
-                _ => {}
-            }
-        }
         let substitutes = self.fetch_whole(files)?;
-        for (path, decoded) in &substitutes {
-            let dest = path.under(target);
-            if fs::symlink_metadata(&dest).is_ok_and(|m| m.is_dir()) {
-                return Err(UpdateError::Target {
-                    path: dest,
-                    problem: "is a directory where the release has a file; move it away and \
-                              run again"
-                        .into(),
-                    source: None,
-                });
-            }
-            fs::rename(decoded, &dest).map_err(|e| io_error(&dest, "cannot replace it", e))?;
+        let events = &mut *self.events;
+        let repaired = crate::tree::apply::repair_tree(
+            &crate::tree::apply::TreeRepair {
+                root: &check.target,
+                listing: &listing,
+                files: &substitutes,
+            },
+            &mut |p| {
+                events(Event::Apply {
+                    step: 0,
+                    steps: 1,
+                    phase: crate::Phase::Write,
+                    done: p.done,
+                    total: p.total,
+                })
+            },
+        );
+        for path in substitutes.values() {
+            let _ = fs::remove_file(path);
         }
-        for entry in listing.entries() {
-            let Some(mismatch) = differing.get(&entry.path) else {
-                continue;
-            };
-            let path = entry.path.under(target);
-            match &entry.kind {
-                crate::tree::EntryKind::Symlink { target: link } => {
-                    if let Mismatch::Kind { found: "dir" } = mismatch {
-                        return Err(UpdateError::Target {
-                            path,
-                            problem: "is a directory where the release has a link".into(),
-                            source: None,
-                        });
-                    }
-                    let _ = fs::remove_file(&path);
-                    make_link(link, &path)
-                        .map_err(|e| io_error(&path, "cannot make the link", e))?;
-                }
-                crate::tree::EntryKind::File { .. } | crate::tree::EntryKind::Dir => {
-                    set_mode(&path, entry.mode)
-                        .map_err(|e| io_error(&path, "cannot set its mode", e))?;
-                }
-            }
-        }
-        let left = Prober::new(target)
-            .compare(&listing, &mut |_| {})
-            .map_err(|e| io_error(target, "cannot read the repaired tree", e))?;
-        if let Some(d) = left.first() {
-            return Err(UpdateError::Target {
-                path: d.path.under(target),
-                problem: format!(
-                    "is still not the release's after the repair: {}",
-                    d.mismatch
-                ),
-                source: None,
-            });
-        }
+        repaired?;
         Ok(())
     }
-}
-
-#[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> io::Result<()> {
-    Ok(())
-}
-
-#[cfg(unix)]
-fn make_link(target: &str, path: &Path) -> io::Result<()> {
-    std::os::unix::fs::symlink(target, path)
-}
-
-#[cfg(not(unix))]
-fn make_link(_target: &str, path: &Path) -> io::Result<()> {
-    Err(io::Error::new(
-        io::ErrorKind::Unsupported,
-        format!("symbolic links are not supported here ({})", path.display()),
-    ))
 }
 
 /// The name of the artifact whose full image `step` is.
@@ -699,33 +615,4 @@ fn step_artifact(manifest: &Manifest, step: &Step) -> String {
         .find(|a| a.full.path == step.path)
         .map(|a| a.name.clone())
         .unwrap_or_default()
-}
-
-/// Removes from the tree at `root` the entries of `old` that `new` lacks: files and
-/// links still as `old` lists them (a modified file is the user's now and stays), then
-/// directories left empty, deepest first. Nothing is removed through a link.
-fn remove_dropped(root: &Path, old: &Listing, new: &Listing) -> io::Result<()> {
-    let differing: Vec<TreePath> = Prober::new(root)
-        .compare(old, &mut |_| {})?
-        .into_iter()
-        .map(|d| d.path)
-        .collect();
-    for entry in old.entries().iter().rev() {
-        if new.get(&entry.path).is_some() || differing.contains(&entry.path) {
-            continue;
-        }
-        let path = entry.path.under(root);
-        let removed = match entry.kind {
-            crate::tree::EntryKind::Dir => fs::remove_dir(&path),
-            _ => fs::remove_file(&path),
-        };
-        match removed {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            // A directory the user still keeps files in stays.
-            Err(_) if entry.kind == crate::tree::EntryKind::Dir => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

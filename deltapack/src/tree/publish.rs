@@ -74,6 +74,7 @@ pub fn apply_checked(
             substitutes: &BTreeMap::new(),
             limits,
             replace_unlisted: false,
+            drop: None,
         },
         &mut |_| {},
     )?;
