@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use deltaapply::container::memory_bound;
+use deltaapply::tree::journal::{Journal, Op};
 use deltaapply::tree::{
     Entry, EntryKind, Listing, Recipe, TreeApply, TreeApplyError, TreeIndex, TreePatch, TreePath,
     apply_tree,
@@ -954,4 +955,158 @@ fn hostile_indexes_are_refused_before_writing() {
         assert!(!new_dir.exists(), "{name}");
         assert_clean(&new_dir);
     }
+}
+
+/// Crashes the in-place update at the first durable step after which its journal
+/// exists (the journal write: every file staged, no operation carried out yet).
+fn crash_after_the_journal(f: &Fixture) -> u64 {
+    for n in 1..200 {
+        f.install();
+        check_abort(&in_place(&f.tree, &f.patch, Some(n)));
+        if journal_of(&f.tree).exists() {
+            return n;
+        }
+    }
+    panic!("no crash point leaves a journal");
+}
+
+fn read_journal(dir: &Path) -> Journal {
+    Journal::decode(&fs::read_to_string(journal_of(dir)).unwrap()).unwrap()
+}
+
+/// Writes `journal` in place of the tree's journal, as someone who can write beside
+/// the tree could (its checksum is of its own text, so it is valid).
+fn forge(dir: &Path, journal: &Journal) {
+    let path = journal_of(dir);
+    fs::write(&path, journal.encode()).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+fn untrusted(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(exit::FAILURE), "{out:?}");
+    let err = json(out)["error"].as_str().unwrap().to_string();
+    assert!(err.contains("cannot be trusted"), "{err}");
+    err
+}
+
+#[test]
+fn a_journal_with_operations_the_patch_lacks_is_refused_before_any_is_carried_out() {
+    let f = Fixture::new();
+    crash_after_the_journal(&f);
+    let genuine = read_journal(&f.tree);
+    let outside = f.root.join("outside");
+    // A link out of the tree, an absolute link, a file whose content is not the new
+    // listing's, and a staged name that is another file's.
+    let place = genuine
+        .ops
+        .iter()
+        .position(|op| matches!(op, Op::Place { .. }))
+        .unwrap();
+    let Op::Place { name, file, path } = genuine.ops[place].clone() else {
+        unreachable!()
+    };
+    let forged_ops = [
+        Op::Link(tree_path("evil"), "../outside".into()),
+        Op::Link(tree_path("evil"), outside.to_str().unwrap().into()),
+        Op::Place {
+            name: name.clone(),
+            file: FileId {
+                size: file.size,
+                sha256: Sha256Digest([7; 32]),
+            },
+            path: path.clone(),
+        },
+        Op::Place {
+            name: "f0".into(),
+            file,
+            path: path.clone(),
+        },
+        Op::Delete(path.clone()),
+    ];
+    for op in forged_ops {
+        let before = snapshot(&f.tree);
+        let mut journal = genuine.clone();
+        journal.ops.insert(0, op.clone());
+        forge(&f.tree, &journal);
+        let err = untrusted(&in_place(&f.tree, &f.patch, None));
+        assert!(err.contains("is not one an update"), "{op:?}: {err}");
+        assert_eq!(snapshot(&f.tree), before, "{op:?} changed the tree");
+        assert!(!f.tree.join("evil").exists() && !outside.exists());
+    }
+    // The genuine journal still finishes the update.
+    forge(&f.tree, &genuine);
+    assert!(in_place(&f.tree, &f.patch, None).status.success());
+    assert_eq!(snapshot(&f.tree), f.expected_new());
+    assert_clean(&f.tree);
+}
+
+#[test]
+fn a_staged_file_changed_after_a_crash_is_not_put_into_the_tree() {
+    let f = Fixture::new();
+    crash_after_the_journal(&f);
+    let journal = read_journal(&f.tree);
+    let Some(Op::Place { name, file, path }) = journal
+        .ops
+        .iter()
+        .find(|op| matches!(op, Op::Place { file, .. } if file.size > 0))
+        .cloned()
+    else {
+        panic!("no file placed")
+    };
+    let staged = stage_of(&f.tree).join(&name);
+    fs::write(&staged, vec![b'X'; file.size as usize]).unwrap();
+    let out = in_place(&f.tree, &f.patch, None);
+    assert_eq!(out.status.code(), Some(exit::FAILURE), "{out:?}");
+    let err = json(&out)["error"].as_str().unwrap().to_string();
+    assert!(err.contains(&name) && err.contains(path.as_str()), "{err}");
+    let at = path.under(&f.tree);
+    assert_ne!(
+        fs::read(&at).ok(),
+        Some(vec![b'X'; file.size as usize]),
+        "the changed staged file went into the tree"
+    );
+}
+
+#[test]
+fn journal_and_staging_are_private_and_only_the_applier_s_own_are_trusted() {
+    let f = Fixture::new();
+    crash_after_the_journal(&f);
+    let mode = |p: &Path| fs::symlink_metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&stage_of(&f.tree)), 0o700);
+    assert_eq!(mode(&journal_of(&f.tree)), 0o600);
+    let journal = journal_of(&f.tree);
+    let text = fs::read(&journal).unwrap();
+
+    // Writable by others.
+    let before = snapshot(&f.tree);
+    fs::set_permissions(&journal, fs::Permissions::from_mode(0o666)).unwrap();
+    let err = untrusted(&in_place(&f.tree, &f.patch, None));
+    assert!(err.contains("others may write"), "{err}");
+    fs::set_permissions(&journal, fs::Permissions::from_mode(0o600)).unwrap();
+    // A link to a journal elsewhere.
+    let elsewhere = f.root.join("journal-elsewhere");
+    fs::rename(&journal, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &journal).unwrap();
+    let err = untrusted(&in_place(&f.tree, &f.patch, None));
+    assert!(err.contains("not a regular file"), "{err}");
+    fs::remove_file(&journal).unwrap();
+    // Larger than any journal can be (sparse: nothing is really written).
+    let big = fs::File::create(&journal).unwrap();
+    big.set_len(deltaapply::tree::journal::MAX_JOURNAL + 1)
+        .unwrap();
+    drop(big);
+    fs::set_permissions(&journal, fs::Permissions::from_mode(0o600)).unwrap();
+    let err = untrusted(&in_place(&f.tree, &f.patch, None));
+    assert!(err.contains("larger than"), "{err}");
+    // A staging directory others may write to.
+    fs::write(&journal, &text).unwrap();
+    fs::set_permissions(stage_of(&f.tree), fs::Permissions::from_mode(0o777)).unwrap();
+    let err = untrusted(&in_place(&f.tree, &f.patch, None));
+    assert!(err.contains("staging directory"), "{err}");
+    assert_eq!(snapshot(&f.tree), before);
+
+    fs::set_permissions(stage_of(&f.tree), fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(in_place(&f.tree, &f.patch, None).status.success());
+    assert_eq!(snapshot(&f.tree), f.expected_new());
+    assert_clean(&f.tree);
 }

@@ -433,3 +433,177 @@ fn no_full_with_an_unusable_patch_leaves_the_tree_and_fails() {
     );
     device.assert_tree(&p.v1, &[]);
 }
+
+/// Runs `deltaapply update` with the crash hook set to `at`; whether it got through.
+fn update_crashing_at(device: &Device, server: &Server, at: u64, extra: &[&str]) -> bool {
+    let out = deltaapply()
+        .arg("update")
+        .args(["--from", &server.url()])
+        .arg("--key")
+        .arg(&device.key)
+        .arg("--target")
+        .arg(device.target())
+        .args(extra)
+        .env("DELTAAPPLY_CRASH_AT", at.to_string())
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        assert_eq!(out.status.code(), None, "step {at}: {out:?}");
+    }
+    out.status.success()
+}
+
+/// Damages an installed 2.0 so that only a repair brings it back.
+fn damage(device: &Device) {
+    write(&device.target(), "doc/new.txt", b"damaged", 0o644);
+    std::fs::remove_file(device.target().join("bin/libcore.so")).unwrap();
+    std::fs::set_permissions(
+        device.target().join("bin/app"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::remove_dir(device.target().join("var/empty")).unwrap();
+}
+
+#[test]
+fn a_repair_killed_at_every_step_is_finished_by_the_next_run() {
+    let p = Published::new();
+    let server = serve(&p);
+    let mut points = 0;
+    for at in 1..100 {
+        let device = Device::new(&p, Some(&p.v2));
+        damage(&device);
+        write(&device.target(), USER_FILE.0, USER_FILE.1, 0o644);
+        if update_crashing_at(&device, &server, at, &[]) {
+            device.assert_tree(&p.v2, &[USER_FILE]);
+            break;
+        }
+        points += 1;
+        let json = device.run("update", &server.url(), &[], 0);
+        assert!(
+            ["repair", "up-to-date"].contains(&json["result"]["route"].as_str().unwrap()),
+            "after a crash at step {at}: {json:#}"
+        );
+        device.assert_tree(&p.v2, &[USER_FILE]);
+    }
+    // One staged file, the journal, the operations (a file placed, a link, a directory,
+    // two modes) and the clean-up: every one a point a crash can come.
+    assert!(points >= 6, "only {points} crash points were reached");
+}
+
+#[test]
+fn a_full_image_update_killed_at_every_step_still_removes_what_the_release_drops() {
+    let p = Published::new();
+    let server = serve(&p);
+    let mut points = 0;
+    for at in 1..200 {
+        let device = Device::new(&p, Some(&p.v1));
+        write(&device.target(), USER_FILE.0, USER_FILE.1, 0o644);
+        if update_crashing_at(&device, &server, at, &["--prefer-full"]) {
+            device.assert_tree(&p.v2, &[USER_FILE]);
+            break;
+        }
+        points += 1;
+        device.run("update", &server.url(), &["--prefer-full"], 0);
+        // 1.0's doc/obsolete.txt and doc/old-guide.txt are gone, the user's file stays.
+        device.assert_tree(&p.v2, &[USER_FILE]);
+    }
+    assert!(points >= 10, "only {points} crash points were reached");
+}
+
+#[test]
+fn a_forged_journal_beside_the_tree_is_refused_by_update() {
+    let p = Published::new();
+    let server = serve(&p);
+    let v2 = p.manifest().artifacts[0].listing().unwrap().unwrap();
+    let v2_id = v2.id().sha256;
+    let journal_path =
+        |device: &Device| device.dir.join(&format!(".{ARTIFACT}.deltaapply-journal"));
+    use deltaapply::tree::TreePath;
+    use deltaapply::tree::journal::{Journal, Op};
+    let outside = Dir::new();
+    // A journal for the newest tree with a link out of it; one for a tree no release
+    // of the manifest has.
+    let cases = [
+        (
+            v2_id,
+            vec![Op::Link(
+                TreePath::new("bin/evil").unwrap(),
+                format!("../../../../../../..{}", outside.path().display()),
+            )],
+        ),
+        (
+            deltaapply::Sha256Digest([9; 32]),
+            vec![Op::Delete(TreePath::new("README").unwrap())],
+        ),
+    ];
+    for (new, ops) in cases {
+        let device = Device::new(&p, Some(&p.v1));
+        let journal = Journal {
+            patch: None,
+            old: v2_id,
+            new,
+            ops,
+        };
+        std::fs::write(journal_path(&device), journal.encode()).unwrap();
+        let output = deltaapply()
+            .arg("update")
+            .args(["--from", &server.url()])
+            .arg("--key")
+            .arg(&device.key)
+            .arg("--target")
+            .arg(device.target())
+            .arg("--json")
+            .output()
+            .unwrap();
+        let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+        assert_eq!(output.status.code(), Some(1), "{json:#}");
+        let err = json["error"].as_str().unwrap();
+        assert!(err.contains("cannot be trusted"), "{err}");
+        device.assert_tree(&p.v1, &[]);
+        assert!(std::fs::symlink_metadata(device.target().join("bin/evil")).is_err());
+    }
+}
+
+#[test]
+fn a_directory_swapped_for_a_link_while_a_repair_downloads_is_not_written_through() {
+    use deltaapply::update::{Event, Updater};
+    use deltaapply::{PublicKey, Source, TrustedKeys};
+    let p = Published::new();
+    let server = serve(&p);
+    let device = Device::new(&p, Some(&p.v2));
+    write(&device.target(), "doc/new.txt", b"damaged", 0o644);
+    // What the link will point to: a copy of doc/ outside the tree.
+    let outside = Dir::new();
+    copy_tree(&device.target().join("doc"), &outside.join("doc"));
+    let before = snapshot_tree(&outside.join("doc"));
+    let key = PublicKey::from_arg(p.dir.join("k.pub").to_str().unwrap()).unwrap();
+    let updater = Updater::new(
+        Source::parse(&server.url()).unwrap(),
+        TrustedKeys::single(key),
+        device.target(),
+    );
+    let target = device.target();
+    let mut swapped = false;
+    let result = updater.update(&mut |event| {
+        if let Event::Download { .. } = event
+            && !swapped
+        {
+            // Between the identification and the write: doc/ becomes a link out.
+            swapped = true;
+            std::fs::rename(target.join("doc"), target.join("doc.moved")).unwrap();
+            symlink(outside.join("doc"), target.join("doc")).unwrap();
+        }
+    });
+    assert!(swapped, "the repair downloaded nothing");
+    let err = result.expect_err("the update wrote through a link");
+    assert!(
+        err.to_string().contains("doc") || format!("{err:?}").contains("doc"),
+        "{err:?}"
+    );
+    assert_eq!(
+        snapshot_tree(&outside.join("doc")),
+        before,
+        "written outside the tree"
+    );
+}

@@ -1573,13 +1573,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 continue;
             };
             let dst = self.stage.join(name);
-            make_file(
-                job,
-                entry,
-                make_of(job, entry, *recipe),
-                &dst,
-                report,
-            )?;
+            make_file(job, entry, make_of(job, entry, *recipe), &dst, report)?;
             tick(progress);
             steps.step();
         }
@@ -1738,7 +1732,6 @@ impl<'r, 'a> InPlace<'r, 'a> {
         Ok(())
     }
 }
-
 
 fn mode_of_file(path: &Path) -> Result<Option<u32>> {
     Ok(match disk(path)? {

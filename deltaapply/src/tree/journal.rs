@@ -186,7 +186,10 @@ impl Journal {
             let entry = new.get(path);
             let kind = entry.map(|e| &e.kind);
             let ok = match op {
-                Op::Delete(_) => !matches!(kind, Some(EntryKind::File { .. } | EntryKind::Symlink { .. })),
+                Op::Delete(_) => !matches!(
+                    kind,
+                    Some(EntryKind::File { .. } | EntryKind::Symlink { .. })
+                ),
                 Op::DeleteDir(_) => !matches!(kind, Some(EntryKind::Dir)),
                 Op::Mkdir(_, mode) => {
                     matches!(entry, Some(e) if e.kind == EntryKind::Dir && *mode == e.mode | 0o700)

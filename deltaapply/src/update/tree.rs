@@ -476,9 +476,9 @@ impl super::Run<'_, '_> {
             _ => None,
         };
         let fetched = self.fetch(0, 1, step)?;
-        let result = self.open_tree(&fetched.path, step).and_then(|patch| {
-            self.apply_tree(&patch, target, &BTreeMap::new(), dropped.as_ref())
-        });
+        let result = self
+            .open_tree(&fetched.path, step)
+            .and_then(|patch| self.apply_tree(&patch, target, &BTreeMap::new(), dropped.as_ref()));
         self.discard(&fetched);
         result
     }
