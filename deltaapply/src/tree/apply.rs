@@ -24,8 +24,13 @@
 //!    create directories, rename staged files into place, create links, set modes.
 //! 5. *Clean up*: remove the staging directory, then the journal.
 //!
-//! A run that finds a journal for the same patch goes straight to the commit; a
-//! journal for another patch is refused. Renames replace a link in the final
+//! A run that finds a journal for the same patch goes straight to the commit, once the
+//! journal is found to be the applier's own and every operation one the patch's new
+//! listing allows ([`Journal::check_against`]), and hashes each staged file before
+//! renaming it in; a journal for another patch is refused. Repairs ([`repair_tree`])
+//! and the removal of an older release's dropped files ([`TreeApply::drop`]) are
+//! planned and committed the same way, so every change to an installed tree is made
+//! here. Renames replace a link in the final
 //! component instead of following it, and every write, rename or delete first checks
 //! that the path's parents are real directories.
 //!
