@@ -386,6 +386,10 @@ fn a_directory_replaced_by_a_link_out_of_the_tree_is_refused() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "crash-hook"),
+    ignore = "needs the crash hook: --features deltapack/crash-hook"
+)]
 fn an_update_killed_while_switching_trees_is_finished_by_the_next_run() {
     let p = Published::new();
     let server = serve(&p);
@@ -466,6 +470,10 @@ fn damage(device: &Device) {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "crash-hook"),
+    ignore = "needs the crash hook: --features deltapack/crash-hook"
+)]
 fn a_repair_killed_at_every_step_is_finished_by_the_next_run() {
     let p = Published::new();
     let server = serve(&p);
@@ -492,6 +500,10 @@ fn a_repair_killed_at_every_step_is_finished_by_the_next_run() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "crash-hook"),
+    ignore = "needs the crash hook: --features deltapack/crash-hook"
+)]
 fn a_full_image_update_killed_at_every_step_still_removes_what_the_release_drops() {
     let p = Published::new();
     let server = serve(&p);

@@ -37,9 +37,10 @@
 //! **Durable steps and crash testing**: each staged file, the journal write, each
 //! commit operation, the removal of the staging directory and that of the journal
 //! (in place), or each file and the final rename (out of place) is one durable step,
-//! numbered from 1 in that order within one process. With the environment variable
-//! `DELTAAPPLY_CRASH_AT=N` the process aborts right after step N, which is how the
-//! tests prove every interruption is recoverable.
+//! numbered from 1 in that order within one process. In a build with the test-only
+//! `crash-hook` feature, the environment variable `DELTAAPPLY_CRASH_AT=N` makes the
+//! process abort right after step N, which is how the tests prove every interruption
+//! is recoverable; a build without it (every build that ships) never reads it.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -57,7 +58,8 @@ use crate::tree::patch::TreePatch;
 use crate::tree::path::TreePath;
 use crate::{Error, exit};
 
-/// The environment variable that makes the process abort after a durable step (tests).
+/// The environment variable that makes the process abort after a durable step, read
+/// only in builds with the test-only `crash-hook` feature.
 pub const CRASH_ENV: &str = "DELTAAPPLY_CRASH_AT";
 
 /// What to apply where.
@@ -446,7 +448,11 @@ struct Steps {
 
 impl Steps {
     fn new() -> Steps {
+        // Never in a build as shipped: only the test suite turns the feature on.
+        #[cfg(feature = "crash-hook")]
         let crash_at = std::env::var(CRASH_ENV).ok().and_then(|v| v.parse().ok());
+        #[cfg(not(feature = "crash-hook"))]
+        let crash_at = None;
         Steps { done: 0, crash_at }
     }
 
