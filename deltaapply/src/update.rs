@@ -614,7 +614,10 @@ impl Updater {
             {
                 let reason = error_chain(&e);
                 let manifest_full = check.full_image.clone();
-                let needed = check.plan.download_size + manifest_full.file.size;
+                let needed = check
+                    .plan
+                    .download_size
+                    .saturating_add(manifest_full.file.size);
                 if let Some(limit) = self.policy.max_download.filter(|&l| needed > l) {
                     return Err(UpdateError::FallbackTooLarge {
                         reason,

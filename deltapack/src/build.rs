@@ -280,7 +280,16 @@ pub fn build(
                     m.sequence
                 )));
             }
-            (m.product.clone(), m.channel.clone(), m.sequence + 1)
+            // A TOML integer holds at most i64::MAX.
+            let Some(sequence) = m.sequence.checked_add(1).filter(|&s| s <= i64::MAX as u64) else {
+                return Err(settings_err(format!(
+                    "the manifest in {} has sequence {}, the largest there can be; it cannot be \
+                     raised for a new release",
+                    dir.display(),
+                    m.sequence
+                )));
+            };
+            (m.product.clone(), m.channel.clone(), sequence)
         }
     };
     for (what, value) in [

@@ -238,10 +238,14 @@ impl Route {
         }
     }
 
-    /// Bytes the route downloads (the sum of its files' sizes).
+    /// Bytes the route downloads (the sum of its files' sizes; see [`total_bytes`]).
     pub fn download_size(&self) -> u64 {
-        self.steps().iter().map(|s| s.file.size).sum::<u64>()
-            + self.files().iter().map(|f| f.file.size).sum::<u64>()
+        total_bytes(
+            self.steps()
+                .iter()
+                .map(|s| s.file.size)
+                .chain(self.files().iter().map(|f| f.file.size)),
+        )
     }
 
     /// `up-to-date`, `patch`, `chain`, `full`, `tree-patch` or `repair`.
@@ -454,7 +458,16 @@ pub fn full_step(manifest: &Manifest, artifact: &Artifact) -> Step {
 }
 
 fn steps_size(steps: &[Step]) -> u64 {
-    steps.iter().map(|s| s.file.size).sum()
+    total_bytes(steps.iter().map(|s| s.file.size))
+}
+
+/// The sum of sizes a manifest declares, saturating at `u64::MAX` instead of wrapping:
+/// each is at most `i64::MAX` (a TOML integer), so a few hostile ones could otherwise
+/// wrap to a small total and pass a download limit. A saturated total is larger than
+/// any limit (`--max-download` refuses it as too large) and than any route whose total
+/// is real, so it is never chosen.
+pub(crate) fn total_bytes(sizes: impl IntoIterator<Item = u64>) -> u64 {
+    sizes.into_iter().fold(0, u64::saturating_add)
 }
 
 fn patches_reason(steps: &[Step], full_size: u64) -> String {
@@ -626,6 +639,32 @@ mod tests {
             .iter()
             .map(|s| s.to_version.clone())
             .collect()
+    }
+
+    #[test]
+    fn declared_sizes_that_would_wrap_are_too_large_not_small() {
+        // i64::MAX + i64::MAX + 2 is 2^64: a wrapping sum would make the chain cost 0.
+        let mut m = manifest(&[(2, 2)]);
+        m.previous[0].artifacts[0].patches[0].size = i64::MAX as u64;
+        m.previous[1].artifacts[0].patches[0].size = i64::MAX as u64;
+        let policy = Policy {
+            full_image: FullImage::Never,
+            max_download: Some(1000),
+            ..Policy::default()
+        };
+        let e = plan(&m, &m.artifacts[0], &installed(&m, 0), &policy).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                PlanError::TooLarge {
+                    needed: u64::MAX,
+                    limit: 1000
+                }
+            ),
+            "{e}"
+        );
+        assert_eq!(total_bytes([u64::MAX, 1]), u64::MAX);
+        assert_eq!(total_bytes([i64::MAX as u64; 3]), u64::MAX);
     }
 
     #[test]

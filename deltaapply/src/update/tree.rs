@@ -221,7 +221,7 @@ pub(crate) fn plan(
             match file_steps(artifact, changed) {
                 Ok(files) => {
                     let mended = diffs.len() - files.len();
-                    let bytes: u64 = files.iter().map(|f| f.file.size).sum();
+                    let bytes = plan::total_bytes(files.iter().map(|f| f.file.size));
                     let reason = format!(
                         "the newest release is installed but for {} entr{}: {} file{} fetched \
                          whole ({bytes} bytes) and {mended} mended in place, against a full \
@@ -274,7 +274,7 @@ pub(crate) fn plan(
                     },
                     apply_memory: entry.apply_memory,
                 };
-                let bytes: u64 = files.iter().map(|f| f.file.size).sum();
+                let bytes = plan::total_bytes(files.iter().map(|f| f.file.size));
                 let reason = if files.is_empty() && diffs.is_empty() {
                     format!(
                         "the tree patch from {version} is {} bytes, the full image {full_size}",
@@ -501,7 +501,9 @@ impl super::Run<'_, '_> {
                     problem: why,
                 },
             )?;
-            let total = step.file.size + files.iter().map(|f| f.file.size).sum::<u64>();
+            let total = plan::total_bytes(
+                std::iter::once(step.file.size).chain(files.iter().map(|f| f.file.size)),
+            );
             if let Some(limit) = self.updater.policy.max_download.filter(|&l| total > l) {
                 return Err(UpdateError::Plan(PlanError::TooLarge {
                     needed: total,
