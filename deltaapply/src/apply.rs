@@ -13,6 +13,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::codec::Reader;
 use crate::container::DiffCoding;
 use crate::container::{FileId, HEADER_LEN, Header, StreamSizes};
 use crate::control::{OpReader, ZeroRunReader};
@@ -377,11 +378,14 @@ fn check_frame(
         source,
     })?;
     let head = &head[..n];
-    if n < 6 || head[..4] != ZSTD_MAGIC {
-        return Err(patch.corrupt(format!("{name} does not start with a zstd frame")));
+    let no_frame = || patch.corrupt(format!("{name} does not start with a zstd frame"));
+    let mut r = Reader::new(head);
+    if head.len() < 6 || r.array::<4>("zstd magic").map_err(|_| no_frame())? != ZSTD_MAGIC {
+        return Err(no_frame());
     }
-    let content = zstd::zstd_safe::get_frame_content_size(head)
-        .map_err(|_| patch.corrupt(format!("{name} has an invalid zstd frame header")))?;
+    let invalid = || patch.corrupt(format!("{name} has an invalid zstd frame header"));
+    let descriptor = r.u8("Frame_Header_Descriptor").map_err(|_| invalid())?;
+    let content = zstd::zstd_safe::get_frame_content_size(head).map_err(|_| invalid())?;
     match (content_size, content) {
         (None, _) => {}
         (Some(expected), Some(got)) if expected == got => {}
@@ -394,13 +398,13 @@ fn check_frame(
             return Err(patch.corrupt("zstd frame does not declare its content size"));
         }
     }
-    let single_segment = head[4] & 0x20 != 0;
+    let single_segment = descriptor & 0x20 != 0;
     let window = if single_segment {
-        content.ok_or_else(|| patch.corrupt(format!("{name} has an invalid zstd frame header")))?
+        content.ok_or_else(invalid)?
     } else {
-        let descriptor = head[5];
-        let base = 1u64 << (10 + u32::from(descriptor >> 3));
-        base + base / 8 * u64::from(descriptor & 7)
+        let window_descriptor = r.u8("Window_Descriptor").map_err(|_| invalid())?;
+        let base = 1u64 << (10 + u32::from(window_descriptor >> 3));
+        base + base / 8 * u64::from(window_descriptor & 7)
     };
     if window > 1u64 << max_log {
         return Err(patch.corrupt(format!(

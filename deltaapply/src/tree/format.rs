@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use crate::codec::{Reader, Writer};
+use crate::codec::{CodecError, Reader, Writer};
 use crate::container::FileId;
 use crate::digest::{Hasher, Sha256Digest};
 use crate::tree::path::{TreeListError, TreePath, TreePathError, check_tree_paths};
@@ -433,13 +433,10 @@ impl TreeIndex {
     /// Decodes and validates an index. `blobs_len` is the number of payload bytes after
     /// the index, which the blobs must fill exactly.
     pub fn decode(bytes: &[u8], blobs_len: u64) -> Result<TreeIndex, TreeFormatError> {
-        let mut r = Cursor {
-            r: Reader::new(bytes),
-            len: bytes.len(),
-        };
-        let old_count = r.u64()?;
-        let new_count = r.u64()?;
-        let blob_count = r.u64()?;
+        let mut r = Reader::new(bytes);
+        let old_count = r.u64("old_count").map_err(truncated)?;
+        let new_count = r.u64("new_count").map_err(truncated)?;
+        let blob_count = r.u64("blob_count").map_err(truncated)?;
         for count in [old_count, new_count] {
             if count > MAX_ENTRIES {
                 return Err(TreeFormatError::TooManyEntries { count });
@@ -469,9 +466,9 @@ impl TreeIndex {
             let entry = decode_entry(&mut r)?;
             let recipe = match &entry.kind {
                 EntryKind::File { size, sha256 } => {
-                    let code = r.u8()?;
+                    let code = r.u8("recipe").map_err(truncated)?;
                     let mut from = || -> Result<usize, TreeFormatError> {
-                        let i = r.u64()?;
+                        let i = r.u64("from").map_err(truncated)?;
                         match old.entries.get(usize::try_from(i).unwrap_or(usize::MAX)) {
                             Some(Entry {
                                 kind: EntryKind::File { .. },
@@ -538,8 +535,8 @@ impl TreeIndex {
         let mut at = 8 + bytes.len() as u64;
         let mut total = 0u64;
         for _ in 0..blob_count {
-            let len = r.u64()?;
-            let sha256 = Sha256Digest(r.array::<32>()?);
+            let len = r.u64("blob len").map_err(truncated)?;
+            let sha256 = Sha256Digest(r.array::<32>("blob sha256").map_err(truncated)?);
             total = total
                 .checked_add(len)
                 .ok_or_else(|| malformed("blob lengths overflow"))?;
@@ -550,12 +547,7 @@ impl TreeIndex {
             });
             at = at.saturating_add(len);
         }
-        if r.r.position() != bytes.len() {
-            return Err(malformed(format!(
-                "{} trailing bytes after the blob table",
-                bytes.len() - r.r.position()
-            )));
-        }
+        r.expect_end("blob table").map_err(truncated)?;
         if total != blobs_len {
             return Err(malformed(format!(
                 "the blobs are {total} bytes, the payload has {blobs_len} after the index"
@@ -570,46 +562,10 @@ impl TreeIndex {
     }
 }
 
-/// A reader that reports running out of bytes as a malformed index instead of
-/// panicking.
-struct Cursor<'a> {
-    r: Reader<'a>,
-    len: usize,
-}
-
-impl Cursor<'_> {
-    fn need(&self, n: usize) -> Result<(), TreeFormatError> {
-        if self.len - self.r.position() < n {
-            Err(malformed("truncated"))
-        } else {
-            Ok(())
-        }
-    }
-    fn u8(&mut self) -> Result<u8, TreeFormatError> {
-        self.need(1)?;
-        Ok(self.r.u8())
-    }
-    fn u16(&mut self) -> Result<u16, TreeFormatError> {
-        self.need(2)?;
-        Ok(self.r.u16())
-    }
-    fn u64(&mut self) -> Result<u64, TreeFormatError> {
-        self.need(8)?;
-        Ok(self.r.u64())
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], TreeFormatError> {
-        self.need(N)?;
-        Ok(self.r.array())
-    }
-    fn text(&mut self, what: &str) -> Result<String, TreeFormatError> {
-        let len = usize::from(self.u16()?);
-        self.need(len)?;
-        let mut bytes = vec![0; len];
-        for b in &mut bytes {
-            *b = self.r.u8();
-        }
-        String::from_utf8(bytes).map_err(|_| malformed(format!("a {what} is not UTF-8")))
-    }
+/// Running out of index bytes (or having some left over) is a malformed index; the
+/// message names the field and its offset in the index.
+fn truncated(e: CodecError) -> TreeFormatError {
+    malformed(e.to_string())
 }
 
 fn encode_entry(w: &mut Writer, entry: &Entry) {
@@ -631,18 +587,30 @@ fn encode_entry(w: &mut Writer, entry: &Entry) {
     }
 }
 
-fn decode_entry(r: &mut Cursor<'_>) -> Result<Entry, TreeFormatError> {
-    let code = r.u8()?;
-    let mode = u32::from(r.u16()?);
-    let path = TreePath::new(&r.text("path")?)?;
+/// Reads a `u16` length and that many bytes of UTF-8 text.
+fn text<'a>(
+    r: &mut Reader<'a>,
+    len_field: &'static str,
+    field: &'static str,
+    what: &str,
+) -> Result<&'a str, TreeFormatError> {
+    let len = usize::from(r.u16(len_field).map_err(truncated)?);
+    let bytes = r.bytes(len, field).map_err(truncated)?;
+    std::str::from_utf8(bytes).map_err(|_| malformed(format!("a {what} is not UTF-8")))
+}
+
+fn decode_entry(r: &mut Reader<'_>) -> Result<Entry, TreeFormatError> {
+    let code = r.u8("kind").map_err(truncated)?;
+    let mode = u32::from(r.u16("mode").map_err(truncated)?);
+    let path = TreePath::new(text(r, "path_len", "path", "path")?)?;
     let kind = match code {
         1 => EntryKind::File {
-            size: r.u64()?,
-            sha256: Sha256Digest(r.array::<32>()?),
+            size: r.u64("size").map_err(truncated)?,
+            sha256: Sha256Digest(r.array::<32>("sha256").map_err(truncated)?),
         },
         2 => EntryKind::Dir,
         3 => EntryKind::Symlink {
-            target: r.text("link target")?,
+            target: text(r, "target_len", "target", "link target")?.to_string(),
         },
         _ => return Err(malformed(format!("entry {path} has unknown kind {code}"))),
     };

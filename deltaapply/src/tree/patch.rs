@@ -13,6 +13,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::apply::{Limits, Patch, Progress};
+use crate::codec::Reader;
 use crate::container::{BASE_APPLY_MEMORY, FileId, HEADER_LEN, Header, MIN_WINDOW_LOG};
 use crate::digest::{Sha256Digest, hash_reader};
 use crate::key::TrustedKeys;
@@ -72,7 +73,9 @@ impl TreePatch {
         std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(HEADER_LEN as u64))
             .map_err(io_err)?;
         file.read_exact(&mut prefix).map_err(io_err)?;
-        let index_len = u64::from_le_bytes(prefix);
+        let index_len = Reader::new(&prefix)
+            .u64("index_len")
+            .expect("eight bytes were read");
         let room = header.payload.size.saturating_sub(8);
         if header.payload.size < 8 || index_len > room {
             return Err(corrupt(format!(
