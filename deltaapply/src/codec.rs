@@ -184,6 +184,9 @@ impl Writer {
     pub(crate) fn as_slice(&self) -> &[u8] {
         &self.buf
     }
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+    }
     pub(crate) fn into_vec(self) -> Vec<u8> {
         self.buf
     }

@@ -11,7 +11,9 @@
 //! Everything is read through the one handle the header was read from: the index is
 //! kept from the very pass that hashes the payload (it is decoded from the bytes that
 //! were hashed, not read again), and the blobs are read through that handle, so a
-//! patch renamed over the path after opening changes nothing.
+//! patch renamed over the path after opening changes nothing. The index is decoded
+//! within the caller's memory limit, charged entry by entry as it is decoded
+//! ([`crate::tree::format`]'s memory budget), whatever the header declares.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -22,11 +24,14 @@ use crate::container::{BASE_APPLY_MEMORY, FileId, HEADER_LEN, Header, MIN_WINDOW
 use crate::digest::{Sha256Digest, hash_reader};
 use crate::key::TrustedKeys;
 use crate::signature::Origin;
-use crate::tree::format::{MAX_INDEX_LEN, TreeIndex};
+use crate::tree::format::{IndexError, MAX_INDEX_LEN, MemoryBudget, OverBudget, TreeIndex, cost};
 use crate::{Error, Method};
 
-/// Memory the applier may spend per index byte on the decoded index (paths become
-/// `String`s, entries gain their enum tags).
+/// Memory a tree patch's header declares per index byte for the decoded index
+/// (`apply_memory` is at least the largest blob's figure plus this many bytes per
+/// index byte). It does not bound the decoded index: a directory entry with a short
+/// name costs 30 to 40 bytes per index byte, so the applier does not rely on it and
+/// charges what it decodes against its own limit instead (tree-v1 §4.3).
 pub const INDEX_MEMORY_FACTOR: u64 = 4;
 
 /// An opened, verified tree patch.
@@ -67,15 +72,31 @@ impl TreePatch {
             path: path.to_path_buf(),
             problem,
         };
-        let mut capture = IndexCapture::new(&header);
+        let over = |e: OverBudget| Error::MemoryLimit {
+            path: path.to_path_buf(),
+            needed: e.needed,
+            limit: e.limit,
+        };
+        // The index is what this charges: the caller's limit, not the header's figure,
+        // bounds it (T8).
+        let mut budget = MemoryBudget::new(limits.max_apply_memory);
+        let mut capture = IndexCapture::new(&header, &mut budget);
         patch.verify_sections(progress, &mut |chunk| capture.feed(chunk))?;
-        let (index_len, bytes) = capture.finish().map_err(corrupt)?;
+        let (index_len, bytes) = capture.finish().map_err(|e| match e {
+            Refusal::Corrupt(problem) => corrupt(problem),
+            Refusal::Memory(e) => over(e),
+        })?;
         let room = header.payload.size - 8;
-        let index =
-            TreeIndex::decode(&bytes, room - index_len).map_err(|source| Error::TreeFormat {
+        let decoded = TreeIndex::decode_within(&bytes, room - index_len, &mut budget);
+        drop(bytes);
+        budget.release(cost::heap(index_len));
+        let index = decoded.map_err(|e| match e {
+            IndexError::Format(source) => Error::TreeFormat {
                 path: path.to_path_buf(),
                 source,
-            })?;
+            },
+            IndexError::Memory(e) => over(e),
+        })?;
         let old_id = index.old.id();
         let expected_old = header.source.unwrap_or(TreeIndex::empty_id());
         if old_id != expected_old {
@@ -174,24 +195,32 @@ impl TreePatch {
     }
 }
 
+/// Why the payload's index could not be kept.
+enum Refusal {
+    Corrupt(String),
+    Memory(OverBudget),
+}
+
 /// Keeps a tree patch's index from the pass that hashes the payload: the 8-byte
-/// `index_len`, checked (T5, T6) before any memory is reserved for the index, then
-/// the index's bytes. A refusal is reported by [`IndexCapture::finish`], after the
-/// payload hash (T4), which comes first.
-struct IndexCapture {
+/// `index_len`, checked (T5, T6) and charged to the budget before any memory is
+/// reserved for the index, then the index's bytes. A refusal is reported by
+/// [`IndexCapture::finish`], after the payload hash (T4), which comes first.
+struct IndexCapture<'b> {
     payload_size: u64,
     apply_memory: u64,
+    budget: &'b mut MemoryBudget,
     prefix: Vec<u8>,
     index_len: u64,
     index: Vec<u8>,
-    refused: Option<String>,
+    refused: Option<Refusal>,
 }
 
-impl IndexCapture {
-    fn new(header: &Header) -> IndexCapture {
+impl<'b> IndexCapture<'b> {
+    fn new(header: &Header, budget: &'b mut MemoryBudget) -> IndexCapture<'b> {
         IndexCapture {
             payload_size: header.payload.size,
             apply_memory: header.apply_memory,
+            budget,
             prefix: Vec::with_capacity(8),
             index_len: 0,
             index: Vec::new(),
@@ -216,7 +245,7 @@ impl IndexCapture {
             match self.admit(index_len) {
                 Ok(()) => {
                     self.index_len = index_len;
-                    // Bounded by T5 and T6, just checked.
+                    // Bounded by T5, T6 and the budget, just checked.
                     self.index = Vec::with_capacity(index_len as usize);
                 }
                 Err(refusal) => {
@@ -230,37 +259,39 @@ impl IndexCapture {
         self.index.extend_from_slice(&chunk[..take]);
     }
 
-    /// T5 and T6.
-    fn admit(&mut self, index_len: u64) -> Result<(), String> {
+    /// T5 and T6, then the budget for the index's bytes.
+    fn admit(&mut self, index_len: u64) -> Result<(), Refusal> {
         let room = self.payload_size - 8;
         if index_len > room {
-            return Err(format!(
+            return Err(Refusal::Corrupt(format!(
                 "index of {index_len} bytes does not fit in a payload of {} bytes",
                 self.payload_size
-            ));
+            )));
         }
         if index_len > MAX_INDEX_LEN
             || index_len.saturating_mul(INDEX_MEMORY_FACTOR) > self.apply_memory
         {
-            return Err(format!(
+            return Err(Refusal::Corrupt(format!(
                 "index of {index_len} bytes is larger than the header's memory figure \
                  ({} bytes) allows",
                 self.apply_memory
-            ));
+            )));
         }
-        Ok(())
+        self.budget
+            .charge(cost::heap(index_len))
+            .map_err(Refusal::Memory)
     }
 
     /// The index's length and bytes.
-    fn finish(self) -> Result<(u64, Vec<u8>), String> {
+    fn finish(self) -> Result<(u64, Vec<u8>), Refusal> {
         if let Some(refusal) = self.refused {
             return Err(refusal);
         }
         if self.prefix.len() < 8 {
-            return Err(format!(
+            return Err(Refusal::Corrupt(format!(
                 "a payload of {} bytes cannot hold the 8-byte index length",
                 self.payload_size
-            ));
+            )));
         }
         // The payload hash passed over exactly `payload_size` bytes, which hold the
         // index (T5): all of it was kept.
