@@ -3,6 +3,14 @@
 //! header, the payload against its hash, then decode into a staged file whose hash is
 //! checked before it replaces the destination.
 //!
+//! Verified bytes: the payload is hashed, and later decoded, through the one handle
+//! [`Patch::open`] opened, so a file renamed over the patch's path in between changes
+//! nothing. A payload may be too large to hold, so the decoders read it a second time
+//! (through that handle); storage that serves other bytes the second time (a failing
+//! USB stick, a network filesystem, a file rewritten in place) is caught by hashing
+//! again what the decoders consume, section by section, against the digests of the
+//! first pass: any difference is refused before the output is committed.
+//!
 //! Memory: the bsdiff method streams (two zstd windows of at most `2^window_log`
 //! bytes, one control window of at most 1 MiB, and fixed 128 KiB buffers); the zstd
 //! reference method holds the old file plus one window; the full method one window.
@@ -13,6 +21,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::codec::Reader;
 use crate::container::DiffCoding;
 use crate::container::{FileId, HEADER_LEN, Header, StreamSizes};
 use crate::control::{OpReader, ZeroRunReader};
@@ -119,7 +128,19 @@ impl Patch {
             filled += n;
         }
         head.truncate(filled);
-        let header = Header::decode(&head, len).map_err(|source| Error::Format {
+        Patch::with_head(path, file, start, len, &head)
+    }
+
+    /// [`Patch::within`] with the container's first bytes (up to [`HEADER_LEN`])
+    /// already read, by a pass that hashed them: the header is decoded from those.
+    pub(crate) fn with_head(
+        path: &Path,
+        file: File,
+        start: u64,
+        len: u64,
+        head: &[u8],
+    ) -> Result<Patch, Error> {
+        let header = Header::decode(head, len).map_err(|source| Error::Format {
             path: path.to_path_buf(),
             source,
         })?;
@@ -155,10 +176,37 @@ impl Patch {
     /// Hashes the payload and compares it with the header. No decoder sees a payload
     /// byte before this passes.
     pub fn verify_payload(&self, progress: &mut dyn FnMut(Progress)) -> Result<(), Error> {
+        self.verify_sections(progress, &mut |_| {}).map(|_| ())
+    }
+
+    /// [`Patch::verify_payload`], handing every payload byte hashed to `each` as well,
+    /// in order, and returning each section's digest (the bsdiff method's three
+    /// streams, or the whole payload), which the decoders check what they read
+    /// against.
+    pub(crate) fn verify_sections(
+        &self,
+        progress: &mut dyn FnMut(Progress),
+        each: &mut dyn FnMut(&[u8]),
+    ) -> Result<Verified, Error> {
         let total = self.header.payload.size;
+        let layout = self.layout();
+        let mut hashers: Vec<Hasher> = layout.iter().map(|_| Hasher::new()).collect();
+        let (mut at, mut k) = (0u64, 0usize);
         let mut done = 0;
         let section = self.section(0, total);
         let (len, digest) = hash_reader(section, &mut |chunk| {
+            each(chunk);
+            let mut rest = chunk;
+            while let Some(&(offset, len)) = layout.get(k) {
+                let take = (offset + len - at).min(rest.len() as u64) as usize;
+                hashers[k].update(&rest[..take]);
+                at += take as u64;
+                rest = &rest[take..];
+                if at < offset + len {
+                    break;
+                }
+                k += 1;
+            }
             let n = chunk.len() as u64;
             done += n;
             progress(Progress {
@@ -188,17 +236,36 @@ impl Patch {
                 },
             });
         }
-        Ok(())
+        Ok(Verified {
+            sections: layout
+                .into_iter()
+                .zip(hashers)
+                .map(|((offset, len), h)| (offset, len, h.finish()))
+                .collect(),
+        })
+    }
+
+    /// The payload's sections, as (offset into the payload, length): the control,
+    /// diff and extra streams of the bsdiff method, else the whole payload.
+    fn layout(&self) -> Vec<(u64, u64)> {
+        match self.header.streams {
+            Some(s) => vec![
+                (0, s.control),
+                (s.control, s.diff),
+                (s.control + s.diff, s.extra),
+            ],
+            None => vec![(0, self.header.payload.size)],
+        }
     }
 
     /// A reader over `len` payload bytes starting `offset` bytes into the payload.
     fn section(&self, offset: u64, len: u64) -> Section<'_> {
-        let start = self.start + HEADER_LEN as u64 + offset;
-        Section {
-            file: &self.file,
-            pos: start,
-            end: start + len,
-        }
+        Section::new(&self.file, self.start + HEADER_LEN as u64 + offset, len)
+    }
+
+    /// The file the patch is read from.
+    pub(crate) fn into_file(self) -> File {
+        self.file
     }
 
     fn corrupt(&self, problem: impl std::fmt::Display) -> Error {
@@ -269,8 +336,11 @@ pub fn apply_patch(
             Some(check_source(old_path, expected, keep, progress)?)
         }
     };
-    patch.verify_payload(progress)?;
+    let verified = patch.verify_sections(progress, &mut |_| {})?;
 
+    // Everything is decoded into a temporary file, which replaces the destination only
+    // after the decoders have confirmed that they read the verified bytes and the
+    // output has its expected hash; dropping it on any error removes it.
     let staged = Staged::beside(dest, inherit_permissions(dest, old))?;
     let mut sink = Sink::new(&staged, header.target.size, progress);
     match (header.method, &source) {
@@ -280,6 +350,7 @@ pub fn apply_patch(
                 .expect("decode guarantees streams for bsdiff");
             apply_bsdiff(
                 patch,
+                &verified,
                 src,
                 header.source.map_or(0, |s| s.size),
                 streams,
@@ -291,9 +362,9 @@ pub fn apply_patch(
                 .bytes
                 .as_deref()
                 .expect("loaded for the reference method");
-            decode_single_frame(patch, Some(prefix), &mut sink)?;
+            decode_single_frame(patch, &verified, Some(prefix), &mut sink)?;
         }
-        (Method::Full, _) => decode_single_frame(patch, None, &mut sink)?,
+        (Method::Full, _) => decode_single_frame(patch, &verified, None, &mut sink)?,
         (Method::Bsdiff | Method::ZstdRef, None) => unreachable!("source checked above"),
         (Method::Tree, _) => unreachable!("refused above"),
     }
@@ -319,11 +390,13 @@ pub fn apply_patch(
 /// Decodes the one zstd frame of the reference and full methods into the sink.
 fn decode_single_frame(
     patch: &Patch,
+    verified: &Verified,
     prefix: Option<&[u8]>,
     sink: &mut Sink<'_, '_>,
 ) -> Result<(), Error> {
-    check_frame_content_size(patch)?;
-    let reader = io::BufReader::new(patch.section(0, patch.header.payload.size));
+    let mut section = verified.section(patch, 0);
+    check_frame_content_size(patch, &mut section)?;
+    let reader = io::BufReader::new(section);
     let decoder = match prefix {
         Some(prefix) => zstd::stream::read::Decoder::with_ref_prefix(reader, prefix),
         None => zstd::stream::read::Decoder::with_buffer(reader),
@@ -338,50 +411,44 @@ fn decode_single_frame(
 /// The single-frame methods' memory bound relies on the frame declaring its content
 /// size (zstd then sizes its buffer by it): check that it does, and that it is the
 /// target size.
-fn check_frame_content_size(patch: &Patch) -> Result<(), Error> {
+fn check_frame_content_size(patch: &Patch, section: &mut VerifiedSection<'_>) -> Result<(), Error> {
     let header = &patch.header;
     let window_log = u32::from(header.window_log);
     check_frame(
         patch,
-        0,
-        header.payload.size,
+        section,
         window_log,
         "payload",
         Some(header.target.size),
     )
 }
 
-/// Checks the header of the zstd frame starting `offset` bytes into the payload: it
-/// must be a zstd frame (not a skippable one) whose window is at most `2^max_log`.
-/// libzstd skips its own window check for frames it can decode in one call, so this is
-/// where the header's `window_log` is enforced. With `content_size`, the frame must
-/// also declare exactly that content size.
+/// Checks the header of the zstd frame at the start of `section`: it must be a zstd
+/// frame (not a skippable one) whose window is at most `2^max_log`. libzstd skips its
+/// own window check for frames it can decode in one call, so this is where the
+/// header's `window_log` is enforced. With `content_size`, the frame must also declare
+/// exactly that content size. The bytes checked are the ones the decoder then reads
+/// (the section keeps them), not a separate read of the file.
 fn check_frame(
     patch: &Patch,
-    offset: u64,
-    len: u64,
+    section: &mut VerifiedSection<'_>,
     max_log: u32,
     name: &str,
     content_size: Option<u64>,
 ) -> Result<(), Error> {
     const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
-    let mut head = [0u8; 18];
-    let n = len.min(18) as usize;
-    read_exact_at(
-        &patch.file,
-        &mut head[..n],
-        patch.start + HEADER_LEN as u64 + offset,
-    )
-    .map_err(|source| Error::PatchIo {
+    let head = section.peek().map_err(|source| Error::PatchIo {
         path: patch.path.clone(),
         source,
     })?;
-    let head = &head[..n];
-    if n < 6 || head[..4] != ZSTD_MAGIC {
-        return Err(patch.corrupt(format!("{name} does not start with a zstd frame")));
+    let no_frame = || patch.corrupt(format!("{name} does not start with a zstd frame"));
+    let mut r = Reader::new(head);
+    if head.len() < 6 || r.array::<4>("zstd magic").map_err(|_| no_frame())? != ZSTD_MAGIC {
+        return Err(no_frame());
     }
-    let content = zstd::zstd_safe::get_frame_content_size(head)
-        .map_err(|_| patch.corrupt(format!("{name} has an invalid zstd frame header")))?;
+    let invalid = || patch.corrupt(format!("{name} has an invalid zstd frame header"));
+    let descriptor = r.u8("Frame_Header_Descriptor").map_err(|_| invalid())?;
+    let content = zstd::zstd_safe::get_frame_content_size(head).map_err(|_| invalid())?;
     match (content_size, content) {
         (None, _) => {}
         (Some(expected), Some(got)) if expected == got => {}
@@ -394,13 +461,13 @@ fn check_frame(
             return Err(patch.corrupt("zstd frame does not declare its content size"));
         }
     }
-    let single_segment = head[4] & 0x20 != 0;
+    let single_segment = descriptor & 0x20 != 0;
     let window = if single_segment {
-        content.ok_or_else(|| patch.corrupt(format!("{name} has an invalid zstd frame header")))?
+        content.ok_or_else(invalid)?
     } else {
-        let descriptor = head[5];
-        let base = 1u64 << (10 + u32::from(descriptor >> 3));
-        base + base / 8 * u64::from(descriptor & 7)
+        let window_descriptor = r.u8("Window_Descriptor").map_err(|_| invalid())?;
+        let base = 1u64 << (10 + u32::from(window_descriptor >> 3));
+        base + base / 8 * u64::from(window_descriptor & 7)
     };
     if window > 1u64 << max_log {
         return Err(patch.corrupt(format!(
@@ -491,6 +558,7 @@ fn check_source(
 /// The bsdiff decoder loop: positioned reads of the old file, sequential output.
 fn apply_bsdiff(
     patch: &Patch,
+    verified: &Verified,
     old: &Source,
     old_size: u64,
     streams: StreamSizes,
@@ -498,31 +566,31 @@ fn apply_bsdiff(
 ) -> Result<(), Error> {
     let window_log = u32::from(patch.header.window_log);
     let control_window = window_log.min(u32::from(crate::container::MAX_CONTROL_WINDOW_LOG));
-    let decoder = |offset, len, log, name| -> Result<_, Error> {
-        check_frame(patch, offset, len, log, name, None)?;
-        let mut d = zstd::stream::read::Decoder::new(patch.section(offset, len))
+    let decoder = |k, log, name| -> Result<_, Error> {
+        let mut section = verified.section(patch, k);
+        check_frame(patch, &mut section, log, name, None)?;
+        let mut d = zstd::stream::read::Decoder::new(section)
             .map_err(|e| patch.corrupt(e))?
             .single_frame();
         d.window_log_max(log).map_err(|e| patch.corrupt(e))?;
         Ok(d)
     };
+    debug_assert_eq!(
+        verified.sections.iter().map(|s| s.1).collect::<Vec<_>>(),
+        [streams.control, streams.diff, streams.extra]
+    );
     let mut ops = OpReader::new(io::BufReader::with_capacity(
         16 << 10,
-        decoder(0, streams.control, control_window, "control stream")?,
+        decoder(0, control_window, "control stream")?,
     ));
-    let diff_decoder = decoder(streams.control, streams.diff, window_log, "diff stream")?;
+    let diff_decoder = decoder(1, window_log, "diff stream")?;
     let mut diff = match streams.diff_coding {
         DiffCoding::Plain => DiffReader::Plain(diff_decoder),
         DiffCoding::ZeroRun => DiffReader::ZeroRun(ZeroRunReader::new(
             io::BufReader::with_capacity(16 << 10, diff_decoder),
         )),
     };
-    let mut extra = decoder(
-        streams.control + streams.diff,
-        streams.extra,
-        window_log,
-        "extra stream",
-    )?;
+    let mut extra = decoder(2, window_log, "extra stream")?;
 
     let target = patch.header.target.size;
     let mut cursor: u64 = 0;
@@ -621,16 +689,21 @@ fn apply_bsdiff(
 
 /// Each zstd stream is exactly one frame filling its section: bytes after the frame
 /// (another frame, or anything else) are refused, so no second frame can ask for a
-/// window the memory bound did not count.
-fn expect_end(patch: &Patch, mut rest: impl io::BufRead, name: &str) -> Result<(), Error> {
+/// window the memory bound did not count. The section has then been read to its end,
+/// and what was read must be what was verified.
+fn expect_end(
+    patch: &Patch,
+    mut rest: io::BufReader<VerifiedSection<'_>>,
+    name: &str,
+) -> Result<(), Error> {
     match rest.fill_buf() {
-        Ok([]) => Ok(()),
+        Ok([]) => rest.into_inner().confirm(patch, name),
         Ok(_) => Err(patch.corrupt(format!("{name} has bytes after its zstd frame"))),
         Err(e) => Err(patch.corrupt(format!("{name}: {e}"))),
     }
 }
 
-type StreamDecoder<'p> = zstd::stream::read::Decoder<'static, io::BufReader<Section<'p>>>;
+type StreamDecoder<'p> = zstd::stream::read::Decoder<'static, io::BufReader<VerifiedSection<'p>>>;
 
 /// The diff stream, plain or zero-run coded.
 enum DiffReader<'p> {
@@ -763,6 +836,98 @@ impl Read for Section<'_> {
         }
         self.pos += got as u64;
         Ok(got)
+    }
+}
+
+/// The sections of a payload whose hash passed, with each section's digest from that
+/// pass ([`Patch::verify_sections`]).
+pub(crate) struct Verified {
+    /// (offset into the payload, length, SHA-256) of each section, in payload order.
+    sections: Vec<(u64, u64, crate::Sha256Digest)>,
+}
+
+impl Verified {
+    /// A reader over section `k` of `patch` that hashes what it reads, for a decoder.
+    fn section<'p>(&self, patch: &'p Patch, k: usize) -> VerifiedSection<'p> {
+        let (offset, len, expected) = self.sections[k];
+        VerifiedSection {
+            inner: patch.section(offset, len),
+            len,
+            expected,
+            hasher: Hasher::new(),
+            head: [0; FRAME_HEAD],
+            head_len: 0,
+            head_pos: 0,
+        }
+    }
+}
+
+/// Bytes of a section's start kept for [`check_frame`]: the longest zstd frame header
+/// it needs (magic, descriptor, window descriptor, dictionary ID, content size).
+const FRAME_HEAD: usize = 18;
+
+/// A section read a second time, for a decoder: it hashes every byte it reads from the
+/// file, and [`VerifiedSection::confirm`], once the decoder has read it all, compares
+/// that with the digest of the verification pass. Its first bytes can be looked at
+/// before the decoder reads them ([`VerifiedSection::peek`]), so the frame header
+/// checked is the one decoded.
+pub(crate) struct VerifiedSection<'f> {
+    inner: Section<'f>,
+    len: u64,
+    expected: crate::Sha256Digest,
+    hasher: Hasher,
+    head: [u8; FRAME_HEAD],
+    head_len: usize,
+    head_pos: usize,
+}
+
+impl VerifiedSection<'_> {
+    /// The section's first bytes (all of them if it is shorter than [`FRAME_HEAD`]),
+    /// which reading then returns first. Only before the first read.
+    fn peek(&mut self) -> io::Result<&[u8]> {
+        debug_assert_eq!(self.hasher.len(), 0, "peek before reading");
+        let want = (self.len.min(FRAME_HEAD as u64)) as usize;
+        while self.head_len < want {
+            let n = match self.inner.read(&mut self.head[self.head_len..want]) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.hasher
+                .update(&self.head[self.head_len..self.head_len + n]);
+            self.head_len += n;
+        }
+        Ok(&self.head[..self.head_len])
+    }
+
+    /// Checks that the whole section was read and hashes as it did when verified.
+    fn confirm(self, patch: &Patch, name: &str) -> Result<(), Error> {
+        let read = self.hasher.len();
+        let digest = self.hasher.finish();
+        if read != self.len || digest != self.expected {
+            return Err(patch.corrupt(format!(
+                "the {name} changed after it was verified: the decoder read {read} bytes \
+                 hashing to {digest}, the verified {} bytes hash to {}; the patch file is \
+                 being modified or its storage returns inconsistent data",
+                self.len, self.expected
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Read for VerifiedSection<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.head_pos < self.head_len {
+            let n = buf.len().min(self.head_len - self.head_pos);
+            buf[..n].copy_from_slice(&self.head[self.head_pos..self.head_pos + n]);
+            self.head_pos += n;
+            return Ok(n);
+        }
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
     }
 }
 

@@ -6,7 +6,7 @@
 //! the header carries a checksum so that a flipped bit is reported as such rather than
 //! as a confusing mismatch later.
 
-use crate::codec::{Reader, Writer};
+use crate::codec::{CodecError, Reader, Writer};
 use crate::digest::Sha256Digest;
 use crate::method::Method;
 
@@ -279,64 +279,71 @@ impl Header {
     pub fn decode(bytes: &[u8], file_len: u64) -> Result<Header, FormatError> {
         // Magic and version first, so that a short file that is not a patch, or a
         // patch of another version, is reported as such rather than as truncated.
-        let truncated = FormatError::TruncatedHeader {
+        let truncated = |_: CodecError| FormatError::TruncatedHeader {
             got: bytes.len() as u64,
         };
-        let prefix = &bytes[..bytes.len().min(8)];
-        if prefix != &MAGIC[..prefix.len()] {
+        let mut r = Reader::new(bytes);
+        let magic = r
+            .bytes(bytes.len().min(MAGIC.len()), "magic")
+            .map_err(truncated)?;
+        if magic != &MAGIC[..magic.len()] {
             return Err(FormatError::BadMagic);
         }
-        if bytes.len() < 12 {
-            return Err(truncated);
-        }
-        let mut r = Reader::new(bytes);
-        r.skip(8);
-        let version = r.u16();
+        // Version and header length are read together: fewer than 12 bytes is H0a.
+        let mut fixed = r.sub(4, "version and header_len").map_err(truncated)?;
+        let version = fixed.u16("version").map_err(truncated)?;
         if version != VERSION {
             return Err(FormatError::UnsupportedVersion { version });
         }
-        let header_len = r.u16();
+        let header_len = fixed.u16("header_len").map_err(truncated)?;
         if header_len as usize != HEADER_LEN {
             return Err(FormatError::BadHeaderLength { got: header_len });
         }
-        if bytes.len() < HEADER_LEN {
-            return Err(truncated);
-        }
-        let bytes = &bytes[..HEADER_LEN];
+        // The whole header (H0b), split into the checksummed fields, the checksum and
+        // the signature block. Bytes after the header are not the header's business.
+        let mut header = Reader::new(bytes)
+            .sub(HEADER_LEN, "header")
+            .map_err(truncated)?;
+        let mut r = header
+            .sub(CHECKED_LEN, "checked fields")
+            .map_err(truncated)?;
+        let check = header.array::<16>("header_check").map_err(truncated)?;
+        let mut signature_block = header
+            .sub(HEADER_LEN - SIGNED_LEN, "signature block")
+            .map_err(truncated)?;
+        header.expect_end("header").map_err(truncated)?;
         // The checksum comes before field checks so that a flipped bit is reported as
         // corruption, not as whichever field it happened to land in.
-        if header_check(&bytes[..CHECKED_LEN]) != bytes[CHECKED_LEN..SIGNED_LEN] {
+        if header_check(r.rest()) != check {
             return Err(FormatError::HeaderChecksum);
         }
-        let method_code = r.u8();
+        r.skip(12, "magic, version and header_len")
+            .map_err(truncated)?;
+        let method_code = r.u8("method").map_err(truncated)?;
         let method = Method::from_code(method_code)
             .ok_or(FormatError::UnknownMethod { code: method_code })?;
-        let window_log = r.u8();
-        let method_flags = r.u8();
-        expect_zero(&mut r, 1)?;
-        let source = FileId {
-            size: r.u64(),
-            sha256: Sha256Digest(r.array()),
+        let window_log = r.u8("window_log").map_err(truncated)?;
+        let method_flags = r.u8("method_flags").map_err(truncated)?;
+        expect_zero(&mut r, 1, truncated)?;
+        let mut file_id = |size, sha256| -> Result<FileId, FormatError> {
+            Ok(FileId {
+                size: r.u64(size).map_err(truncated)?,
+                sha256: Sha256Digest(r.array(sha256).map_err(truncated)?),
+            })
         };
-        let target = FileId {
-            size: r.u64(),
-            sha256: Sha256Digest(r.array()),
-        };
-        let payload = FileId {
-            size: r.u64(),
-            sha256: Sha256Digest(r.array()),
-        };
-        let apply_memory = r.u64();
+        let source = file_id("source_size", "source_sha256")?;
+        let target = file_id("target_size", "target_sha256")?;
+        let payload = file_id("payload_size", "payload_sha256")?;
+        let apply_memory = r.u64("apply_memory").map_err(truncated)?;
         let streams = StreamSizes {
-            control: r.u64(),
-            diff: r.u64(),
-            extra: r.u64(),
+            control: r.u64("control_size").map_err(truncated)?,
+            diff: r.u64("diff_size").map_err(truncated)?,
+            extra: r.u64("extra_size").map_err(truncated)?,
             diff_coding: DiffCoding::Plain,
         };
-        expect_zero(&mut r, 8)?;
-        r.skip(SIGNED_LEN - CHECKED_LEN);
-        let signature = decode_signature(&mut r)?;
-        debug_assert_eq!(r.position(), HEADER_LEN);
+        expect_zero(&mut r, 8, truncated)?;
+        r.expect_end("checked fields").map_err(truncated)?;
+        let signature = decode_signature(&mut signature_block)?;
 
         if !(MIN_WINDOW_LOG..=MAX_WINDOW_LOG).contains(&window_log) {
             return Err(bad(
@@ -451,10 +458,17 @@ fn header_check(bytes: &[u8]) -> [u8; 16] {
 /// Decodes the signature block. Only its shape is checked here; whether the
 /// signature verifies, and against which key, is [`crate::signature::check_patch_origin`]'s job.
 fn decode_signature(r: &mut Reader<'_>) -> Result<SignatureSlot, FormatError> {
-    let algorithm = r.u8();
-    let reserved = r.array::<7>();
-    let public_key = r.array::<32>();
-    let signature = r.array::<64>();
+    let short = |_| FormatError::BadSignatureBlock {
+        problem: "the signature block is shorter than 104 bytes",
+    };
+    let algorithm = r.u8("sig_algorithm").map_err(short)?;
+    let reserved = r.array::<7>("signature reserved bytes").map_err(short)?;
+    let public_key = r.array::<32>("public_key").map_err(short)?;
+    let signature = r.array::<64>("signature").map_err(short)?;
+    r.expect_end("signature block")
+        .map_err(|_| FormatError::BadSignatureBlock {
+            problem: "the signature block is longer than 104 bytes",
+        })?;
     match algorithm {
         0 => {
             if reserved != [0; 7] || public_key != [0; 32] || signature != [0; 64] {
@@ -481,10 +495,14 @@ fn decode_signature(r: &mut Reader<'_>) -> Result<SignatureSlot, FormatError> {
     }
 }
 
-fn expect_zero(r: &mut Reader<'_>, n: usize) -> Result<(), FormatError> {
+fn expect_zero(
+    r: &mut Reader<'_>,
+    n: usize,
+    truncated: impl Fn(CodecError) -> FormatError,
+) -> Result<(), FormatError> {
     for _ in 0..n {
         let offset = r.position();
-        let value = r.u8();
+        let value = r.u8("reserved byte").map_err(&truncated)?;
         if value != 0 {
             return Err(FormatError::ReservedNotZero { offset, value });
         }

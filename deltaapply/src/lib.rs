@@ -5,7 +5,10 @@
 //! field (with a checksum), its ed25519 signature must be by a key the caller trusts,
 //! the old file's size and SHA-256 must match, the payload's SHA-256 must match before
 //! any decoder sees it, and the output's SHA-256 must match before it is renamed over
-//! the destination. On any failure the destination is untouched and no temporary file
+//! the destination. The payload is read through the handle that was hashed, and what the
+//! decoders read is hashed again: a patch file replaced or rewritten after its check
+//! (or storage that reads differently the second time) cannot get unverified bytes into
+//! the output. On any failure the destination is untouched and no temporary file
 //! remains.
 //!
 //! ```no_run

@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use crate::codec::{Reader, Writer};
+use crate::codec::{CodecError, Reader, Writer};
 use crate::container::FileId;
 use crate::digest::{Hasher, Sha256Digest};
 use crate::tree::path::{TreeListError, TreePath, TreePathError, check_tree_paths};
@@ -244,14 +244,17 @@ impl Listing {
     /// The tree's identity: total file bytes and the listing digest (§3). Two trees
     /// with the same identity have the same paths, kinds, modes, contents and links.
     pub fn id(&self) -> FileId {
-        let mut encoded = Writer::with_capacity(64 * self.entries.len() + 64);
-        encoded.u64(self.entries.len() as u64);
-        for entry in &self.entries {
-            encode_entry(&mut encoded, entry);
-        }
+        // Hashed entry by entry: no copy of the whole encoding is held (for a large
+        // listing it would be several times the index's size).
         let mut hasher = Hasher::new();
         hasher.update(LISTING_CONTEXT);
-        hasher.update(encoded.as_slice());
+        hasher.update(&(self.entries.len() as u64).to_le_bytes());
+        let mut encoded = Writer::with_capacity(64);
+        for entry in &self.entries {
+            encoded.clear();
+            encode_entry(&mut encoded, entry);
+            hasher.update(encoded.as_slice());
+        }
         FileId {
             size: self.total_size(),
             sha256: hasher.finish(),
@@ -431,18 +434,33 @@ impl TreeIndex {
     }
 
     /// Decodes and validates an index. `blobs_len` is the number of payload bytes after
-    /// the index, which the blobs must fill exactly.
+    /// the index, which the blobs must fill exactly. The memory this takes is not
+    /// limited; [`crate::tree::TreePatch::open`] decodes within the caller's limit.
     pub fn decode(bytes: &[u8], blobs_len: u64) -> Result<TreeIndex, TreeFormatError> {
-        let mut r = Cursor {
-            r: Reader::new(bytes),
-            len: bytes.len(),
-        };
-        let old_count = r.u64()?;
-        let new_count = r.u64()?;
-        let blob_count = r.u64()?;
+        TreeIndex::decode_within(bytes, blobs_len, &mut MemoryBudget::unlimited()).map_err(|e| {
+            match e {
+                IndexError::Format(e) => e,
+                IndexError::Memory(_) => unreachable!("an unlimited budget is never exceeded"),
+            }
+        })
+    }
+
+    /// [`TreeIndex::decode`], charging `budget` for the memory of the entries, recipes
+    /// and blobs before it is reserved, of each path and link target before it is
+    /// copied, and of the listings' collision check before it runs (see
+    /// [`MemoryBudget`]). What stays charged when it returns is what the index holds.
+    pub(crate) fn decode_within(
+        bytes: &[u8],
+        blobs_len: u64,
+        budget: &mut MemoryBudget,
+    ) -> Result<TreeIndex, IndexError> {
+        let mut r = Reader::new(bytes);
+        let old_count = r.u64("old_count").map_err(truncated)?;
+        let new_count = r.u64("new_count").map_err(truncated)?;
+        let blob_count = r.u64("blob_count").map_err(truncated)?;
         for count in [old_count, new_count] {
             if count > MAX_ENTRIES {
-                return Err(TreeFormatError::TooManyEntries { count });
+                return Err(TreeFormatError::TooManyEntries { count }.into());
             }
         }
         let room = bytes.len() as u64;
@@ -455,23 +473,29 @@ impl TreeIndex {
             return Err(malformed(format!(
                 "{old_count} old entries, {new_count} new entries and {blob_count} blobs \
                  cannot fit in {room} bytes"
-            )));
+            ))
+            .into());
         }
+        // The counts are now bounded by the bytes that must hold them (I1, I2); the
+        // budget decides whether their memory may be reserved.
+        budget.charge(cost::SCRATCH)?;
+        budget.charge(old_count * cost::ENTRY)?;
         let mut old = Vec::with_capacity(old_count as usize);
         for _ in 0..old_count {
-            old.push(decode_entry(&mut r)?);
+            old.push(decode_entry(&mut r, budget)?);
         }
-        let old = Listing::from_sorted(old)?;
+        let old = budget.checked_listing(old)?;
+        budget.charge(new_count * (cost::ENTRY + cost::RECIPE))?;
         let mut new = Vec::with_capacity(new_count as usize);
         let mut recipes = Vec::with_capacity(new_count as usize);
         let mut next_blob = 0usize;
         for _ in 0..new_count {
-            let entry = decode_entry(&mut r)?;
+            let entry = decode_entry(&mut r, budget)?;
             let recipe = match &entry.kind {
                 EntryKind::File { size, sha256 } => {
-                    let code = r.u8()?;
+                    let code = r.u8("recipe").map_err(truncated)?;
                     let mut from = || -> Result<usize, TreeFormatError> {
-                        let i = r.u64()?;
+                        let i = r.u64("from").map_err(truncated)?;
                         match old.entries.get(usize::try_from(i).unwrap_or(usize::MAX)) {
                             Some(Entry {
                                 kind: EntryKind::File { .. },
@@ -496,7 +520,8 @@ impl TreeIndex {
                                 return Err(malformed(format!(
                                     "file {} is a copy of {}, which has other content",
                                     entry.path, old.entries[from].path
-                                )));
+                                ))
+                                .into());
                             }
                             Recipe::Copy { from }
                         }
@@ -518,7 +543,8 @@ impl TreeIndex {
                             return Err(malformed(format!(
                                 "file {} has unknown recipe {code}",
                                 entry.path
-                            )));
+                            ))
+                            .into());
                         }
                     };
                     Some(recipe)
@@ -528,18 +554,20 @@ impl TreeIndex {
             new.push(entry);
             recipes.push(recipe);
         }
-        let new = Listing::from_sorted(new)?;
+        let new = budget.checked_listing(new)?;
         if next_blob as u64 != blob_count {
             return Err(malformed(format!(
                 "{blob_count} blobs declared, the recipes use {next_blob}"
-            )));
+            ))
+            .into());
         }
+        budget.charge(blob_count * cost::BLOB)?;
         let mut blobs = Vec::with_capacity(next_blob);
         let mut at = 8 + bytes.len() as u64;
         let mut total = 0u64;
         for _ in 0..blob_count {
-            let len = r.u64()?;
-            let sha256 = Sha256Digest(r.array::<32>()?);
+            let len = r.u64("blob len").map_err(truncated)?;
+            let sha256 = Sha256Digest(r.array::<32>("blob sha256").map_err(truncated)?);
             total = total
                 .checked_add(len)
                 .ok_or_else(|| malformed("blob lengths overflow"))?;
@@ -550,17 +578,14 @@ impl TreeIndex {
             });
             at = at.saturating_add(len);
         }
-        if r.r.position() != bytes.len() {
-            return Err(malformed(format!(
-                "{} trailing bytes after the blob table",
-                bytes.len() - r.r.position()
-            )));
-        }
+        r.expect_end("blob table").map_err(truncated)?;
         if total != blobs_len {
             return Err(malformed(format!(
                 "the blobs are {total} bytes, the payload has {blobs_len} after the index"
-            )));
+            ))
+            .into());
         }
+        budget.release(cost::SCRATCH);
         Ok(TreeIndex {
             old,
             new,
@@ -570,45 +595,180 @@ impl TreeIndex {
     }
 }
 
-/// A reader that reports running out of bytes as a malformed index instead of
-/// panicking.
-struct Cursor<'a> {
-    r: Reader<'a>,
-    len: usize,
+/// Why [`TreeIndex::decode_within`] refused an index.
+#[derive(Debug)]
+pub(crate) enum IndexError {
+    /// The index is invalid.
+    Format(TreeFormatError),
+    /// Decoding it would take more memory than the budget allows.
+    Memory(OverBudget),
 }
 
-impl Cursor<'_> {
-    fn need(&self, n: usize) -> Result<(), TreeFormatError> {
-        if self.len - self.r.position() < n {
-            Err(malformed("truncated"))
-        } else {
-            Ok(())
+impl From<TreeFormatError> for IndexError {
+    fn from(e: TreeFormatError) -> Self {
+        IndexError::Format(e)
+    }
+}
+
+impl From<OverBudget> for IndexError {
+    fn from(e: OverBudget) -> Self {
+        IndexError::Memory(e)
+    }
+}
+
+/// Running out of index bytes (or having some left over) is a malformed index; the
+/// message names the field and its offset in the index.
+fn truncated(e: CodecError) -> TreeFormatError {
+    malformed(e.to_string())
+}
+
+/// What the decoded index costs in memory, in bytes, as the decoder charges it to its
+/// [`MemoryBudget`]. A decoded index costs far more than its encoding: a directory with
+/// a one-byte name is 6 bytes in the index (the smallest entry, `MIN_ENTRY_LEN`) and
+/// more than a hundred in memory. The costs are derived from the types' sizes on the
+/// target (`size_of`, so they follow the build) and from how a general-purpose
+/// allocator rounds a request (glibc's malloc: 8 bytes of header, 16-byte granularity,
+/// 32 bytes at least; other allocators are as lean or leaner).
+///
+/// On x86-64: an entry 80 bytes in its vector, plus 32 or more for its path's
+/// allocation; a recipe slot 24; a blob 48; and, while a listing is checked for
+/// collisions (`check_tree_paths`), 172 or more per entry: its case-folded path (32
+/// or more), its share of the B-tree of folded paths (116, see `BTREE_KEY`) and its
+/// place in the list of paths (24). So a directory with a name of a few bytes, 6 to 9
+/// bytes of index, is charged 308 bytes at the peak: a million of them (a 9 MB index)
+/// about 317 MB, where four bytes per index byte (the header's `apply_memory`) would
+/// have allowed 36 MB. (The decoder's peak resident memory for that index, measured,
+/// is about 270 MB: the charges are an upper bound.)
+pub(crate) mod cost {
+    use std::mem::size_of;
+
+    use super::{Blob, Entry, Recipe, TreePath};
+
+    /// What allocating `n` bytes costs, allocator overhead included.
+    pub(crate) const fn heap(n: u64) -> u64 {
+        if n == 0 {
+            return 0;
+        }
+        let chunk = (n + 8).div_ceil(16) * 16;
+        if chunk < 32 { 32 } else { chunk }
+    }
+
+    /// An element of the listings' vector, reserved at its exact length (the path's
+    /// allocation is charged apart, with [`heap`]).
+    pub(crate) const ENTRY: u64 = size_of::<Entry>() as u64;
+    /// An element of the recipes' vector.
+    pub(crate) const RECIPE: u64 = size_of::<Option<Recipe>>() as u64;
+    /// An element of the blob table.
+    pub(crate) const BLOB: u64 = size_of::<Blob>() as u64;
+
+    /// One key of `check_tree_paths`' map (`BTreeMap<String, (&TreePath, bool)>`),
+    /// besides the key's own allocation. A B-tree node holds up to 11 keys and values,
+    /// and every node but the root at least 5; an internal node adds 12 child pointers
+    /// and has at least 6 children. So per key: at most a fifth of a leaf, and of the
+    /// internal nodes above, a thirtieth of one per level up, which sums to less than
+    /// a twenty-fifth.
+    const SLOT: u64 = size_of::<(String, (&TreePath, bool))>() as u64;
+    const LEAF: u64 = heap(11 * SLOT + 16);
+    const INTERNAL: u64 = heap(11 * SLOT + 16 + 12 * size_of::<usize>() as u64);
+    pub(crate) const BTREE_KEY: u64 = LEAF.div_ceil(5) + INTERNAL.div_ceil(25);
+    /// The check's list of every path (`Vec<&TreePath>` grown by doubling: up to
+    /// twice its length, and the old buffer alongside the new while it grows).
+    const PATH_LIST: u64 = 3 * size_of::<&TreePath>() as u64;
+
+    /// The collision check's transient memory for one path of `len` bytes: its
+    /// case-folded copy (lowercasing can lengthen non-ASCII text by half, and the copy
+    /// grows by doubling from `len`), its map key and its place in the list.
+    pub(crate) const fn fold_check(len: u64, ascii: bool) -> u64 {
+        let folded = if ascii { heap(len) } else { heap(2 * len) };
+        folded + BTREE_KEY + PATH_LIST
+    }
+
+    /// Memory used while one entry is decoded or validated and freed before the next
+    /// (its path's components, its parent's path, a link's resolution), for paths and
+    /// targets of at most 4096 bytes and 128 components: charged once.
+    pub(crate) const SCRATCH: u64 = 64 << 10;
+}
+
+/// The memory a decoder may still spend, charged before it allocates. The decoder of
+/// a tree patch's index charges it (tree-v1 §4.3) rather than trusting the header's
+/// `apply_memory`, which a hostile patch can understate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MemoryBudget {
+    limit: u64,
+    charged: u64,
+    /// The most ever charged at once.
+    peak: u64,
+}
+
+/// A charge the budget refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OverBudget {
+    /// What had been charged, plus the charge refused.
+    pub(crate) needed: u64,
+    /// The budget's limit.
+    pub(crate) limit: u64,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes.
+    pub(crate) fn new(limit: u64) -> MemoryBudget {
+        MemoryBudget {
+            limit,
+            charged: 0,
+            peak: 0,
         }
     }
-    fn u8(&mut self) -> Result<u8, TreeFormatError> {
-        self.need(1)?;
-        Ok(self.r.u8())
+
+    /// A budget no charge exceeds.
+    pub(crate) fn unlimited() -> MemoryBudget {
+        MemoryBudget::new(u64::MAX)
     }
-    fn u16(&mut self) -> Result<u16, TreeFormatError> {
-        self.need(2)?;
-        Ok(self.r.u16())
+
+    /// Bytes charged and not released.
+    #[cfg(test)]
+    pub(crate) fn charged(&self) -> u64 {
+        self.charged
     }
-    fn u64(&mut self) -> Result<u64, TreeFormatError> {
-        self.need(8)?;
-        Ok(self.r.u64())
+
+    /// The most ever charged at once.
+    #[cfg(test)]
+    pub(crate) fn peak(&self) -> u64 {
+        self.peak
     }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], TreeFormatError> {
-        self.need(N)?;
-        Ok(self.r.array())
-    }
-    fn text(&mut self, what: &str) -> Result<String, TreeFormatError> {
-        let len = usize::from(self.u16()?);
-        self.need(len)?;
-        let mut bytes = vec![0; len];
-        for b in &mut bytes {
-            *b = self.r.u8();
+
+    /// Charges `bytes`, or refuses (charging nothing) if that would pass the limit.
+    pub(crate) fn charge(&mut self, bytes: u64) -> Result<(), OverBudget> {
+        let total = self.charged.saturating_add(bytes);
+        if total > self.limit {
+            return Err(OverBudget {
+                needed: total,
+                limit: self.limit,
+            });
         }
-        String::from_utf8(bytes).map_err(|_| malformed(format!("a {what} is not UTF-8")))
+        self.charged = total;
+        self.peak = self.peak.max(total);
+        Ok(())
+    }
+
+    /// Gives back `bytes` charged before, once they are freed.
+    pub(crate) fn release(&mut self, bytes: u64) {
+        self.charged = self.charged.saturating_sub(bytes);
+    }
+
+    /// Validates decoded entries as a listing, charging the collision check's
+    /// transient memory while it runs.
+    fn checked_listing(&mut self, entries: Vec<Entry>) -> Result<Listing, IndexError> {
+        let transient = entries
+            .iter()
+            .map(|e| {
+                let path = e.path.as_str();
+                cost::fold_check(path.len() as u64, path.is_ascii())
+            })
+            .fold(0u64, u64::saturating_add);
+        self.charge(transient)?;
+        let listing = Listing::from_sorted(entries);
+        self.release(transient);
+        Ok(listing?)
     }
 }
 
@@ -631,20 +791,40 @@ fn encode_entry(w: &mut Writer, entry: &Entry) {
     }
 }
 
-fn decode_entry(r: &mut Cursor<'_>) -> Result<Entry, TreeFormatError> {
-    let code = r.u8()?;
-    let mode = u32::from(r.u16()?);
-    let path = TreePath::new(&r.text("path")?)?;
+/// Reads a `u16` length and that many bytes of UTF-8 text.
+fn text<'a>(
+    r: &mut Reader<'a>,
+    len_field: &'static str,
+    field: &'static str,
+    what: &str,
+) -> Result<&'a str, TreeFormatError> {
+    let len = usize::from(r.u16(len_field).map_err(truncated)?);
+    let bytes = r.bytes(len, field).map_err(truncated)?;
+    std::str::from_utf8(bytes).map_err(|_| malformed(format!("a {what} is not UTF-8")))
+}
+
+/// Decodes one entry, charging `budget` for its path's and link target's memory before
+/// they are copied out of the index.
+fn decode_entry(r: &mut Reader<'_>, budget: &mut MemoryBudget) -> Result<Entry, IndexError> {
+    let code = r.u8("kind").map_err(truncated)?;
+    let mode = u32::from(r.u16("mode").map_err(truncated)?);
+    let path = text(r, "path_len", "path", "path")?;
+    budget.charge(cost::heap(path.len() as u64))?;
+    let path = TreePath::new(path).map_err(TreeFormatError::from)?;
     let kind = match code {
         1 => EntryKind::File {
-            size: r.u64()?,
-            sha256: Sha256Digest(r.array::<32>()?),
+            size: r.u64("size").map_err(truncated)?,
+            sha256: Sha256Digest(r.array::<32>("sha256").map_err(truncated)?),
         },
         2 => EntryKind::Dir,
-        3 => EntryKind::Symlink {
-            target: r.text("link target")?,
-        },
-        _ => return Err(malformed(format!("entry {path} has unknown kind {code}"))),
+        3 => {
+            let target = text(r, "target_len", "target", "link target")?;
+            budget.charge(cost::heap(target.len() as u64))?;
+            EntryKind::Symlink {
+                target: target.to_string(),
+            }
+        }
+        _ => return Err(malformed(format!("entry {path} has unknown kind {code}")).into()),
     };
     Ok(Entry { path, mode, kind })
 }
@@ -770,6 +950,102 @@ mod tests {
         assert!(bad(vec![link("l", "x"), file("l/f", b"", 0o644)]).contains("directory"));
         // Links inside the tree are fine, dangling or not.
         Listing::new(vec![dir("d"), link("d/l", "../x"), link("up", "d/./l")]).unwrap();
+    }
+
+    /// An index of `dirs` directories with the shortest distinct names (`0`-`9`,
+    /// `a`-`z`, then two characters), in the new listing of a full tree image.
+    fn directories_index(dirs: usize) -> Vec<u8> {
+        const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let mut names: Vec<String> = ALPHABET.iter().map(|&c| (c as char).to_string()).collect();
+        for &a in ALPHABET {
+            for &b in ALPHABET {
+                names.push(format!("{}{}", a as char, b as char));
+            }
+        }
+        names.truncate(dirs);
+        names.sort();
+        let mut w = Writer::with_capacity(24 + 8 * dirs);
+        w.u64(0);
+        w.u64(dirs as u64);
+        w.u64(0);
+        for name in &names {
+            encode_entry(&mut w, &dir(name));
+        }
+        w.into_vec()
+    }
+
+    #[test]
+    fn the_budget_refuses_before_memory_is_reserved() {
+        // 100,000 new entries fit in 600,000 bytes (I2), so the counts pass; the
+        // entries are zeros, which would be refused as an empty path if decoded. The
+        // budget refuses first: before the vectors are reserved, before any entry.
+        let mut w = Writer::with_capacity(600_024);
+        w.u64(0);
+        w.u64(100_000);
+        w.u64(0);
+        w.zeros(600_000);
+        let bytes = w.into_vec();
+        let mut budget = MemoryBudget::new(1 << 20);
+        let err = TreeIndex::decode_within(&bytes, 0, &mut budget).unwrap_err();
+        let IndexError::Memory(over) = err else {
+            panic!("expected the budget to refuse, got {err:?}");
+        };
+        assert_eq!(over.limit, 1 << 20);
+        assert!(
+            over.needed >= 100_000 * (cost::ENTRY + cost::RECIPE),
+            "{over:?}"
+        );
+        assert_eq!(
+            budget.charged(),
+            cost::SCRATCH,
+            "the refused charge was not made"
+        );
+        // With room, the same bytes are decoded, and refused for what they hold.
+        let err = TreeIndex::decode_within(&bytes, 0, &mut MemoryBudget::unlimited());
+        assert!(
+            matches!(err, Err(IndexError::Format(TreeFormatError::Path(_)))),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn the_budget_is_charged_entry_by_entry() {
+        let bytes = directories_index(1000);
+        let mut budget = MemoryBudget::unlimited();
+        let index = TreeIndex::decode_within(&bytes, 0, &mut budget).unwrap();
+        assert_eq!(index.new.entries().len(), 1000);
+        let peak = budget.peak();
+        // What stays charged is at least what the index holds.
+        let held: u64 = index
+            .new
+            .entries()
+            .iter()
+            .map(|e| std::mem::size_of::<Entry>() as u64 + e.path.as_str().len() as u64)
+            .sum::<u64>()
+            + index.recipes.capacity() as u64 * std::mem::size_of::<Option<Recipe>>() as u64;
+        assert!(budget.charged() >= held, "{} < {held}", budget.charged());
+        // A short directory name is 6 to 7 bytes of index and over a hundred in
+        // memory at the peak (the collision check): far above the four bytes per
+        // index byte the header declares.
+        let per_entry = (peak - cost::SCRATCH) / 1000;
+        assert!(per_entry > 20 * 7, "{per_entry} bytes an entry");
+        // Exactly the peak is enough; a byte less is refused, part-way through the
+        // entries (after the vectors were reserved), not with a garbled index.
+        let mut budget = MemoryBudget::new(peak);
+        TreeIndex::decode_within(&bytes, 0, &mut budget).unwrap();
+        for limit in [
+            peak - 1,
+            peak - 5000,
+            cost::SCRATCH + 1000 * (cost::ENTRY + cost::RECIPE) + 100,
+        ] {
+            let mut budget = MemoryBudget::new(limit);
+            let err = TreeIndex::decode_within(&bytes, 0, &mut budget).unwrap_err();
+            assert!(
+                matches!(err, IndexError::Memory(OverBudget { needed, limit: l }) if needed > l && l == limit),
+                "{err:?}"
+            );
+            assert!(budget.peak() <= limit);
+        }
     }
 
     #[test]
