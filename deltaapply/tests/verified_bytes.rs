@@ -81,6 +81,7 @@ fn a_tree_patch_renamed_over_after_verification_is_decoded_as_verified() {
             substitutes: &Default::default(),
             limits: Limits::default(),
             replace_unlisted: false,
+            drop: None,
         },
         &mut |_| {},
     )
