@@ -209,6 +209,19 @@ pub enum UpdateError {
         /// What was expected, in words.
         expected: String,
     },
+    /// The manifest is for another channel than the one asked for, or than every
+    /// channel of its product the state file has accepted before.
+    #[error(
+        "the manifest from {mirror} is for channel {got:?}, but {expected}; nothing was changed"
+    )]
+    WrongChannel {
+        /// The mirror.
+        mirror: String,
+        /// The manifest's channel.
+        got: String,
+        /// What was expected, in words.
+        expected: String,
+    },
     /// The manifest is older than one accepted before: a rollback.
     #[error(
         "the manifest from {mirror} has sequence {got}, older than sequence {accepted} already \
@@ -322,6 +335,7 @@ impl UpdateError {
             UpdateError::Signature { .. } => exit::UNTRUSTED,
             UpdateError::Manifest { .. } | UpdateError::Mismatch { .. } => exit::BAD_PATCH,
             UpdateError::WrongProduct { .. }
+            | UpdateError::WrongChannel { .. }
             | UpdateError::Rollback { .. }
             | UpdateError::Expired { .. } => exit::REFUSED,
             UpdateError::NoManifest(problems) => {
@@ -387,6 +401,7 @@ pub struct Updater {
     target: PathBuf,
     artifact: Option<String>,
     product: Option<String>,
+    channel: Option<String>,
     state_file: PathBuf,
     cache_dir: PathBuf,
     policy: Policy,
@@ -414,6 +429,7 @@ impl Updater {
             target,
             artifact: None,
             product: None,
+            channel: None,
             policy: Policy::default(),
             fetcher: Fetcher::new(Options::default()),
         }
@@ -429,6 +445,14 @@ impl Updater {
     /// Refuse manifests for any product but this one.
     pub fn product(mut self, name: impl Into<String>) -> Updater {
         self.product = Some(name.into());
+        self
+    }
+
+    /// Refuse manifests for any channel but this one. Without it, a target follows the
+    /// channels the state file has accepted for the product (the first one accepted
+    /// pins it): naming another channel here is how a device switches channels.
+    pub fn channel(mut self, name: impl Into<String>) -> Updater {
+        self.channel = Some(name.into());
         self
     }
 
@@ -712,6 +736,7 @@ impl Updater {
             source,
         })?;
         self.check_product(&manifest, mirror, state)?;
+        self.check_channel(&manifest, mirror, state)?;
         if let Some(accepted) = state.accepted(&manifest.product, &manifest.channel)
             && manifest.sequence < accepted
         {
@@ -767,6 +792,38 @@ impl Updater {
         Err(UpdateError::WrongProduct {
             mirror: mirror.to_string(),
             got: manifest.product.clone(),
+            expected,
+        })
+    }
+
+    /// The channel must be the one asked for, or else one the state file has accepted
+    /// before for the manifest's product: a mirror cannot move a device from `stable`
+    /// to `beta` (or back, to an older manifest of another channel) on its own.
+    fn check_channel(
+        &self,
+        manifest: &Manifest,
+        mirror: &str,
+        state: &State,
+    ) -> Result<(), UpdateError> {
+        let expected = match &self.channel {
+            Some(c) if *c != manifest.channel => format!("channel {c:?} was asked for"),
+            Some(_) => return Ok(()),
+            None => {
+                let channels = state.channels(&manifest.product);
+                if channels.is_empty() || channels.contains(&manifest.channel.as_str()) {
+                    return Ok(());
+                }
+                format!(
+                    "the state file {} has accepted only {channels:?} of {} for this target \
+                     (pass --channel to switch channels)",
+                    self.state_path().display(),
+                    manifest.product
+                )
+            }
+        };
+        Err(UpdateError::WrongChannel {
+            mirror: mirror.to_string(),
+            got: manifest.channel.clone(),
             expected,
         })
     }

@@ -1225,6 +1225,56 @@ fn state_file_pins_the_product() {
     assert!(!fresh.state_file().exists());
 }
 
+#[test]
+fn state_file_pins_the_channel() {
+    let stable = Publisher::new("example-app");
+    let v = releases(27, 2);
+    publish_all(&stable, &v);
+    // The same product's beta channel, validly signed with the same key.
+    let mut beta = stable.same_key("example-app");
+    beta.channel = "beta".into();
+    let w = releases(28, 1);
+    publish_all(&beta, &w);
+    let server = Server::start();
+    server.put_dir("/stable/", &stable.out());
+    server.put_dir("/beta/", &beta.out());
+    let stable_url = format!("{}stable/", server.url());
+    let beta_url = format!("{}beta/", server.url());
+
+    let dev = Device::new(&stable.public_key(), Some(&v[0]));
+    dev.update(&[&stable_url], &[], code::OK, Some(&v[1]));
+    assert_eq!(dev.accepted(), ["accepted example-app stable 2"]);
+    // A mirror serving the beta manifest to a device following stable: refused.
+    for sub in ["update", "check"] {
+        let json = dev.run(sub, &[&beta_url], &[], code::REFUSED, Some(&v[1]));
+        let error = json["error"].as_str().unwrap();
+        assert!(
+            error.contains("\"beta\"") && error.contains("stable") && error.contains("--channel"),
+            "{error}"
+        );
+    }
+    assert_eq!(dev.accepted(), ["accepted example-app stable 2"]);
+    // --channel stable refuses beta even where the state would not.
+    let fresh = Device::new(&stable.public_key(), Some(&v[0]));
+    fresh.update(
+        &[&beta_url],
+        &["--channel", "stable"],
+        code::REFUSED,
+        Some(&v[0]),
+    );
+    assert!(!fresh.state_file().exists());
+    // --channel beta names the switch.
+    let json = dev.update(&[&beta_url], &["--channel", "beta"], code::OK, Some(&w[0]));
+    assert_eq!(json["channel"], "beta");
+    assert_eq!(
+        dev.accepted(),
+        [
+            "accepted example-app beta 1",
+            "accepted example-app stable 2"
+        ]
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // Policy limits
 

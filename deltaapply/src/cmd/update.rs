@@ -31,6 +31,10 @@ pub struct Args {
     /// Refuse manifests for any other product.
     #[arg(long, value_name = "NAME")]
     product: Option<String>,
+    /// Refuse manifests for any other channel; names a switch of channel [default: the
+    /// channels the state file has accepted for the product].
+    #[arg(long, value_name = "NAME")]
+    channel: Option<String>,
     /// Where the highest accepted manifest sequence is kept
     /// [default: .NAME.deltaapply-state beside the target].
     #[arg(long, value_name = "FILE")]
@@ -163,6 +167,9 @@ fn updater(args: &Args) -> anyhow::Result<Updater> {
         .fetch_options(args.network.options().context("--ca-cert")?);
     if let Some(a) = &args.artifact {
         updater = updater.artifact(a);
+    }
+    if let Some(c) = &args.channel {
+        updater = updater.channel(c);
     }
     if let Some(p) = &args.product {
         updater = updater.product(p);

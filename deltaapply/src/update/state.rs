@@ -135,6 +135,15 @@ impl State {
             .copied()
     }
 
+    /// The channels of `product` with an accepted sequence number, sorted.
+    pub fn channels(&self, product: &str) -> Vec<&str> {
+        self.accepted
+            .keys()
+            .filter(|(p, _)| p == product)
+            .map(|(_, c)| c.as_str())
+            .collect()
+    }
+
     /// The products with an accepted sequence number.
     pub fn products(&self) -> Vec<&str> {
         let mut products: Vec<&str> = self.accepted.keys().map(|(p, _)| p.as_str()).collect();
