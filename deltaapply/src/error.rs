@@ -189,7 +189,7 @@ pub mod exit {
     /// trusted key is configured, or its signature does not verify.
     pub const UNTRUSTED: i32 = 6;
     /// `update`/`check`: the manifest was refused although its signature is valid: it is
-    /// older than one accepted before (a rollback), expired, or for another product.
+    /// older than one accepted before (a rollback), expired, or for another product or channel.
     pub const REFUSED: i32 = 7;
     /// `update`/`check`: no route is allowed: only the full image would do and it is
     /// forbidden (`--no-full`).
