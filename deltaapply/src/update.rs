@@ -681,15 +681,28 @@ impl Updater {
     /// The first mirror's manifest that verifies and is acceptable.
     fn accept_manifest(&self, state: &State) -> Result<Accepted, UpdateError> {
         let mut problems = Vec::new();
+        let mut best: Option<Accepted> = None;
+        // Every mirror is asked: one that lags (or withholds a release) must not hold
+        // the device back while another serves a newer manifest that verifies.
         for mirror in self.source.mirrors() {
             let one = Source::new(vec![mirror.clone()]).expect("one mirror is a source");
             match self.manifest_from(&one, &mirror.to_string(), state) {
-                Ok(accepted) => return Ok(accepted),
+                Ok(accepted) => {
+                    if best
+                        .as_ref()
+                        .is_none_or(|b| accepted.manifest.sequence > b.manifest.sequence)
+                    {
+                        best = Some(accepted);
+                    }
+                }
                 Err(error) => problems.push(MirrorProblem {
                     mirror: mirror.to_string(),
                     error,
                 }),
             }
+        }
+        if let Some(best) = best {
+            return Ok(best);
         }
         match problems.len() {
             1 => Err(problems.pop().expect("one").error),

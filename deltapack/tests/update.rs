@@ -1102,6 +1102,31 @@ fn rolled_back_manifest_is_refused() {
 }
 
 #[test]
+fn the_newest_manifest_among_mirrors_is_used_whatever_their_order() {
+    let p = Publisher::new("example-app");
+    let v = releases(29, 3);
+    publish_all(&p, &v[..2]);
+    // A mirror that lags behind: the publish directory as it was at 1.1.
+    let lagging = p.dir.join("lagging");
+    copy_dir(&p.out(), &lagging);
+    p.build("1.2", &v[2], &[]);
+    let server = Server::start();
+    server.put_dir("/old/", &lagging);
+    server.put_dir("/new/", &p.out());
+    let old_url = format!("{}old/", server.url());
+    let new_url = format!("{}new/", server.url());
+    for mirrors in [
+        [old_url.as_str(), new_url.as_str()],
+        [new_url.as_str(), old_url.as_str()],
+    ] {
+        let dev = Device::new(&p.public_key(), Some(&v[0]));
+        let json = dev.update(&mirrors, &[], code::OK, Some(&v[2]));
+        assert_eq!(json["sequence"], 3, "{json}");
+        assert_eq!(json["source"].as_str().unwrap(), new_url.as_str(), "{json}");
+    }
+}
+
+#[test]
 fn expired_manifest_is_refused_unless_allowed() {
     let p = Publisher::new("example-app");
     let v = releases(15, 2);
