@@ -722,6 +722,19 @@ fn check_parents_but(
     Ok(())
 }
 
+/// What [`hash_copy`] found, if it is not `expected`: `None` when the content matches,
+/// else its description for an error message.
+fn mismatch(
+    found: std::result::Result<(u64, Sha256Digest), String>,
+    expected: FileId,
+) -> Option<String> {
+    match found {
+        Ok((size, sha)) if size == expected.size && sha == expected.sha256 => None,
+        Ok((size, sha)) => Some(describe(size, sha, expected)),
+        Err(what) => Some(what),
+    }
+}
+
 fn describe(size: u64, sha256: Sha256Digest, expected: FileId) -> String {
     if size == expected.size {
         format!("{size} bytes with sha256 {sha256}")
@@ -916,11 +929,7 @@ fn make_file(
                 }
                 _ => unreachable!(),
             };
-            let found = match hash_copy(&src, Some((dst, entry.mode)))? {
-                Ok((size, sha)) if size == target.size && sha == target.sha256 => None,
-                Ok((size, sha)) => Some(describe(size, sha, target)),
-                Err(what) => Some(what),
-            };
+            let found = mismatch(hash_copy(&src, Some((dst, entry.mode)))?, target);
             if let Some(found) = found {
                 let _ = fs::remove_file(dst);
                 return Err(match make {
@@ -1564,11 +1573,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
             }
             check_parents(&self.root, &entry.path)?;
             let at = entry.path.under(&self.root);
-            let found = match hash_copy(&at, None)? {
-                Ok((size, sha)) if size == file.size && sha == file.sha256 => None,
-                Ok((size, sha)) => Some(describe(size, sha, file)),
-                Err(what) => Some(what),
-            };
+            let found = mismatch(hash_copy(&at, None)?, file);
             if let Some(found) = found {
                 return Err(TreeApplyError::WrongBase {
                     path: at,
@@ -1660,11 +1665,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 if disk(&staged)? == Disk::File {
                     // Staged by another run: checked before it goes into the tree.
                     if report.resumed {
-                        let found = match hash_copy(&staged, None)? {
-                            Ok((size, sha)) if size == file.size && sha == file.sha256 => None,
-                            Ok((size, sha)) => Some(describe(size, sha, *file)),
-                            Err(what) => Some(what),
-                        };
+                        let found = mismatch(hash_copy(&staged, None)?, *file);
                         if let Some(found) = found {
                             return Err(TreeApplyError::StagedDamaged {
                                 staged,
@@ -1677,11 +1678,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                     fs::rename(&staged, &at).map_err(io_err("rename a staged file to", &at))?;
                     sync_parent(&at)?;
                 } else {
-                    let found = match hash_copy(&at, None)? {
-                        Ok((size, sha)) if size == file.size && sha == file.sha256 => None,
-                        Ok((size, sha)) => Some(describe(size, sha, *file)),
-                        Err(what) => Some(what),
-                    };
+                    let found = mismatch(hash_copy(&at, None)?, *file);
                     if let Some(found) = found {
                         return Err(TreeApplyError::StagedGone {
                             path: at,

@@ -442,15 +442,7 @@ impl super::Run<'_, '_> {
                 replace_unlisted,
                 drop,
             },
-            &mut |p| {
-                events(Event::Apply {
-                    step: 0,
-                    steps: 1,
-                    phase: crate::Phase::Write,
-                    done: p.done,
-                    total: p.total,
-                })
-            },
+            &mut |p| events(write_event(p)),
         )?;
         Ok(())
     }
@@ -591,21 +583,24 @@ impl super::Run<'_, '_> {
                 listing: &listing,
                 files: &substitutes,
             },
-            &mut |p| {
-                events(Event::Apply {
-                    step: 0,
-                    steps: 1,
-                    phase: crate::Phase::Write,
-                    done: p.done,
-                    total: p.total,
-                })
-            },
+            &mut |p| events(write_event(p)),
         );
         for path in substitutes.values() {
             let _ = fs::remove_file(path);
         }
         repaired?;
         Ok(())
+    }
+}
+
+/// A tree applier's progress as the update's write phase of its one step.
+fn write_event(p: crate::tree::TreeProgress) -> Event<'static> {
+    Event::Apply {
+        step: 0,
+        steps: 1,
+        phase: crate::Phase::Write,
+        done: p.done,
+        total: p.total,
     }
 }
 
