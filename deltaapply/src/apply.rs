@@ -27,6 +27,7 @@ use crate::container::{FileId, HEADER_LEN, Header, StreamSizes};
 use crate::control::{OpReader, ZeroRunReader};
 use crate::digest::{Hasher, IO_CHUNK, hash_reader};
 use crate::key::TrustedKeys;
+use crate::lock::TargetLock;
 use crate::signature::{Origin, check_patch_origin};
 use crate::stage::{Staged, inherit_permissions};
 use crate::{Error, Method};
@@ -278,7 +279,10 @@ impl Patch {
 
 /// Applies the patch at `patch` to `old`, writing `dest` atomically. `old` may equal
 /// `dest` (in-place update). On any error `dest` is left as it was and no temporary
-/// file remains.
+/// file remains (nor any an earlier applier of `dest` was killed before removing).
+///
+/// While it runs it holds `dest`'s [`TargetLock`]: another applier of the same
+/// destination fails at once ([`LockError::Busy`](crate::lock::LockError::Busy)).
 ///
 /// `trusted` is the set of publisher keys the caller trusts. With `Some`, a patch that
 /// is unsigned, signed by another key, or whose signature does not verify is refused
@@ -299,6 +303,20 @@ pub fn apply_file(
 
 /// Like [`apply_file`], for a patch already opened.
 pub fn apply_patch(
+    old: Option<&Path>,
+    patch: &Patch,
+    dest: &Path,
+    limits: &Limits,
+    trusted: Option<&TrustedKeys>,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<ApplyReport, Error> {
+    let _lock = TargetLock::acquire(dest)?;
+    apply_unlocked(old, patch, dest, limits, trusted, progress)
+}
+
+/// [`apply_patch`] for a caller that holds `dest`'s [`TargetLock`] already (the
+/// updater), or writes where no other applier can (a tree's staging directory).
+pub(crate) fn apply_unlocked(
     old: Option<&Path>,
     patch: &Patch,
     dest: &Path,

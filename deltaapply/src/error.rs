@@ -10,6 +10,9 @@ use crate::signature::SignatureError;
 /// Everything that can go wrong opening or applying a patch.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Another applier holds the destination, or its lock cannot be taken.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// The patch file cannot be read.
     #[error("cannot read patch {}", path.display())]
     PatchIo {
@@ -196,6 +199,8 @@ pub mod exit {
     pub const NO_ROUTE: i32 = 8;
     /// `update`/`check`: a file could not be downloaded from any mirror (after retries).
     pub const NETWORK: i32 = 9;
+    /// Another applier is updating the same target now (it holds the target's lock).
+    pub const BUSY: i32 = 10;
 }
 
 /// What to do about a failed origin check (the reason itself is the error's source).
@@ -228,6 +233,7 @@ impl Error {
             Error::PatchIo { .. } | Error::SourceIo { .. } | Error::OutputIo { .. } => {
                 exit::FAILURE
             }
+            Error::Lock(e) => e.exit_code(),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! decoders read is hashed again: a patch file replaced or rewritten after its check
 //! (or storage that reads differently the second time) cannot get unverified bytes into
 //! the output. On any failure the destination is untouched and no temporary file
-//! remains.
+//! remains. One applier at a time holds a destination ([`lock::TargetLock`]), and it
+//! removes the temporary files a killed applier of that destination left.
 //!
 //! ```no_run
 //! use deltaapply::{apply_file, Limits, PublicKey, TrustedKeys};
@@ -44,6 +45,7 @@ mod digest;
 mod error;
 pub mod fetch;
 pub mod key;
+pub mod lock;
 pub mod manifest;
 mod method;
 pub mod signature;

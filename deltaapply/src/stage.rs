@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use crate::Error;
 
+/// How many random letters and digits a temporary file's name carries
+/// (`.NAME.XXXXXX.deltaapply-tmp`); [`crate::lock`] recognises stale ones by it.
+pub(crate) const RANDOM_LEN: usize = 6;
+
 /// A temporary file that becomes `dest` on [`Staged::commit`].
 #[derive(Debug)]
 pub struct Staged {
@@ -29,7 +33,10 @@ impl Staged {
             .unwrap_or_default();
         let prefix = format!(".{name}.");
         let mut builder = tempfile::Builder::new();
-        builder.prefix(&prefix).suffix(".deltaapply-tmp");
+        builder
+            .prefix(&prefix)
+            .rand_bytes(RANDOM_LEN)
+            .suffix(".deltaapply-tmp");
         // Without permissions to copy, the file gets what any newly created file gets
         // (0666 less the umask), not the temporary file's private 0600: published
         // files must be readable by a web server, patches by other users.

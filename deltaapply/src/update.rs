@@ -37,6 +37,7 @@ use crate::container::FileId;
 pub use crate::error::error_chain;
 use crate::fetch::{FetchError, Fetcher, Options};
 use crate::key::{KeyId, TrustedKeys};
+use crate::lock::{LockError, TargetLock};
 use crate::manifest::{
     ArtifactKind, MANIFEST_FILE, MAX_MANIFEST_SIZE, Manifest, ManifestError, RelPath,
     SIGNATURE_FILE, Timestamp,
@@ -287,6 +288,9 @@ pub enum UpdateError {
         /// What differs.
         problem: String,
     },
+    /// Another updater holds the target, or its lock cannot be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// Applying failed.
     #[error(transparent)]
     Apply(#[from] Error),
@@ -333,6 +337,7 @@ impl UpdateError {
             UpdateError::Fetch { source, .. } if source.is_local() => exit::FAILURE,
             UpdateError::Fetch { .. } => exit::NETWORK,
             UpdateError::Signature { .. } => exit::UNTRUSTED,
+            UpdateError::Lock(e) => e.exit_code(),
             UpdateError::Manifest { .. } | UpdateError::Mismatch { .. } => exit::BAD_PATCH,
             UpdateError::WrongProduct { .. }
             | UpdateError::WrongChannel { .. }
@@ -514,7 +519,7 @@ impl Updater {
             return Ok(());
         }
         let listings = tree::listings(manifest, &artifact.name)?;
-        crate::tree::apply::finish_pending(&self.target, &listings, &mut |_| {})?;
+        crate::tree::apply::finish_pending_unlocked(&self.target, &listings, &mut |_| {})?;
         Ok(())
     }
 
@@ -580,7 +585,13 @@ impl Updater {
     /// policy allows it. On success the target is the newest release; on failure it is
     /// unchanged (and interrupted downloads are kept to resume).
     pub fn update(&self, events: &mut dyn FnMut(Event<'_>)) -> Result<Outcome, UpdateError> {
+        // Held to the end: one updater per target, and what a killed one left beside
+        // the target (and beside its default state file) is removed first.
+        let _lock = TargetLock::acquire(&self.target)?;
         let state_path = self.state_path();
+        if state_path == default_state_file(&self.target) {
+            crate::lock::remove_temporaries_of(state_path, &self.target)?;
+        }
         let mut state = State::load(state_path)?;
         let accepted = self.accept_manifest(&state)?;
         self.finish_pending(&accepted.manifest)?;
@@ -1112,7 +1123,7 @@ impl Run<'_, '_> {
                 problem,
             });
         }
-        let applied = crate::apply_patch(
+        let applied = crate::apply::apply_unlocked(
             old,
             &patch,
             dest,

@@ -341,6 +341,54 @@ fn the_newest_tree_with_damage_is_repaired() {
 }
 
 #[test]
+fn what_a_killed_update_left_beside_the_tree_is_removed_by_the_next_even_when_up_to_date() {
+    let p = Published::new();
+    let server = serve(&p);
+    let device = Device::new(&p, Some(&p.v2));
+    // Killed after staging a file and before writing its journal: the staging
+    // directory, a journal's temporary file and the lock file stay behind.
+    let stage = device.dir.join(&format!(".{ARTIFACT}.deltaapply-stage"));
+    std::fs::create_dir(&stage).unwrap();
+    std::fs::write(stage.join("f3"), vec![1u8; 1 << 20]).unwrap();
+    device
+        .dir
+        .write(&format!(".{ARTIFACT}.deltaapply-journal.tmp"), b"half");
+    device.dir.write(&format!(".{ARTIFACT}.deltaapply-lock"), b"");
+    let json = device.run("update", &server.url(), &[], 0);
+    assert_eq!(json["plan"]["route"], "up-to-date", "{json:#}");
+    device.assert_tree(&p.v2, &[]);
+}
+
+#[test]
+fn an_update_of_a_tree_another_updater_holds_is_refused_and_touches_nothing() {
+    let p = Published::new();
+    let server = serve(&p);
+    let device = Device::new(&p, Some(&p.v1));
+    let lock = deltaapply::lock::TargetLock::acquire(&device.target()).unwrap();
+    let stage = device.dir.join(&format!(".{ARTIFACT}.deltaapply-stage"));
+    std::fs::create_dir(&stage).unwrap();
+    let output = deltaapply()
+        .arg("update")
+        .args(["--from", &server.url()])
+        .arg("--key")
+        .arg(&device.key)
+        .arg("--target")
+        .arg(device.target())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(10), "{stderr}");
+    assert!(stderr.contains("being updated by another"), "{stderr}");
+    assert!(stage.exists(), "removed the staging of the updater holding the lock");
+    assert!(server.log().is_empty(), "fetched while another updater runs");
+    device.assert_tree(&p.v1, &[]);
+    drop(lock);
+    std::fs::remove_dir(&stage).unwrap();
+    device.run("update", &server.url(), &[], 0);
+    device.assert_tree(&p.v2, &[]);
+}
+
+#[test]
 fn a_missing_tree_is_installed_from_the_full_image() {
     let p = Published::new();
     let server = serve(&p);

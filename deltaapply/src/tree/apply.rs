@@ -48,7 +48,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::apply::{Limits, apply_patch};
+use crate::apply::{Limits, apply_unlocked};
+use crate::lock::{LockError, TargetLock};
 use crate::container::FileId;
 use crate::digest::{Hasher, Sha256Digest};
 use crate::signature::Origin;
@@ -402,6 +403,9 @@ pub enum TreeApplyError {
         /// What was found.
         found: String,
     },
+    /// Another applier holds the tree, or its lock cannot be taken.
+    #[error(transparent)]
+    Lock(#[from] LockError),
     /// Reading or writing a file or directory failed.
     #[error("cannot {action} {}", path.display())]
     Io {
@@ -424,6 +428,7 @@ impl TreeApplyError {
                 exit::WRONG_SOURCE
             }
             TreeApplyError::BadSubstitute { .. } => exit::BAD_PATCH,
+            TreeApplyError::Lock(e) => e.exit_code(),
             _ => exit::FAILURE,
         }
     }
@@ -471,6 +476,15 @@ pub fn apply_tree(
     req: &TreeApply<'_>,
     progress: &mut dyn FnMut(TreeProgress),
 ) -> std::result::Result<TreeReport, TreeApplyError> {
+    let _lock = TargetLock::acquire(req.dest)?;
+    apply_tree_unlocked(req, progress)
+}
+
+/// [`apply_tree`] for a caller that holds the tree's [`TargetLock`] already.
+pub(crate) fn apply_tree_unlocked(
+    req: &TreeApply<'_>,
+    progress: &mut dyn FnMut(TreeProgress),
+) -> std::result::Result<TreeReport, TreeApplyError> {
     let index = req.patch.index();
     if req.old.is_none() && !index.old.entries().is_empty() {
         return Err(TreeApplyError::MissingOld {
@@ -513,6 +527,15 @@ pub fn repair_tree(
     req: &TreeRepair<'_>,
     progress: &mut dyn FnMut(TreeProgress),
 ) -> std::result::Result<TreeReport, TreeApplyError> {
+    let _lock = TargetLock::acquire(req.root)?;
+    repair_tree_unlocked(req, progress)
+}
+
+/// [`repair_tree`] for a caller that holds the tree's [`TargetLock`] already.
+pub(crate) fn repair_tree_unlocked(
+    req: &TreeRepair<'_>,
+    progress: &mut dyn FnMut(TreeProgress),
+) -> std::result::Result<TreeReport, TreeApplyError> {
     let job = Job::of_repair(req);
     let id = req.listing.id();
     let mut report = TreeReport::starting(
@@ -538,6 +561,16 @@ pub fn repair_tree(
 /// place. An updater calls this before it looks at the tree, so that a tree left
 /// half-switched by a power cut is finished first instead of taken for a modified one.
 pub fn finish_pending(
+    dest: &Path,
+    releases: &[Listing],
+    progress: &mut dyn FnMut(TreeProgress),
+) -> std::result::Result<Option<TreeReport>, TreeApplyError> {
+    let _lock = TargetLock::acquire(dest)?;
+    finish_pending_unlocked(dest, releases, progress)
+}
+
+/// [`finish_pending`] for a caller that holds the tree's [`TargetLock`] already.
+pub(crate) fn finish_pending_unlocked(
     dest: &Path,
     releases: &[Listing],
     progress: &mut dyn FnMut(TreeProgress),
@@ -646,6 +679,29 @@ fn beside(root: &Path, suffix: &str) -> Result<PathBuf> {
         _ => Path::new("."),
     };
     Ok(parent.join(format!(".{}.deltaapply-{suffix}", name.to_string_lossy())))
+}
+
+/// Removes the staging directory of the tree `DIR/NAME` unless a journal says it is
+/// still needed, and the journal's temporary file, which never is. Only called with
+/// the tree's [`crate::lock::TargetLock`] held.
+pub(crate) fn remove_stale_stage(
+    dir: &Path,
+    name: &str,
+) -> std::result::Result<(), (PathBuf, io::Error)> {
+    let journal = dir.join(format!(".{name}.deltaapply-journal"));
+    let stage = dir.join(format!(".{name}.deltaapply-stage"));
+    let remove = |path: &Path| match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).map_err(|e| (path.to_path_buf(), e)),
+        Ok(_) => fs::remove_file(path).map_err(|e| (path.to_path_buf(), e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err((path.to_path_buf(), e)),
+    };
+    remove(&journal::temp_path(&journal))?;
+    match fs::symlink_metadata(&journal) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => remove(&stage),
+        Err(e) => Err((journal, e)),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// Removes a stale staging directory (or whatever sits at its name).
@@ -969,7 +1025,7 @@ fn make_file(
             let blob = blobs(job)
                 .blob(k, Some(expected), target)
                 .map_err(|source| entry_err(entry, source))?;
-            apply_patch(Some(&src), &blob, dst, &job.limits, None, &mut |_| {})
+            apply_unlocked(Some(&src), &blob, dst, &job.limits, None, &mut |_| {})
                 .map_err(|source| entry_err(entry, source))?;
             fix_mode(dst, entry.mode)?;
             report.patched += 1;
@@ -978,7 +1034,7 @@ fn make_file(
             let blob = blobs(job)
                 .blob(k, None, target)
                 .map_err(|source| entry_err(entry, source))?;
-            apply_patch(None, &blob, dst, &job.limits, None, &mut |_| {})
+            apply_unlocked(None, &blob, dst, &job.limits, None, &mut |_| {})
                 .map_err(|source| entry_err(entry, source))?;
             fix_mode(dst, entry.mode)?;
             report.full += 1;
@@ -1002,7 +1058,7 @@ fn entry_err(entry: &Entry, source: Error) -> TreeApplyError {
     }
 }
 
-/// Gives a file apply_patch just wrote its exact mode, durably.
+/// Gives a file apply_unlocked just wrote its exact mode, durably.
 fn fix_mode(path: &Path, mode: u32) -> Result<()> {
     let f = File::open(path).map_err(io_err("open", path))?;
     set_mode_of(&f, path, mode)?;

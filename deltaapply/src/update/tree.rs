@@ -432,7 +432,7 @@ impl super::Run<'_, '_> {
         let replace_unlisted = exists && patch.index().old.entries().is_empty();
         let limits = self.limits();
         let events = &mut *self.events;
-        crate::tree::apply::apply_tree(
+        crate::tree::apply::apply_tree_unlocked(
             &crate::tree::apply::TreeApply {
                 patch,
                 old: exists.then_some(target),
@@ -532,14 +532,16 @@ impl super::Run<'_, '_> {
             };
             let fetched = self.fetch(i, files.len(), &step)?;
             let dest = decoded_path(self.cache, file);
-            let applied = crate::apply_file(
-                None,
-                &fetched.path,
-                &dest,
-                &self.limits(),
-                Some(&self.updater.trusted),
-                &mut |_| {},
-            );
+            let applied = crate::Patch::open(&fetched.path).and_then(|patch| {
+                crate::apply::apply_unlocked(
+                    None,
+                    &patch,
+                    &dest,
+                    &self.limits(),
+                    Some(&self.updater.trusted),
+                    &mut |_| {},
+                )
+            });
             self.discard(&fetched);
             let report = applied?;
             if report.target != file.target {
@@ -577,7 +579,7 @@ impl super::Run<'_, '_> {
             })?;
         let substitutes = self.fetch_whole(files)?;
         let events = &mut *self.events;
-        let repaired = crate::tree::apply::repair_tree(
+        let repaired = crate::tree::apply::repair_tree_unlocked(
             &crate::tree::apply::TreeRepair {
                 root: &check.target,
                 listing: &listing,

@@ -1,0 +1,186 @@
+//! What a killed applier leaves behind, and two appliers of one target at once: a
+//! real `deltaapply apply --in-place` on a 64 MiB file is killed with SIGKILL while it
+//! writes its temporary file; the installed file must be the old or the new one, the
+//! full-size temporary file is left (nothing can remove it in a killed process), and
+//! the next run removes it. While another process holds the target's lock an applier
+//! refuses to start (exit 10) and removes nothing.
+//!
+//! Run `cargo build -p deltaapply` first (or `cargo test --workspace`).
+
+#![cfg(unix)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Dir, Kind, fill};
+use deltaapply::lock::TargetLock;
+
+const SIZE: usize = 64 << 20;
+const BUSY: i32 = 10;
+
+/// A 64 MiB installed file and a full-image patch to a new one (a full image needs no
+/// diffing, so the test spends its time applying).
+struct Fixture {
+    dir: Dir,
+    old: Vec<u8>,
+    new: Vec<u8>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = Dir::new();
+        let old = fill(Kind::Random, SIZE, 1);
+        let mut new = old.clone();
+        new[SIZE / 2..SIZE / 2 + 4096].fill(7);
+        dir.write("new.bin", &new);
+        let out = Process::new(env!("CARGO_BIN_EXE_deltapack"))
+            .args(["diff", "--method", "full", "--level", "1"])
+            .arg(dir.join("new.bin"))
+            .arg(dir.join("new.bin"))
+            .arg("-o")
+            .arg(dir.join("p"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::remove_file(dir.join("new.bin")).unwrap();
+        dir.write("app", &old);
+        Fixture { dir, old, new }
+    }
+
+    fn apply(&self) -> Process {
+        let mut cmd = Process::new(common::deltaapply_bin());
+        cmd.env_remove("DELTAAPPLY_KEY")
+            .arg("apply")
+            .arg("--in-place")
+            .arg(self.dir.join("app"))
+            .arg(self.dir.join("p"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    }
+
+    /// The applier's temporary files beside `app`.
+    fn temporaries(&self) -> Vec<PathBuf> {
+        self.dir
+            .names()
+            .into_iter()
+            .filter(|n| n.starts_with(".app.") && n.ends_with(".deltaapply-tmp"))
+            .map(|n| self.dir.join(&n))
+            .collect()
+    }
+
+    fn installed_is_old_or_new(&self) {
+        let got = self.dir.read("app");
+        assert!(
+            got == self.old || got == self.new,
+            "the installed file is neither the old nor the new one"
+        );
+    }
+}
+
+fn size(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+#[test]
+fn a_temporary_file_left_by_sigkill_is_removed_by_the_next_run() {
+    let f = Fixture::new();
+    let mut killed_mid_write = 0;
+    for _ in 0..10 {
+        f.dir.write("app", &f.old);
+        let mut child = f.apply().spawn().unwrap();
+        // Killed once its temporary file holds some but not all of the output.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut caught = false;
+        while Instant::now() < deadline {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if f.temporaries()
+                .iter()
+                .any(|t| (1..SIZE as u64).contains(&size(t)))
+            {
+                child.kill().unwrap();
+                caught = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let status = child.wait().unwrap();
+        f.installed_is_old_or_new();
+        if !caught {
+            assert!(status.success(), "the applier failed on its own");
+            continue;
+        }
+        killed_mid_write += 1;
+        let left = f.temporaries();
+        assert_eq!(left.len(), 1, "a SIGKILL leaves the temporary file");
+        let out = f.apply().output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(f.dir.read("app"), f.new);
+        assert_eq!(
+            f.dir.names(),
+            ["app", "p"],
+            "the next run left something beside the target"
+        );
+        if killed_mid_write == 3 {
+            break;
+        }
+    }
+    assert!(
+        killed_mid_write >= 1,
+        "the applier was never caught writing its temporary file"
+    );
+}
+
+#[test]
+fn an_applier_refuses_a_target_another_holds_and_removes_nothing() {
+    let f = Fixture::new();
+    let lock = TargetLock::acquire(&f.dir.join("app")).unwrap();
+    // Written after the lock is taken: taking it removes stale temporary files.
+    let stale = f.dir.write(".app.Qw3rTy.deltaapply-tmp", b"left by a killed run");
+    let out = f.apply().output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(BUSY), "{stderr}");
+    assert!(
+        stderr.contains("being updated by another") && stderr.contains("app"),
+        "{stderr}"
+    );
+    assert_eq!(f.dir.read("app"), f.old);
+    assert!(stale.exists(), "removed a temporary file under another's lock");
+    drop(lock);
+
+    let out = f.apply().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(f.dir.read("app"), f.new);
+    assert_eq!(f.dir.names(), ["app", "p"]);
+}
+
+#[test]
+fn a_lock_file_left_by_a_killed_applier_does_not_block_the_next() {
+    let f = Fixture::new();
+    // A killed applier's lock file stays; the kernel released its lock.
+    f.dir.write(".app.deltaapply-lock", b"");
+    let out = f.apply().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(f.dir.names(), ["app", "p"]);
+}
