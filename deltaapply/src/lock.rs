@@ -253,8 +253,14 @@ mod tests {
         assert!(is_temporary_of(".app.bin.aB3xY9.deltaapply-tmp", "app.bin"));
         assert!(!is_temporary_of(".app.bin.aB3xY9.deltaapply-tmp", "app"));
         assert!(!is_temporary_of(".app.bin.aB3x.deltaapply-tmp", "app.bin"));
-        assert!(!is_temporary_of(".app.bin.aB3xY9-.deltaapply-tmp", "app.bin"));
-        assert!(!is_temporary_of(".app.bin.aB3xY9.deltaapply-tmpx", "app.bin"));
+        assert!(!is_temporary_of(
+            ".app.bin.aB3xY9-.deltaapply-tmp",
+            "app.bin"
+        ));
+        assert!(!is_temporary_of(
+            ".app.bin.aB3xY9.deltaapply-tmpx",
+            "app.bin"
+        ));
         assert!(!is_temporary_of("app.bin.aB3xY9.deltaapply-tmp", "app.bin"));
         assert!(!is_temporary_of(".app.bin.deltaapply-lock", "app.bin"));
     }

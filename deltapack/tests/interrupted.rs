@@ -149,7 +149,9 @@ fn an_applier_refuses_a_target_another_holds_and_removes_nothing() {
     let f = Fixture::new();
     let lock = TargetLock::acquire(&f.dir.join("app")).unwrap();
     // Written after the lock is taken: taking it removes stale temporary files.
-    let stale = f.dir.write(".app.Qw3rTy.deltaapply-tmp", b"left by a killed run");
+    let stale = f
+        .dir
+        .write(".app.Qw3rTy.deltaapply-tmp", b"left by a killed run");
     let out = f.apply().output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(BUSY), "{stderr}");
@@ -158,7 +160,10 @@ fn an_applier_refuses_a_target_another_holds_and_removes_nothing() {
         "{stderr}"
     );
     assert_eq!(f.dir.read("app"), f.old);
-    assert!(stale.exists(), "removed a temporary file under another's lock");
+    assert!(
+        stale.exists(),
+        "removed a temporary file under another's lock"
+    );
     drop(lock);
 
     let out = f.apply().output().unwrap();

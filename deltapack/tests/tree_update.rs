@@ -353,7 +353,9 @@ fn what_a_killed_update_left_beside_the_tree_is_removed_by_the_next_even_when_up
     device
         .dir
         .write(&format!(".{ARTIFACT}.deltaapply-journal.tmp"), b"half");
-    device.dir.write(&format!(".{ARTIFACT}.deltaapply-lock"), b"");
+    device
+        .dir
+        .write(&format!(".{ARTIFACT}.deltaapply-lock"), b"");
     let json = device.run("update", &server.url(), &[], 0);
     assert_eq!(json["plan"]["route"], "up-to-date", "{json:#}");
     device.assert_tree(&p.v2, &[]);
@@ -379,8 +381,14 @@ fn an_update_of_a_tree_another_updater_holds_is_refused_and_touches_nothing() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(10), "{stderr}");
     assert!(stderr.contains("being updated by another"), "{stderr}");
-    assert!(stage.exists(), "removed the staging of the updater holding the lock");
-    assert!(server.log().is_empty(), "fetched while another updater runs");
+    assert!(
+        stage.exists(),
+        "removed the staging of the updater holding the lock"
+    );
+    assert!(
+        server.log().is_empty(),
+        "fetched while another updater runs"
+    );
     device.assert_tree(&p.v1, &[]);
     drop(lock);
     std::fs::remove_dir(&stage).unwrap();

@@ -49,9 +49,9 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::apply::{Limits, apply_unlocked};
-use crate::lock::{LockError, TargetLock};
 use crate::container::FileId;
 use crate::digest::{Hasher, Sha256Digest};
+use crate::lock::{LockError, TargetLock};
 use crate::signature::Origin;
 use crate::tree::format::{Entry, EntryKind, Listing, Recipe};
 use crate::tree::journal::{self, Journal, Op, sync_dir};

@@ -250,6 +250,7 @@ pub fn error_kind(e: &Error) -> String {
         Error::TreePatch { .. } => "TreePatch".into(),
         Error::NotTreePatch { .. } => "NotTreePatch".into(),
         Error::TreeFormat { .. } => "TreeFormat".into(),
+        Error::Lock(_) => "Lock".into(),
     }
 }
 
