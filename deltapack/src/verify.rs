@@ -24,8 +24,8 @@ use deltaapply::update::error_chain;
 use deltaapply::{FileId, Method, Sha256Digest, TrustedKeys};
 
 use crate::build::hash_file;
+use crate::build::tree::FILES_DIR;
 use crate::store::{self, EXTENSION, FULL_DIR, PATCH_DIR};
-use crate::tree::publish::FILES_DIR;
 
 /// One problem found, with the file it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -305,7 +305,7 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
             };
             let dest = scratch.path().join("patched");
             if artifact.kind == ArtifactKind::Tree {
-                match crate::tree::publish::apply_checked(Some(base_file), &path, &dest, trusted) {
+                match crate::build::tree::apply_checked(Some(base_file), &path, &dest, trusted) {
                     Err(e) => report.problem(
                         at,
                         format!("does not apply to its base: {}", error_chain(&*e)),
@@ -417,7 +417,7 @@ fn check_full_tree(
         );
     }
     let dest = scratch.join(format!("full-{n}"));
-    match crate::tree::publish::apply_checked(None, path, &dest, trusted) {
+    match crate::build::tree::apply_checked(None, path, &dest, trusted) {
         Err(e) => {
             report.problem(at, format!("does not unpack: {}", error_chain(&*e)));
             None

@@ -17,7 +17,6 @@
 //! ```
 
 pub mod diff;
-pub mod publish;
 pub mod scan;
 
 pub use diff::{FileStats, ShippedStats, TreeDiff, TreeDiffError, TreeStats, diff_trees};

@@ -14,8 +14,8 @@ use deltaapply::tree::apply::{TreeApply, apply_tree};
 use deltaapply::tree::{Recipe, TreePatch};
 use deltaapply::{Limits, Method, Sha256Digest, TrustedKeys};
 
+use super::{BuildError, PatchSummary};
 use crate::Settings;
-use crate::build::{BuildError, PatchSummary};
 use crate::keys::SecretKey;
 use crate::store::{self, StoreError};
 use crate::tree::{diff_trees, scan_tree};
@@ -137,7 +137,7 @@ pub fn publish_tree(
         let blob = index.blobs[*blob];
         let start = HEADER_LEN + blob.offset as usize;
         let mut bytes = full.bytes[start..start + blob.len as usize].to_vec();
-        crate::build::sign_container(&mut bytes, key);
+        super::sign_container(&mut bytes, key);
         let path = store::content_path(FILES_DIR, &bytes);
         entries[i].full = Some(FileRef {
             path: path.clone(),
@@ -230,4 +230,53 @@ pub fn publish_tree(
         files,
         summaries,
     })
+}
+
+/// Everything the new tree artifacts publish.
+pub(super) struct PublishedTrees {
+    /// Their manifest entries.
+    pub artifacts: Vec<Artifact>,
+    /// Files to write.
+    pub files: Vec<(RelPath, Vec<u8>)>,
+    /// One summary per (tree, base).
+    pub summaries: Vec<PatchSummary>,
+}
+
+/// [`publish_tree`] for each new tree artifact with its bases (as
+/// [`super::bases::rebuild_all`] found them, in the same order).
+pub(super) fn publish_trees(
+    trees: &[(String, PathBuf)],
+    bases: &[(String, Vec<TreeBase>)],
+    settings: &Settings,
+    max_patch_share: f64,
+    key: &SecretKey,
+    trusted: &TrustedKeys,
+    scratch: &Path,
+) -> Result<PublishedTrees, BuildError> {
+    let mut out = PublishedTrees {
+        artifacts: Vec::new(),
+        files: Vec::new(),
+        summaries: Vec::new(),
+    };
+    for ((name, path), (_, bases)) in trees.iter().zip(bases) {
+        let published = publish_tree(
+            name,
+            path,
+            bases,
+            settings,
+            max_patch_share,
+            key,
+            trusted,
+            scratch,
+        )?;
+        // An unchanged tree needs no patch from its own release.
+        let mut artifact = published.artifact;
+        artifact
+            .patches
+            .retain(|p| p.base_sha256 != artifact.sha256);
+        out.summaries.extend(published.summaries);
+        out.files.extend(published.files);
+        out.artifacts.push(artifact);
+    }
+    Ok(out)
 }

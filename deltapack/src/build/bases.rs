@@ -1,0 +1,134 @@
+//! The bases: the artifacts of the older releases still supported, rebuilt from their
+//! full images (every hash and signature checked) into the build's scratch directory.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use deltaapply::manifest::{Artifact, ArtifactKind, PreviousRelease};
+use deltaapply::{Sha256Digest, TrustedKeys};
+
+use super::tree::TreeBase;
+use super::{BuildError, Inputs, hash_file};
+use crate::store;
+
+/// A base artifact to diff from.
+pub(super) struct Base {
+    /// Its release.
+    pub version: String,
+    /// The artifact.
+    pub artifact: String,
+    /// The rebuilt file (in the build's scratch directory).
+    pub file: PathBuf,
+}
+
+/// Every base a build diffs from.
+pub(super) struct Bases {
+    /// File artifacts' bases, in release order.
+    pub files: Vec<Base>,
+    /// Each new tree artifact with its bases, newest first.
+    pub trees: Vec<(String, Vec<TreeBase>)>,
+}
+
+/// Rebuilds, from `releases` (newest first), one base per distinct older artifact of
+/// each new artifact: unchanged file artifacts need no patch, and a base equal to a
+/// newer base needs only the newer one's.
+pub(super) fn rebuild_all(
+    dir: &Path,
+    releases: &[PreviousRelease],
+    inputs: &Inputs,
+    scratch: &Path,
+    trusted: &TrustedKeys,
+) -> Result<Bases, BuildError> {
+    let mut bases = Bases {
+        files: Vec::new(),
+        trees: inputs
+            .trees
+            .iter()
+            .map(|(name, _)| (name.clone(), Vec::new()))
+            .collect(),
+    };
+    let mut seen = BTreeSet::new();
+    for release in releases {
+        for a in &release.artifacts {
+            if a.kind == ArtifactKind::Tree {
+                let Some((_, list)) = bases.trees.iter_mut().find(|(n, _)| *n == a.name) else {
+                    continue;
+                };
+                if !seen.insert((a.name.clone(), a.sha256)) {
+                    continue;
+                }
+                let tree_dir = scratch.join(format!("tree-base-{}", seen.len()));
+                rebuild(dir, &release.version, a, &tree_dir, trusted)?;
+                list.push(TreeBase {
+                    version: release.version.clone(),
+                    dir: tree_dir,
+                });
+                continue;
+            }
+            let Some((_, new_bytes)) = inputs.files.iter().find(|(n, _)| *n == a.name) else {
+                continue;
+            };
+            if a.sha256 == Sha256Digest::of(new_bytes) || !seen.insert((a.name.clone(), a.sha256)) {
+                continue;
+            }
+            let file = scratch.join(format!("base-{}", bases.files.len()));
+            rebuild(dir, &release.version, a, &file, trusted)?;
+            bases.files.push(Base {
+                version: release.version.clone(),
+                artifact: a.name.clone(),
+                file,
+            });
+        }
+    }
+    Ok(bases)
+}
+
+/// Rebuilds an older release's artifact from its full image into `dest` (a file, or a
+/// directory for a tree artifact), checking the full image's size and hash against the
+/// manifest, its signature, and the result's size and hash (a tree's: its total file
+/// bytes and listing digest).
+pub(super) fn rebuild(
+    dir: &Path,
+    version: &str,
+    artifact: &Artifact,
+    dest: &Path,
+    trusted: &TrustedKeys,
+) -> Result<(), BuildError> {
+    let path = artifact.full.path.under(dir);
+    let fail = |source: Box<dyn std::error::Error + Send + Sync>| BuildError::Base {
+        artifact: artifact.name.clone(),
+        version: version.to_string(),
+        path: path.clone(),
+        source,
+    };
+    let file_id = hash_file(&path).map_err(|e| fail(Box::new(e)))?;
+    if file_id != (artifact.full.size, artifact.full.sha256) {
+        return Err(fail(
+            format!(
+                "the file is {} bytes with sha256 {}, the manifest says {} bytes with sha256 {}",
+                file_id.0, file_id.1, artifact.full.size, artifact.full.sha256
+            )
+            .into(),
+        ));
+    }
+    let target = match artifact.kind {
+        ArtifactKind::File => {
+            store::apply_checked(None, &path, dest, trusted)
+                .map_err(|e| fail(Box::new(e)))?
+                .target
+        }
+        ArtifactKind::Tree => {
+            super::tree::apply_checked(None, &path, dest, trusted).map_err(fail)?
+        }
+    };
+    if target.size != artifact.size || target.sha256 != artifact.sha256 {
+        return Err(fail(
+            format!(
+                "it holds {} bytes with sha256 {}, the manifest says {} bytes with sha256 {}",
+                target.size, target.sha256, artifact.size, artifact.sha256
+            )
+            .into(),
+        ));
+    }
+    Ok(())
+}

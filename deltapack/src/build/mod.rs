@@ -1,0 +1,365 @@
+//! `deltapack build`: adds a release to a publish directory.
+//!
+//! The directory is the pipeline's state. Its signed manifest (if any) names the
+//! current release and the older ones still supported, each with a full image in the
+//! directory. A build verifies that manifest, rebuilds the last `keep` releases'
+//! artifacts from their full images (checking every hash), makes a patch from each to
+//! the new artifact in parallel, applies every patch to its base and checks the
+//! result, drops patches not worth it, writes the content-addressed files, and finally
+//! the new manifest and its signature. Same inputs, settings, time and key give
+//! byte-identical files.
+
+mod bases;
+mod files;
+mod jobs;
+mod publish;
+mod state;
+pub mod tree;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use deltaapply::manifest::{Manifest, ManifestError, SIGNATURE_FILE, Timestamp};
+use deltaapply::signature::SignatureError;
+use deltaapply::{Method, Sha256Digest, TrustedKeys};
+
+use crate::keys::SecretKey;
+use crate::store::StoreError;
+use crate::{DiffError, Settings};
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildSpec {
+    /// The publish directory.
+    pub out: PathBuf,
+    /// Product name; required for the first release, must match afterwards.
+    pub product: Option<String>,
+    /// Channel name; defaults to `stable` for the first release, must match afterwards.
+    pub channel: Option<String>,
+    /// The new release's version.
+    pub version: String,
+    /// The new release's artifacts: name and file.
+    pub artifacts: Vec<(String, PathBuf)>,
+    /// How many older releases to make patches from (and keep as supported).
+    pub keep: usize,
+    /// A patch larger than this share of the full image is not published (0..=1).
+    pub max_patch_share: f64,
+    /// When the manifest is made.
+    pub created: Timestamp,
+    /// How long the manifest is valid, in seconds.
+    pub valid_for: u64,
+    /// Diff settings (level, apply-memory budget, threads per patch).
+    pub settings: Settings,
+    /// Patches made at the same time.
+    pub jobs: usize,
+}
+
+/// Something worth telling the user while building.
+#[derive(Debug, Clone)]
+pub enum BuildEvent {
+    /// Bases were read; `patches` patches will be made.
+    Planned {
+        /// Patches to make.
+        patches: usize,
+    },
+    /// One patch is done (made, applied, checked), or was dropped.
+    PatchDone(PatchSummary),
+}
+
+/// One (base, artifact) pair's outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PatchSummary {
+    /// The artifact.
+    pub artifact: String,
+    /// The older release.
+    pub base_version: String,
+    /// The method chosen.
+    pub method: Method,
+    /// Patch size in bytes.
+    pub size: u64,
+    /// Size of the artifact's full image.
+    pub full_size: u64,
+    /// `size / full_size`.
+    pub share: f64,
+    /// Memory applying it needs.
+    pub apply_memory: u64,
+    /// Where it was published; `None` if it was dropped.
+    pub path: Option<String>,
+    /// Why it was dropped.
+    pub omitted: Option<String>,
+}
+
+/// What a build did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildReport {
+    /// Product.
+    pub product: String,
+    /// Channel.
+    pub channel: String,
+    /// The new release's version.
+    pub version: String,
+    /// Its sequence number.
+    pub sequence: u64,
+    /// The manifest's expiry.
+    pub expires: String,
+    /// Each new artifact: name, size, full image size.
+    pub artifacts: Vec<ArtifactSummary>,
+    /// Every patch considered.
+    pub patches: Vec<PatchSummary>,
+    /// Older releases now supported, newest first.
+    pub previous: Vec<String>,
+    /// Bytes of every file the manifest references (full images, patches to the newest
+    /// release, tree artifacts' per-file containers), plus the manifest and its
+    /// signature.
+    pub publish_bytes: u64,
+    /// What the same releases would take as full images only.
+    pub full_only_bytes: u64,
+}
+
+/// One new artifact.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ArtifactSummary {
+    /// Name.
+    pub name: String,
+    /// Size.
+    pub size: u64,
+    /// SHA-256.
+    pub sha256: Sha256Digest,
+    /// Full image size.
+    pub full_size: u64,
+}
+
+/// Why a build failed. Nothing is published unless every step succeeded: the
+/// manifest is written last.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A setting is missing or out of range.
+    #[error("{0}")]
+    Settings(String),
+    /// A file cannot be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The existing manifest's signature does not check out against the build key.
+    #[error(
+        "the existing manifest in {} is not signed by this key ({key_id}); refusing to build on a publish directory it cannot trust",
+        dir.display()
+    )]
+    UntrustedState {
+        /// The publish directory.
+        dir: PathBuf,
+        /// The build key's id.
+        key_id: deltaapply::KeyId,
+        /// Why.
+        #[source]
+        source: SignatureError,
+    },
+    /// The existing manifest does not parse.
+    #[error("the existing manifest {} is invalid", path.display())]
+    BadState {
+        /// The manifest.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: ManifestError,
+    },
+    /// A base's full image is missing or does not rebuild the artifact it should.
+    #[error("cannot rebuild {artifact} {version} from {}", path.display())]
+    Base {
+        /// The artifact.
+        artifact: String,
+        /// The release.
+        version: String,
+        /// Its full image.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A patch could not be made.
+    #[error("cannot make the patch {version} -> new for {artifact}")]
+    Diff {
+        /// The artifact.
+        artifact: String,
+        /// The base version.
+        version: String,
+        /// Why.
+        #[source]
+        source: DiffError,
+    },
+    /// A patch made here failed its own check: a bug, reported rather than published.
+    #[error("the patch {version} -> new for {artifact} does not apply to its base; not publishing")]
+    SelfCheck {
+        /// The artifact.
+        artifact: String,
+        /// The base version.
+        version: String,
+        /// What went wrong.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A tree artifact could not be read or diffed.
+    #[error("cannot make the tree patch {version} -> new for {artifact}")]
+    Tree {
+        /// The artifact.
+        artifact: String,
+        /// The base version, or what was being made.
+        version: String,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+fn settings_err(msg: impl Into<String>) -> BuildError {
+    BuildError::Settings(msg.into())
+}
+
+/// Adds the release described by `spec` to its publish directory, signed with `key`.
+/// `events` hears about progress (on the calling thread).
+///
+/// The phases, each its own function: verify the existing state and derive the new
+/// release's identity ([`state`]); read the new artifacts; rebuild the bases still
+/// supported from their full images ([`bases`]); make the full images of file
+/// artifacts ([`files`]) and everything a tree artifact publishes ([`tree`]); make the
+/// patches in parallel, each checked against its base ([`jobs`]); write the new
+/// manifest's content files first, then its signature and itself ([`publish`]).
+pub fn build(
+    spec: &BuildSpec,
+    key: &SecretKey,
+    events: &mut dyn FnMut(BuildEvent),
+) -> Result<BuildReport, BuildError> {
+    check_spec(spec)?;
+    let trusted = TrustedKeys::single(key.public_key());
+    let dir = &spec.out;
+    std::fs::create_dir_all(dir).map_err(StoreError::new("cannot create", dir))?;
+
+    let old = state::read_verified(dir, key, &trusted)?;
+    let identity = state::identity(spec, old.as_ref())?;
+    let inputs = read_artifacts(spec)?;
+    let releases = state::kept_releases(old.as_ref(), spec.keep);
+    let scratch = tempfile::Builder::new()
+        .prefix(".deltapack-build-")
+        .tempdir_in(dir)
+        .map_err(StoreError::new("cannot create a scratch directory in", dir))?;
+    let bases = bases::rebuild_all(dir, &releases, &inputs, scratch.path(), &trusted)?;
+
+    // Nothing else runs meanwhile, so the full images use every core (the bytes do not
+    // depend on the thread count).
+    let full_settings = Settings {
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        ..spec.settings.clone()
+    };
+    let mut artifacts =
+        files::full_images(&inputs.files, &full_settings, key, &trusted, scratch.path())?;
+    let trees = tree::publish_trees(
+        &inputs.trees,
+        &bases.trees,
+        &full_settings,
+        spec.max_patch_share,
+        key,
+        &trusted,
+        scratch.path(),
+    )?;
+    artifacts.extend(trees.artifacts.into_iter().map(|a| (a, Vec::new())));
+
+    events(BuildEvent::Planned {
+        patches: bases.files.len(),
+    });
+    let full_sizes: Vec<(String, u64)> = artifacts
+        .iter()
+        .map(|(a, _)| (a.name.clone(), a.full.size))
+        .collect();
+    let jobs = jobs::Jobs {
+        spec,
+        key,
+        trusted: &trusted,
+        new_files: &inputs.files,
+        full_sizes: &full_sizes,
+        scratch: scratch.path(),
+    };
+    let made = jobs.run(&bases.files, events)?;
+    let mut summaries = trees.summaries;
+    let mut patch_files = trees.files;
+    jobs::record(made, &mut artifacts, &mut summaries, &mut patch_files);
+
+    let manifest = publish::new_manifest(spec, identity, &artifacts, releases)?;
+    let written = publish::write(dir, &manifest, &artifacts, &patch_files, key)?;
+    drop(scratch);
+    Ok(publish::report(&manifest, summaries, written))
+}
+
+/// The new release's artifacts as given: files read, directories kept as paths.
+struct Inputs {
+    /// File artifacts: name and content.
+    files: Vec<(String, Vec<u8>)>,
+    /// Tree artifacts: name and directory.
+    trees: Vec<(String, PathBuf)>,
+}
+
+/// Reads the new artifacts: files are read, directories are tree artifacts.
+fn read_artifacts(spec: &BuildSpec) -> Result<Inputs, BuildError> {
+    let mut inputs = Inputs {
+        files: Vec::new(),
+        trees: Vec::new(),
+    };
+    for (name, path) in &spec.artifacts {
+        if path.is_dir() {
+            inputs.trees.push((name.clone(), path.clone()));
+            continue;
+        }
+        let bytes = std::fs::read(path).map_err(StoreError::new("cannot read artifact", path))?;
+        inputs.files.push((name.clone(), bytes));
+    }
+    Ok(inputs)
+}
+
+/// The manifest's bytes: a comment line, then `toml`'s rendering (deterministic: field
+/// order is the struct's, arrays keep their order).
+pub fn render(manifest: &Manifest) -> Vec<u8> {
+    let body = toml::to_string(manifest).expect("a manifest always serialises");
+    format!(
+        "# deltapack release manifest (format-spec/manifest-v1.md); signed by {SIGNATURE_FILE}\n\n{body}"
+    )
+    .into_bytes()
+}
+
+fn check_spec(spec: &BuildSpec) -> Result<(), BuildError> {
+    if spec.artifacts.is_empty() {
+        return Err(settings_err(
+            "no artifacts: give at least one --artifact NAME=PATH",
+        ));
+    }
+    let mut names = BTreeSet::new();
+    for (name, _) in &spec.artifacts {
+        deltaapply::manifest::check_artifact_name(name).map_err(|e| settings_err(e.to_string()))?;
+        if !names.insert(name) {
+            return Err(settings_err(format!("artifact {name:?} is given twice")));
+        }
+    }
+    if !(0.0..=1.0).contains(&spec.max_patch_share) {
+        return Err(settings_err("--max-patch-share must be between 0 and 1"));
+    }
+    if spec.keep > deltaapply::manifest::MAX_PREVIOUS {
+        return Err(settings_err(format!(
+            "--keep must be at most {}",
+            deltaapply::manifest::MAX_PREVIOUS
+        )));
+    }
+    if spec.valid_for == 0 {
+        return Err(settings_err("the manifest must be valid for some time"));
+    }
+    Ok(())
+}
+
+/// Size and SHA-256 of a file.
+pub fn hash_file(path: &Path) -> std::io::Result<(u64, Sha256Digest)> {
+    let file = std::fs::File::open(path)?;
+    deltaapply::hash_reader(file, &mut |_| {})
+}
+
+pub(crate) fn sign_container(bytes: &mut [u8], key: &SecretKey) {
+    let len = bytes.len() as u64;
+    let mut header = deltaapply::Header::decode(bytes, len).expect("encoder writes valid headers");
+    key.sign_header(&mut header);
+    bytes[..deltaapply::container::HEADER_LEN].copy_from_slice(&header.encode());
+}
