@@ -48,6 +48,7 @@ pub mod key;
 pub mod lock;
 pub mod manifest;
 mod method;
+mod relpath;
 pub mod signature;
 pub mod source;
 pub mod stage;

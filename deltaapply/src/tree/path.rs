@@ -1,7 +1,7 @@
 //! The validated path of an entry in a release tree, and the check that a list of such
 //! paths can be written to any filesystem without two entries landing on one file.
 //!
-//! Unlike a publish directory's [`crate::manifest::RelPath`], whose names we choose, a
+//! Unlike a publish directory's [`crate::relpath::RelPath`], whose names we choose, a
 //! release tree holds whatever names the product has (spaces, non-ASCII letters), so
 //! [`TreePath`] allows any UTF-8 name except what could escape the tree or mean
 //! something else on some platform.
@@ -129,7 +129,7 @@ fn component_problem(c: &str) -> Option<String> {
             &c[c.len() - 1..]
         ));
     }
-    if crate::manifest::is_windows_device(c) {
+    if crate::relpath::is_windows_device(c) {
         return Some(format!("has {c:?}, a name Windows reserves"));
     }
     None

@@ -1,0 +1,234 @@
+//! Accepting a manifest: every mirror asked, the signature checked before parsing, and
+//! the product, channel, rollback (state file) and expiry checks; then the check of the
+//! installed target against the manifest accepted.
+
+use super::{
+    Check, Event, Installed, MirrorProblem, State, UpdateError, Updater, hash_installed, plan, tree,
+};
+use crate::container::FileId;
+use crate::key::KeyId;
+use crate::manifest::{
+    ArtifactKind, MANIFEST_FILE, MAX_MANIFEST_SIZE, Manifest, RelPath, SIGNATURE_FILE, Timestamp,
+};
+use crate::signature::{MAX_SIGNATURE_FILE, SignatureError, verify_manifest};
+use crate::source::Source;
+
+/// The manifest accepted, and where from.
+pub(super) struct Accepted {
+    pub(super) manifest: Manifest,
+    pub(super) from: String,
+    pub(super) signed_by: Vec<KeyId>,
+    pub(super) expired: bool,
+}
+
+impl Updater {
+    /// The check, given the manifest accepted.
+    pub(super) fn check_accepted(
+        &self,
+        accepted: Accepted,
+        events: &mut dyn FnMut(Event<'_>),
+    ) -> Result<(Check, Manifest), UpdateError> {
+        let manifest = &accepted.manifest;
+        events(Event::Manifest {
+            from: &accepted.from,
+            version: &manifest.version,
+            sequence: manifest.sequence,
+        });
+        let artifact = self.choose_artifact(manifest)?;
+        let (target, installed, plan) = if artifact.kind == ArtifactKind::Tree {
+            let target = self.target.clone();
+            let identified = tree::identify(manifest, artifact, &target, events)?;
+            let plan = tree::plan(manifest, artifact, &identified, &self.policy)?;
+            (target, identified.installed, plan)
+        } else {
+            let target = self.resolved_target()?;
+            let file = hash_installed(&target, events)?;
+            let installed = Installed::identify(manifest, &artifact.name, file);
+            let plan = plan::plan(manifest, artifact, &installed, &self.policy)?;
+            (target, installed, plan)
+        };
+        let check = Check {
+            manifest_from: accepted.from,
+            signed_by: accepted.signed_by,
+            product: manifest.product.clone(),
+            channel: manifest.channel.clone(),
+            newest_version: manifest.version.clone(),
+            sequence: manifest.sequence,
+            expires: manifest.expires,
+            expired: accepted.expired,
+            artifact: artifact.name.clone(),
+            newest: FileId {
+                size: artifact.size,
+                sha256: artifact.sha256,
+            },
+            target,
+            installed,
+            full_image: plan::full_step(manifest, artifact),
+            plan,
+        };
+        Ok((check, accepted.manifest))
+    }
+
+    /// The first mirror's manifest that verifies and is acceptable.
+    pub(super) fn accept_manifest(&self, state: &State) -> Result<Accepted, UpdateError> {
+        let mut problems = Vec::new();
+        let mut best: Option<Accepted> = None;
+        // Every mirror is asked: one that lags (or withholds a release) must not hold
+        // the device back while another serves a newer manifest that verifies.
+        for mirror in self.source.mirrors() {
+            let one = Source::new(vec![mirror.clone()]).expect("one mirror is a source");
+            match self.manifest_from(&one, &mirror.to_string(), state) {
+                Ok(accepted) => {
+                    if best
+                        .as_ref()
+                        .is_none_or(|b| accepted.manifest.sequence > b.manifest.sequence)
+                    {
+                        best = Some(accepted);
+                    }
+                }
+                Err(error) => problems.push(MirrorProblem {
+                    mirror: mirror.to_string(),
+                    error,
+                }),
+            }
+        }
+        if let Some(best) = best {
+            return Ok(best);
+        }
+        match problems.len() {
+            1 => Err(problems.pop().expect("one").error),
+            _ => Err(UpdateError::NoManifest(problems)),
+        }
+    }
+
+    fn manifest_from(
+        &self,
+        one: &Source,
+        mirror: &str,
+        state: &State,
+    ) -> Result<Accepted, UpdateError> {
+        let manifest_path = RelPath::new(MANIFEST_FILE).expect("valid");
+        let signature_path = RelPath::new(SIGNATURE_FILE).expect("valid");
+        let fetch = |rel: &RelPath, cap| {
+            self.fetcher
+                .fetch_small(one, rel, cap)
+                .map_err(|source| UpdateError::Fetch {
+                    file: rel.to_string(),
+                    source,
+                })
+        };
+        // The manifest and its signature are replaced one after the other when a
+        // release is published: a signature that does not match may be that moment,
+        // so both are fetched once more before giving up.
+        let mut retried = false;
+        let (bytes, signed_by) = loop {
+            let bytes = fetch(&manifest_path, MAX_MANIFEST_SIZE)?;
+            let signature = fetch(&signature_path, MAX_SIGNATURE_FILE)?;
+            match verify_manifest(&bytes, &signature, &self.trusted) {
+                Ok(keys) => break (bytes, keys),
+                Err(SignatureError::BadSignature { .. }) if !retried => retried = true,
+                Err(source) => {
+                    return Err(UpdateError::Signature {
+                        mirror: mirror.to_string(),
+                        source,
+                    });
+                }
+            }
+        };
+        let manifest = Manifest::parse(&bytes).map_err(|source| UpdateError::Manifest {
+            mirror: mirror.to_string(),
+            source,
+        })?;
+        self.check_product(&manifest, mirror, state)?;
+        self.check_channel(&manifest, mirror, state)?;
+        if let Some(accepted) = state.accepted(&manifest.product, &manifest.channel)
+            && manifest.sequence < accepted
+        {
+            return Err(UpdateError::Rollback {
+                mirror: mirror.to_string(),
+                product: manifest.product,
+                channel: manifest.channel,
+                got: manifest.sequence,
+                accepted,
+                state: self.state_path().to_path_buf(),
+            });
+        }
+        let now = Timestamp::now();
+        let expired = manifest.is_expired(now);
+        if expired && !self.policy.allow_expired {
+            return Err(UpdateError::Expired {
+                mirror: mirror.to_string(),
+                expires: manifest.expires,
+                now,
+            });
+        }
+        Ok(Accepted {
+            manifest,
+            from: mirror.to_string(),
+            signed_by,
+            expired,
+        })
+    }
+
+    /// The product must be the one asked for, or else one the state file has accepted
+    /// before (a state file binds a target to its product; channels may change).
+    fn check_product(
+        &self,
+        manifest: &Manifest,
+        mirror: &str,
+        state: &State,
+    ) -> Result<(), UpdateError> {
+        let expected = match &self.product {
+            Some(p) if *p != manifest.product => format!("product {p:?} was asked for"),
+            Some(_) => return Ok(()),
+            None => {
+                let products = state.products();
+                if products.is_empty() || products.contains(&manifest.product.as_str()) {
+                    return Ok(());
+                }
+                format!(
+                    "the state file {} has accepted only {products:?} for this target (pass \
+                     --product to switch products)",
+                    self.state_path().display()
+                )
+            }
+        };
+        Err(UpdateError::WrongProduct {
+            mirror: mirror.to_string(),
+            got: manifest.product.clone(),
+            expected,
+        })
+    }
+
+    /// The channel must be the one asked for, or else one the state file has accepted
+    /// before for the manifest's product: a mirror cannot move a device from `stable`
+    /// to `beta` (or back, to an older manifest of another channel) on its own.
+    fn check_channel(
+        &self,
+        manifest: &Manifest,
+        mirror: &str,
+        state: &State,
+    ) -> Result<(), UpdateError> {
+        let expected = match &self.channel {
+            Some(c) if *c != manifest.channel => format!("channel {c:?} was asked for"),
+            Some(_) => return Ok(()),
+            None => {
+                let channels = state.channels(&manifest.product);
+                if channels.is_empty() || channels.contains(&manifest.channel.as_str()) {
+                    return Ok(());
+                }
+                format!(
+                    "the state file {} has accepted only {channels:?} of {} for this target \
+                     (pass --channel to switch channels)",
+                    self.state_path().display(),
+                    manifest.product
+                )
+            }
+        };
+        Err(UpdateError::WrongChannel {
+            mirror: mirror.to_string(),
+            got: manifest.channel.clone(),
+            expected,
+        })
+    }
+}
