@@ -7,9 +7,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::Error;
 use crate::container::SignatureSlot;
 use crate::key::{BUILTIN_KEYS, KEY_ENV, KeyId, PublicKey, TrustedKeys};
-use crate::signature::{Origin, check_patch_origin};
+use crate::signature::{Origin, SignatureError, check_patch_origin};
+use crate::tree::TreeApplyError;
+use crate::update::{PlanError, UpdateError};
 
 /// Parses a byte size: a whole number with an optional unit `K`, `M`, `G`, `T`
 /// (powers of 1024, with or without `iB`/`B`), e.g. `32MiB`, `512k`, `1048576`.
@@ -160,18 +163,101 @@ pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     write_stdout(&format!("{value}\n"))
 }
 
-/// Prints an error chain to stderr (`error: outer: inner: ...`), or as JSON on stdout
-/// when `json` is set, and returns the exit code.
+/// Prints an error chain to stderr (`error: outer: inner: ...`, then the command-line
+/// [`hint`] if there is one), or as JSON on stdout when `json` is set, and returns the
+/// exit code.
 pub fn report_error(err: &anyhow::Error, code: i32, json: bool) -> i32 {
+    let text = match hint(err) {
+        Some(hint) => format!("{err:#}; {hint}"),
+        None => format!("{err:#}"),
+    };
     if json {
         // Nothing more can be said if stdout itself fails; the exit code still tells.
-        let _ = print_json(
-            &serde_json::json!({ "ok": false, "error": format!("{err:#}"), "exit_code": code }),
-        );
+        let _ = print_json(&serde_json::json!({ "ok": false, "error": text, "exit_code": code }));
     } else {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {text}");
     }
     code
+}
+
+/// What to do about an error at the command line: the library's errors speak of its
+/// limits, keys and policy; this names the flags that set them.
+pub fn hint(err: &anyhow::Error) -> Option<String> {
+    hint_in(err.chain())
+}
+
+/// [`hint`] for an error that is not (yet) an `anyhow::Error`.
+pub fn hint_of(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+    hint_in(std::iter::successors(Some(err), |e| e.source()))
+}
+
+fn hint_in<'a>(
+    mut chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>,
+) -> Option<String> {
+    chain
+        .find_map(|cause| {
+            if let Some(e) = cause.downcast_ref::<Error>() {
+                Some(apply_hint(e))
+            } else if let Some(e) = cause.downcast_ref::<TreeApplyError>() {
+                Some(match e {
+                    TreeApplyError::DestExists { .. } => {
+                        Some("--in-place updates the old tree itself".to_string())
+                    }
+                    TreeApplyError::Entry { source, .. } => apply_hint(source),
+                    _ => None,
+                })
+            } else if let Some(e) = cause.downcast_ref::<PlanError>() {
+                Some(Some(plan_hint(e)))
+            } else {
+                cause.downcast_ref::<UpdateError>().map(update_hint)
+            }
+        })
+        .flatten()
+}
+
+fn apply_hint(e: &Error) -> Option<String> {
+    match e {
+        Error::MemoryLimit { .. } => Some(
+            "--max-memory raises the limit; deltapack's --max-apply-memory makes patches for \
+             a smaller one"
+                .to_string(),
+        ),
+        Error::Untrusted {
+            source: SignatureError::UntrustedPatchKey { .. },
+            ..
+        } => Some(format!("trusted keys are given with --key or {KEY_ENV}")),
+        _ => None,
+    }
+}
+
+fn plan_hint(e: &PlanError) -> String {
+    match e {
+        PlanError::FullForbidden { .. } => "--no-full forbids the full image",
+        PlanError::TooLarge { .. } => "--max-download sets the download limit",
+        PlanError::Memory { .. } => "--max-memory sets the memory limit",
+    }
+    .to_string()
+}
+
+fn update_hint(e: &UpdateError) -> Option<String> {
+    let text = match e {
+        UpdateError::Expired { .. } => {
+            "--allow-expired accepts an expired manifest on a device without a trustworthy clock"
+        }
+        UpdateError::FallbackTooLarge { .. } => "--max-download sets the download limit",
+        UpdateError::Plan(e) => return Some(plan_hint(e)),
+        UpdateError::WrongProduct { .. } => "--product names the product to switch to",
+        UpdateError::WrongChannel { .. } => "--channel names the channel to switch to",
+        UpdateError::Artifact(_) => "--artifact names the artifact the target is",
+        UpdateError::Apply(e) => return apply_hint(e),
+        UpdateError::TreeApply(TreeApplyError::Entry { source, .. }) => return apply_hint(source),
+        UpdateError::NoManifest(problems) => {
+            return problems.iter().find_map(|p| update_hint(&p.error));
+        }
+        UpdateError::FallbackFailed { full, .. } => return update_hint(full),
+        _ => return None,
+    };
+    Some(text.to_string())
 }
 
 /// Ratio `a / b` as a percentage with two decimals, or `-` when `b` is 0.

@@ -82,8 +82,8 @@ pub enum Error {
     /// Applying would need more memory than the caller allows.
     #[error(
         "applying {} needs up to {needed} bytes of memory, above the limit of {limit}; \
-         raise the limit (--max-memory) if this machine has the memory, or use a patch made \
-         with a smaller --max-apply-memory",
+         raise the limit if this machine has the memory, or use a patch made for a smaller \
+         apply-memory budget",
         path.display()
     )]
     MemoryLimit {
@@ -208,7 +208,7 @@ fn untrusted_advice(source: &SignatureError) -> &'static str {
     match source {
         SignatureError::Unsigned => "ask the publisher for a signed patch",
         SignatureError::UntrustedPatchKey { .. } => {
-            "if you trust its signer, configure that public key (--key or DELTAAPPLY_KEY); \
+            "if you trust its signer, add that public key to the trusted keys; \
              otherwise discard the patch"
         }
         SignatureError::BadPatchSignature { .. } => {

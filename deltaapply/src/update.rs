@@ -419,8 +419,7 @@ impl Updater {
         let file_name = self.target.file_name().and_then(|n| n.to_str());
         file_name.and_then(|n| manifest.artifact(n)).ok_or_else(|| {
             UpdateError::Artifact(format!(
-                "release {} has several artifacts ({}); say which one the target is with \
-                     --artifact",
+                "release {} has several artifacts ({}); name the one the target is",
                 manifest.version,
                 names()
             ))

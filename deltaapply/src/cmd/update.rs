@@ -124,7 +124,10 @@ fn run(args: Args, update: bool) -> i32 {
         Ok(r) => r,
         Err(e) => {
             let code = e.exit_code();
-            let err = anyhow::anyhow!("{}", error_chain(&e));
+            let err = match cli::hint_of(&e) {
+                Some(hint) => anyhow::anyhow!("{}; {hint}", error_chain(&e)),
+                None => anyhow::anyhow!("{}", error_chain(&e)),
+            };
             return cli::report_error(&err, code, json);
         }
     };

@@ -187,8 +187,8 @@ impl Updater {
                     return Ok(());
                 }
                 format!(
-                    "the state file {} has accepted only {products:?} for this target (pass \
-                     --product to switch products)",
+                    "the state file {} has accepted only {products:?} for this target (name \
+                     the product to switch products)",
                     self.state_path().display()
                 )
             }
@@ -219,7 +219,7 @@ impl Updater {
                 }
                 format!(
                     "the state file {} has accepted only {channels:?} of {} for this target \
-                     (pass --channel to switch channels)",
+                     (name the channel to switch channels)",
                     self.state_path().display(),
                     manifest.product
                 )

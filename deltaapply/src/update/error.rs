@@ -105,7 +105,7 @@ pub enum UpdateError {
     #[error(
         "the manifest from {mirror} expired at {expires} (now {now}); the publisher has not \
          published since, or the feed is being withheld. On a device without a trustworthy \
-         clock, --allow-expired accepts it; nothing was changed"
+         clock, a policy that allows expired manifests accepts it; nothing was changed"
     )]
     Expired {
         /// The mirror.
@@ -167,7 +167,7 @@ pub enum UpdateError {
     /// The patch route failed and the full image would exceed the download limit.
     #[error(
         "{reason}; falling back to the full image would download up to {needed} bytes in all, \
-         above the limit of {limit} (--max-download); the installed file is unchanged"
+         above the download limit of {limit}; the installed file is unchanged"
     )]
     FallbackTooLarge {
         /// Why the patch route failed.

@@ -293,15 +293,15 @@ impl Plan {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     /// Only the full image would do, and the policy forbids it.
-    #[error("{why}, and the full image is not allowed (--no-full)")]
+    #[error("{why}, and the policy does not allow the full image")]
     FullForbidden {
         /// Why no patch route exists.
         why: String,
     },
     /// Every route downloads more than the policy's `max_download`.
     #[error(
-        "the cheapest allowed route downloads {needed} bytes, above the limit of {limit} \
-         (--max-download)"
+        "the cheapest allowed route downloads {needed} bytes, above the download limit of \
+         {limit}"
     )]
     TooLarge {
         /// Bytes of the cheapest allowed route.
@@ -311,8 +311,8 @@ pub enum PlanError {
     },
     /// Every route needs more memory than the policy allows.
     #[error(
-        "the full image needs {needed} bytes of memory to apply, above the limit of {limit} \
-         (--max-memory), and {why}"
+        "the full image needs {needed} bytes of memory to apply, above the memory limit of \
+         {limit}, and {why}"
     )]
     Memory {
         /// What the full image needs.
