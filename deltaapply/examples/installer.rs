@@ -11,6 +11,7 @@
 //! would embed its publisher's key (`PublicKey::parse("ed25519:…")`) rather than read
 //! it from a file, and would pass its own state file and limits.
 
+use deltaapply::KeyFile as _;
 use std::process::ExitCode;
 
 use deltaapply::update::{Event, Policy, Route, Updater};

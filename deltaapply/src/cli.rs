@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
+use crate::key::KeyFile as _;
+
 use crate::Error;
 use crate::container::SignatureSlot;
 use crate::key::{BUILTIN_KEYS, KEY_ENV, KeyId, PublicKey, TrustedKeys};

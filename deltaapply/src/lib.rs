@@ -38,30 +38,33 @@
 mod apply;
 #[cfg(feature = "cli")]
 pub mod cli;
-mod codec;
-pub mod container;
-pub mod control;
-mod digest;
 mod error;
 pub mod fetch;
-pub mod key;
+mod key_file;
 pub mod lock;
-pub mod manifest;
-mod method;
-mod relpath;
-pub mod signature;
 pub mod source;
 pub mod stage;
 pub mod tree;
 pub mod update;
 
+// The I/O-free format core, under the paths it has always had here.
+pub(crate) use deltaapply_format::{codec, digest};
+pub use deltaapply_format::{container, control, manifest, signature};
+
+/// Public keys and the set of keys an applier trusts ([`deltaapply_format::key`]), and
+/// loading keys from files ([`KeyFile`]).
+pub mod key {
+    pub use crate::key_file::{BUILTIN_KEYS, KEY_ENV, KeyFile};
+    pub use deltaapply_format::key::*;
+}
+
 pub use apply::{ApplyReport, Limits, Patch, Phase, Progress, apply_file, apply_patch};
-pub use container::{FileId, FormatError, Header};
-pub use digest::{Hasher, Sha256Digest, hash_reader};
+pub use deltaapply_format::{
+    FileId, FormatError, Hasher, Header, KeyId, Method, Origin, PublicKey, Sha256Digest,
+    TrustedKeys, hash_reader,
+};
 pub use error::{Error, exit};
 pub use fetch::{FetchError, Fetched, Fetcher};
-pub use key::{KeyId, PublicKey, TrustedKeys};
-pub use method::Method;
-pub use signature::Origin;
+pub use key_file::KeyFile;
 pub use source::{Mirror, Source, SourceError};
 pub use update::{UpdateError, Updater};

@@ -8,6 +8,7 @@
 
 mod common;
 
+use deltaapply::KeyFile as _;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Instant;

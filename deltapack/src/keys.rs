@@ -239,6 +239,7 @@ pub fn readable_by_others(_path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use deltaapply::KeyFile as _;
     use deltaapply::signature::{parse_signature_file, verify_manifest};
 
     #[test]

@@ -6,6 +6,7 @@
 
 mod common;
 
+use deltaapply::KeyFile as _;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;

@@ -14,6 +14,7 @@ mod common;
 #[path = "../../deltaapply/tests/common/http.rs"]
 mod http;
 
+use deltaapply::KeyFile as _;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{PermissionsExt, symlink};
 

@@ -3,14 +3,16 @@
 //! one to a directory (out of place, or in place with a journal).
 
 pub mod apply;
-pub mod format;
 pub mod journal;
 pub mod patch;
-pub mod path;
 pub mod probe;
 
+pub use deltaapply_format::tree::{format, path};
+
 pub use apply::{TreeApply, TreeApplyError, TreePhase, TreeProgress, TreeReport, apply_tree};
-pub use format::{Blob, Entry, EntryKind, Listing, Recipe, TreeFormatError, TreeIndex};
+pub use deltaapply_format::tree::format::{
+    Blob, Entry, EntryKind, Listing, Recipe, TreeFormatError, TreeIndex,
+};
+pub use deltaapply_format::tree::path::{TreeListError, TreePath, TreePathError, check_tree_paths};
 pub use patch::TreePatch;
-pub use path::{TreeListError, TreePath, TreePathError, check_tree_paths};
 pub use probe::{Difference, Mismatch, Prober};

@@ -20,19 +20,14 @@ use std::path::{Path, PathBuf};
 
 use crate::apply::{Limits, Patch, Progress};
 use crate::codec::Reader;
-use crate::container::{BASE_APPLY_MEMORY, FileId, HEADER_LEN, Header, MIN_WINDOW_LOG};
-use crate::digest::{Sha256Digest, hash_reader};
+use crate::container::{FileId, HEADER_LEN, Header};
+use crate::digest::hash_reader;
 use crate::key::TrustedKeys;
 use crate::signature::Origin;
 use crate::tree::format::{IndexError, MAX_INDEX_LEN, MemoryBudget, OverBudget, TreeIndex, cost};
 use crate::{Error, Method};
 
-/// Memory a tree patch's header declares per index byte for the decoded index
-/// (`apply_memory` is at least the largest blob's figure plus this many bytes per
-/// index byte). It does not bound the decoded index: a directory entry with a short
-/// name costs 30 to 40 bytes per index byte, so the applier does not rely on it and
-/// charges what it decodes against its own limit instead (tree-v1 §4.3).
-pub const INDEX_MEMORY_FACTOR: u64 = 4;
+pub use crate::tree::format::INDEX_MEMORY_FACTOR;
 
 /// An opened, verified tree patch.
 #[derive(Debug)]
@@ -297,60 +292,5 @@ impl<'b> IndexCapture<'b> {
         // index (T5): all of it was kept.
         debug_assert_eq!(self.index.len() as u64, self.index_len);
         Ok((self.index_len, self.index))
-    }
-}
-
-impl TreeIndex {
-    /// The identity of the empty tree, which a full tree image applies to.
-    pub fn empty_id() -> FileId {
-        crate::tree::format::Listing::default().id()
-    }
-
-    /// Assembles an unsigned tree patch header and payload from an index whose blob
-    /// table is still empty and the blobs (patch-v1 containers, in recipe order). The
-    /// producer signs the header and writes `header.encode()` then the payload.
-    pub fn assemble(mut self, blobs: &[Vec<u8>]) -> (Header, Vec<u8>) {
-        let blob_table = 40 * blobs.len() as u64;
-        let index_len = self.encode().len() as u64 + blob_table;
-        let offsets = TreeIndex::payload_offsets(index_len, blobs.iter().map(|b| b.len() as u64));
-        self.blobs = blobs
-            .iter()
-            .zip(offsets)
-            .map(|(b, offset)| crate::tree::format::Blob {
-                offset,
-                len: b.len() as u64,
-                sha256: Sha256Digest::of(b),
-            })
-            .collect();
-        let index = self.encode();
-        debug_assert_eq!(index.len() as u64, index_len);
-        let mut payload =
-            Vec::with_capacity(8 + index.len() + blobs.iter().map(Vec::len).sum::<usize>());
-        payload.extend_from_slice(&index_len.to_le_bytes());
-        payload.extend_from_slice(&index);
-        let mut window_log = MIN_WINDOW_LOG;
-        let mut blob_memory = BASE_APPLY_MEMORY;
-        for b in blobs {
-            if let Ok(h) = Header::decode(&b[..HEADER_LEN.min(b.len())], b.len() as u64) {
-                window_log = window_log.max(h.window_log);
-                blob_memory = blob_memory.max(h.apply_memory);
-            }
-            payload.extend_from_slice(b);
-        }
-        let old = self.old.id();
-        let source = (old != TreeIndex::empty_id()).then_some(old);
-        let mut header = Header::unsigned(
-            Method::Tree,
-            window_log,
-            source,
-            self.new.id(),
-            FileId {
-                size: payload.len() as u64,
-                sha256: Sha256Digest::of(&payload),
-            },
-            None,
-        );
-        header.apply_memory = blob_memory + index_len * INDEX_MEMORY_FACTOR;
-        (header, payload)
     }
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use deltaapply::manifest::Timestamp;
-use deltaapply::{PublicKey, TrustedKeys, cli};
+use deltaapply::{KeyFile as _, PublicKey, TrustedKeys, cli};
 use deltapack::verify::{VerifyReport, verify};
 
 /// Check a publish directory: signature, manifest, every file's size and hash, every

@@ -516,8 +516,12 @@ pub fn deltaapply_bin() -> &'static Path {
         let built = std::fs::metadata(&bin)
             .and_then(|m| m.modified())
             .unwrap_or_else(|e| panic!("no deltaapply binary at {} ({e}): {how}", bin.display()));
-        let package = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deltaapply");
-        if let Some(newer) = newest_file(&package).filter(|(t, _)| *t > built) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let newest = ["../deltaapply", "../deltaapply-format"]
+            .iter()
+            .filter_map(|p| newest_file(&root.join(p)))
+            .max();
+        if let Some(newer) = newest.filter(|(t, _)| *t > built) {
             panic!(
                 "{} is older than {}: {how}",
                 bin.display(),

@@ -96,7 +96,7 @@ impl Hasher {
 }
 
 /// Size of the buffer used to stream files through hashers and decoders.
-pub(crate) const IO_CHUNK: usize = 128 << 10;
+pub const IO_CHUNK: usize = 128 << 10;
 
 /// Hashes everything `reader` yields, handing each chunk to `each` as well (for
 /// progress, or to keep the bytes). Returns the byte count and digest.

@@ -122,7 +122,7 @@ fn read_varint(r: &mut impl Read, eof_ok: bool, record: u64) -> Result<Option<u6
 }
 
 /// Writes `v` as a minimal LEB128 varint.
-pub(crate) fn write_varint(out: &mut Vec<u8>, mut v: u64) {
+pub fn write_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;

@@ -15,8 +15,9 @@
 use std::fmt;
 
 use crate::codec::{CodecError, Reader, Writer};
-use crate::container::FileId;
+use crate::container::{BASE_APPLY_MEMORY, FileId, HEADER_LEN, Header, MIN_WINDOW_LOG};
 use crate::digest::{Hasher, Sha256Digest};
+use crate::method::Method;
 use crate::tree::path::{TreeListError, TreePath, TreePathError, check_tree_paths};
 
 /// Most entries a listing may have (files, directories and links together). A tree
@@ -449,7 +450,7 @@ impl TreeIndex {
     /// and blobs before it is reserved, of each path and link target before it is
     /// copied, and of the listings' collision check before it runs (see
     /// [`MemoryBudget`]). What stays charged when it returns is what the index holds.
-    pub(crate) fn decode_within(
+    pub fn decode_within(
         bytes: &[u8],
         blobs_len: u64,
         budget: &mut MemoryBudget,
@@ -597,7 +598,7 @@ impl TreeIndex {
 
 /// Why [`TreeIndex::decode_within`] refused an index.
 #[derive(Debug)]
-pub(crate) enum IndexError {
+pub enum IndexError {
     /// The index is invalid.
     Format(TreeFormatError),
     /// Decoding it would take more memory than the budget allows.
@@ -639,13 +640,13 @@ fn truncated(e: CodecError) -> TreeFormatError {
 /// about 317 MB, where four bytes per index byte (the header's `apply_memory`) would
 /// have allowed 36 MB. (The decoder's peak resident memory for that index, measured,
 /// is about 270 MB: the charges are an upper bound.)
-pub(crate) mod cost {
+pub mod cost {
     use std::mem::size_of;
 
     use super::{Blob, Entry, Recipe, TreePath};
 
     /// What allocating `n` bytes costs, allocator overhead included.
-    pub(crate) const fn heap(n: u64) -> u64 {
+    pub const fn heap(n: u64) -> u64 {
         if n == 0 {
             return 0;
         }
@@ -655,11 +656,11 @@ pub(crate) mod cost {
 
     /// An element of the listings' vector, reserved at its exact length (the path's
     /// allocation is charged apart, with [`heap`]).
-    pub(crate) const ENTRY: u64 = size_of::<Entry>() as u64;
+    pub const ENTRY: u64 = size_of::<Entry>() as u64;
     /// An element of the recipes' vector.
-    pub(crate) const RECIPE: u64 = size_of::<Option<Recipe>>() as u64;
+    pub const RECIPE: u64 = size_of::<Option<Recipe>>() as u64;
     /// An element of the blob table.
-    pub(crate) const BLOB: u64 = size_of::<Blob>() as u64;
+    pub const BLOB: u64 = size_of::<Blob>() as u64;
 
     /// One key of `check_tree_paths`' map (`BTreeMap<String, (&TreePath, bool)>`),
     /// besides the key's own allocation. A B-tree node holds up to 11 keys and values,
@@ -670,7 +671,8 @@ pub(crate) mod cost {
     const SLOT: u64 = size_of::<(String, (&TreePath, bool))>() as u64;
     const LEAF: u64 = heap(11 * SLOT + 16);
     const INTERNAL: u64 = heap(11 * SLOT + 16 + 12 * size_of::<usize>() as u64);
-    pub(crate) const BTREE_KEY: u64 = LEAF.div_ceil(5) + INTERNAL.div_ceil(25);
+    /// One key of the map, as the comment above works out.
+    pub const BTREE_KEY: u64 = LEAF.div_ceil(5) + INTERNAL.div_ceil(25);
     /// The check's list of every path (`Vec<&TreePath>` grown by doubling: up to
     /// twice its length, and the old buffer alongside the new while it grows).
     const PATH_LIST: u64 = 3 * size_of::<&TreePath>() as u64;
@@ -678,7 +680,7 @@ pub(crate) mod cost {
     /// The collision check's transient memory for one path of `len` bytes: its
     /// case-folded copy (lowercasing can lengthen non-ASCII text by half, and the copy
     /// grows by doubling from `len`), its map key and its place in the list.
-    pub(crate) const fn fold_check(len: u64, ascii: bool) -> u64 {
+    pub const fn fold_check(len: u64, ascii: bool) -> u64 {
         let folded = if ascii { heap(len) } else { heap(2 * len) };
         folded + BTREE_KEY + PATH_LIST
     }
@@ -686,14 +688,14 @@ pub(crate) mod cost {
     /// Memory used while one entry is decoded or validated and freed before the next
     /// (its path's components, its parent's path, a link's resolution), for paths and
     /// targets of at most 4096 bytes and 128 components: charged once.
-    pub(crate) const SCRATCH: u64 = 64 << 10;
+    pub const SCRATCH: u64 = 64 << 10;
 }
 
 /// The memory a decoder may still spend, charged before it allocates. The decoder of
 /// a tree patch's index charges it (tree-v1 §4.3) rather than trusting the header's
 /// `apply_memory`, which a hostile patch can understate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct MemoryBudget {
+pub struct MemoryBudget {
     limit: u64,
     charged: u64,
     /// The most ever charged at once.
@@ -702,16 +704,16 @@ pub(crate) struct MemoryBudget {
 
 /// A charge the budget refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct OverBudget {
+pub struct OverBudget {
     /// What had been charged, plus the charge refused.
-    pub(crate) needed: u64,
+    pub needed: u64,
     /// The budget's limit.
-    pub(crate) limit: u64,
+    pub limit: u64,
 }
 
 impl MemoryBudget {
     /// A budget of `limit` bytes.
-    pub(crate) fn new(limit: u64) -> MemoryBudget {
+    pub fn new(limit: u64) -> MemoryBudget {
         MemoryBudget {
             limit,
             charged: 0,
@@ -720,24 +722,24 @@ impl MemoryBudget {
     }
 
     /// A budget no charge exceeds.
-    pub(crate) fn unlimited() -> MemoryBudget {
+    pub fn unlimited() -> MemoryBudget {
         MemoryBudget::new(u64::MAX)
     }
 
     /// Bytes charged and not released.
     #[cfg(test)]
-    pub(crate) fn charged(&self) -> u64 {
+    pub fn charged(&self) -> u64 {
         self.charged
     }
 
     /// The most ever charged at once.
     #[cfg(test)]
-    pub(crate) fn peak(&self) -> u64 {
+    pub fn peak(&self) -> u64 {
         self.peak
     }
 
     /// Charges `bytes`, or refuses (charging nothing) if that would pass the limit.
-    pub(crate) fn charge(&mut self, bytes: u64) -> Result<(), OverBudget> {
+    pub fn charge(&mut self, bytes: u64) -> Result<(), OverBudget> {
         let total = self.charged.saturating_add(bytes);
         if total > self.limit {
             return Err(OverBudget {
@@ -751,7 +753,7 @@ impl MemoryBudget {
     }
 
     /// Gives back `bytes` charged before, once they are freed.
-    pub(crate) fn release(&mut self, bytes: u64) {
+    pub fn release(&mut self, bytes: u64) {
         self.charged = self.charged.saturating_sub(bytes);
     }
 
@@ -838,6 +840,68 @@ impl fmt::Display for Entry {
             EntryKind::Dir => write!(f, "{}/ (mode {:o})", self.path, self.mode),
             EntryKind::Symlink { target } => write!(f, "{} -> {target}", self.path),
         }
+    }
+}
+
+/// Memory a tree patch's header declares per index byte for the decoded index
+/// (`apply_memory` is at least the largest blob's figure plus this many bytes per
+/// index byte). It does not bound the decoded index: a directory entry with a short
+/// name costs 30 to 40 bytes per index byte, so the applier does not rely on it and
+/// charges what it decodes against its own limit instead (tree-v1 §4.3).
+pub const INDEX_MEMORY_FACTOR: u64 = 4;
+
+impl TreeIndex {
+    /// The identity of the empty tree, which a full tree image applies to.
+    pub fn empty_id() -> FileId {
+        Listing::default().id()
+    }
+
+    /// Assembles an unsigned tree patch header and payload from an index whose blob
+    /// table is still empty and the blobs (patch-v1 containers, in recipe order). The
+    /// producer signs the header and writes `header.encode()` then the payload.
+    pub fn assemble(mut self, blobs: &[Vec<u8>]) -> (Header, Vec<u8>) {
+        let blob_table = 40 * blobs.len() as u64;
+        let index_len = self.encode().len() as u64 + blob_table;
+        let offsets = TreeIndex::payload_offsets(index_len, blobs.iter().map(|b| b.len() as u64));
+        self.blobs = blobs
+            .iter()
+            .zip(offsets)
+            .map(|(b, offset)| Blob {
+                offset,
+                len: b.len() as u64,
+                sha256: Sha256Digest::of(b),
+            })
+            .collect();
+        let index = self.encode();
+        debug_assert_eq!(index.len() as u64, index_len);
+        let mut payload =
+            Vec::with_capacity(8 + index.len() + blobs.iter().map(Vec::len).sum::<usize>());
+        payload.extend_from_slice(&index_len.to_le_bytes());
+        payload.extend_from_slice(&index);
+        let mut window_log = MIN_WINDOW_LOG;
+        let mut blob_memory = BASE_APPLY_MEMORY;
+        for b in blobs {
+            if let Ok(h) = Header::decode(&b[..HEADER_LEN.min(b.len())], b.len() as u64) {
+                window_log = window_log.max(h.window_log);
+                blob_memory = blob_memory.max(h.apply_memory);
+            }
+            payload.extend_from_slice(b);
+        }
+        let old = self.old.id();
+        let source = (old != TreeIndex::empty_id()).then_some(old);
+        let mut header = Header::unsigned(
+            Method::Tree,
+            window_log,
+            source,
+            self.new.id(),
+            FileId {
+                size: payload.len() as u64,
+                sha256: Sha256Digest::of(&payload),
+            },
+            None,
+        );
+        header.apply_memory = blob_memory + index_len * INDEX_MEMORY_FACTOR;
+        (header, payload)
     }
 }
 

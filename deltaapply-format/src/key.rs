@@ -6,7 +6,7 @@
 //! the SHA-256 of those 32 bytes.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ed25519_dalek::{Signature, VerifyingKey};
 
@@ -15,16 +15,8 @@ use crate::digest::Sha256Digest;
 /// The prefix of a public key's one-line form.
 pub const PUBLIC_KEY_PREFIX: &str = "ed25519:";
 
-/// The environment variable `deltaapply` reads trusted keys from when `--key` is not
-/// given: one or more one-line public keys separated by commas or whitespace.
-pub const KEY_ENV: &str = "DELTAAPPLY_KEY";
-
-/// Keys baked into the binary at build time: set `DELTAAPPLY_BUILTIN_KEY` (same syntax
-/// as [`KEY_ENV`]) when running `cargo build`.
-pub const BUILTIN_KEYS: Option<&str> = option_env!("DELTAAPPLY_BUILTIN_KEY");
-
 /// Largest public key file accepted (a key line plus comments).
-const MAX_KEY_FILE: u64 = 4096;
+pub const MAX_KEY_FILE: u64 = 4096;
 
 /// An ed25519 public key that is a valid, non-weak curve point.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,47 +89,24 @@ impl PublicKey {
         PublicKey::from_bytes(bytes)
     }
 
-    /// Reads a public key file: one key line; blank lines and lines starting with `#`
-    /// are ignored.
-    pub fn from_file(path: &Path) -> Result<PublicKey, KeyFileError> {
-        let content = |problem: String| KeyFileError::Content {
-            path: path.to_path_buf(),
-            problem,
-        };
-        let io = |source| KeyFileError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let bytes = crate::source::read_capped(path, MAX_KEY_FILE).map_err(io)?;
-        let Some(bytes) = bytes else {
-            return Err(content(format!("larger than {MAX_KEY_FILE} bytes")));
-        };
-        let text = String::from_utf8(bytes).map_err(|_| content("not UTF-8 text".into()))?;
+    /// Parses the content of a public key file: one key line; blank lines and lines
+    /// starting with `#` are ignored. The error is the problem, for the caller to name
+    /// the file with ([`KeyFileError::Content`]).
+    pub fn from_file_content(bytes: Vec<u8>) -> Result<PublicKey, String> {
+        let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
         if text.contains("PRIVATE KEY") {
-            return Err(content(
+            return Err(
                 "this is a secret key; give the public key file made by `deltapack keygen`".into(),
-            ));
+            );
         }
         let mut lines = text
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty() && !l.starts_with('#'));
         let (Some(line), None) = (lines.next(), lines.next()) else {
-            return Err(content("expected exactly one key line".into()));
+            return Err("expected exactly one key line".into());
         };
-        PublicKey::parse(line).map_err(|e| content(e.to_string()))
-    }
-
-    /// Reads a key given on a command line: the one-line form itself, or a file holding it.
-    pub fn from_arg(arg: &str) -> Result<PublicKey, KeyFileError> {
-        if arg.trim_start().starts_with(PUBLIC_KEY_PREFIX) {
-            PublicKey::parse(arg).map_err(|e| KeyFileError::Content {
-                path: PathBuf::from("(command line)"),
-                problem: e.to_string(),
-            })
-        } else {
-            PublicKey::from_file(Path::new(arg))
-        }
+        PublicKey::parse(line).map_err(|e| e.to_string())
     }
 
     /// The key's 32 bytes.
@@ -151,7 +120,7 @@ impl PublicKey {
     }
 
     /// The identifier of 32 bytes that may not be a valid key (for error messages).
-    pub(crate) fn id_of_bytes(bytes: &[u8; 32]) -> KeyId {
+    pub fn id_of_bytes(bytes: &[u8; 32]) -> KeyId {
         let digest = Sha256Digest::of(bytes);
         KeyId(digest.0[..8].try_into().expect("8 of 32 bytes"))
     }
@@ -261,7 +230,7 @@ impl TrustedKeys {
     }
 
     /// Parses a list of one-line keys separated by commas or whitespace (the syntax of
-    /// [`KEY_ENV`] and [`BUILTIN_KEYS`]), with a threshold of 1.
+    /// `DELTAAPPLY_KEY` and the keys built into `deltaapply`), with a threshold of 1.
     pub fn parse_list(text: &str) -> Result<TrustedKeys, KeyError> {
         let keys = text
             .split(|c: char| c == ',' || c.is_whitespace())

@@ -66,7 +66,7 @@ impl<'de> Deserialize<'de> for RelPath {
 }
 
 /// `CON`, `nul.txt`, `COM1`…: names Windows reserves in every directory.
-pub(crate) fn is_windows_device(component: &str) -> bool {
+pub fn is_windows_device(component: &str) -> bool {
     let stem = component
         .split('.')
         .next()

@@ -13,18 +13,25 @@ use std::fmt;
 
 /// Why bytes could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum CodecError {
+pub enum CodecError {
     /// `field` at `offset` needs `needed` bytes; only `left` remain.
     Truncated {
+        /// The field being read.
         field: &'static str,
+        /// Where it starts.
         offset: usize,
+        /// Bytes it needs.
         needed: usize,
+        /// Bytes left.
         left: usize,
     },
     /// `count` bytes follow the end of `what`, from `offset`.
     Trailing {
+        /// What should have ended.
         what: &'static str,
+        /// Where the extra bytes start.
         offset: usize,
+        /// How many there are.
         count: usize,
     },
 }
@@ -53,7 +60,7 @@ impl fmt::Display for CodecError {
 /// A cursor over a byte slice reading little-endian integers. Every read names the
 /// field it reads, for the error if the bytes run out.
 #[derive(Debug, Clone)]
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     bytes: &'a [u8],
     pos: usize,
     /// Offset of `bytes[0]` in the outermost reader's bytes.
@@ -61,7 +68,8 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+    /// A reader over `bytes`, at offset 0.
+    pub fn new(bytes: &'a [u8]) -> Self {
         Reader {
             bytes,
             pos: 0,
@@ -70,22 +78,22 @@ impl<'a> Reader<'a> {
     }
 
     /// The offset of the next byte, from the start of the outermost reader.
-    pub(crate) fn position(&self) -> usize {
+    pub fn position(&self) -> usize {
         self.base + self.pos
     }
 
     /// How many bytes are left.
-    pub(crate) fn remaining(&self) -> usize {
+    pub fn remaining(&self) -> usize {
         self.bytes.len() - self.pos
     }
 
     /// The bytes left, without consuming them.
-    pub(crate) fn rest(&self) -> &'a [u8] {
+    pub fn rest(&self) -> &'a [u8] {
         &self.bytes[self.pos..]
     }
 
     /// The next `n` bytes.
-    pub(crate) fn bytes(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], CodecError> {
+    pub fn bytes(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], CodecError> {
         if n > self.remaining() {
             return Err(CodecError::Truncated {
                 field,
@@ -99,16 +107,13 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    pub(crate) fn skip(&mut self, n: usize, field: &'static str) -> Result<(), CodecError> {
+    /// Skips the next `n` bytes.
+    pub fn skip(&mut self, n: usize, field: &'static str) -> Result<(), CodecError> {
         self.bytes(n, field).map(|_| ())
     }
 
     /// A reader over the next `len` bytes, which this one skips.
-    pub(crate) fn sub(
-        &mut self,
-        len: usize,
-        field: &'static str,
-    ) -> Result<Reader<'a>, CodecError> {
+    pub fn sub(&mut self, len: usize, field: &'static str) -> Result<Reader<'a>, CodecError> {
         let base = self.position();
         let bytes = self.bytes(len, field)?;
         Ok(Reader {
@@ -119,7 +124,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Refuses any byte left: `what` must end exactly here.
-    pub(crate) fn expect_end(&self, what: &'static str) -> Result<(), CodecError> {
+    pub fn expect_end(&self, what: &'static str) -> Result<(), CodecError> {
         match self.remaining() {
             0 => Ok(()),
             count => Err(CodecError::Trailing {
@@ -130,64 +135,80 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(crate) fn array<const N: usize>(
-        &mut self,
-        field: &'static str,
-    ) -> Result<[u8; N], CodecError> {
+    /// The next `N` bytes as an array.
+    pub fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], CodecError> {
         let mut out = [0; N];
         out.copy_from_slice(self.bytes(N, field)?);
         Ok(out)
     }
 
-    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, CodecError> {
+    /// The next byte.
+    pub fn u8(&mut self, field: &'static str) -> Result<u8, CodecError> {
         Ok(self.array::<1>(field)?[0])
     }
 
-    pub(crate) fn u16(&mut self, field: &'static str) -> Result<u16, CodecError> {
+    /// The next little-endian `u16`.
+    pub fn u16(&mut self, field: &'static str) -> Result<u16, CodecError> {
         Ok(u16::from_le_bytes(self.array(field)?))
     }
 
-    pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, CodecError> {
+    /// The next little-endian `u64`.
+    pub fn u64(&mut self, field: &'static str) -> Result<u64, CodecError> {
         Ok(u64::from_le_bytes(self.array(field)?))
     }
 }
 
 /// Appends little-endian integers to a buffer.
-pub(crate) struct Writer {
+pub struct Writer {
     buf: Vec<u8>,
 }
 
 impl Writer {
-    pub(crate) fn with_capacity(n: usize) -> Self {
+    /// An empty writer with room for `n` bytes.
+    pub fn with_capacity(n: usize) -> Self {
         Writer {
             buf: Vec::with_capacity(n),
         }
     }
-    pub(crate) fn bytes(&mut self, b: &[u8]) {
+    /// Appends `b`.
+    pub fn bytes(&mut self, b: &[u8]) {
         self.buf.extend_from_slice(b);
     }
-    pub(crate) fn zeros(&mut self, n: usize) {
+    /// Appends `n` zero bytes.
+    pub fn zeros(&mut self, n: usize) {
         self.buf.resize(self.buf.len() + n, 0);
     }
-    pub(crate) fn u8(&mut self, v: u8) {
+    /// Appends a byte.
+    pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
-    pub(crate) fn u16(&mut self, v: u16) {
+    /// Appends a little-endian `u16`.
+    pub fn u16(&mut self, v: u16) {
         self.bytes(&v.to_le_bytes());
     }
-    pub(crate) fn u64(&mut self, v: u64) {
+    /// Appends a little-endian `u64`.
+    pub fn u64(&mut self, v: u64) {
         self.bytes(&v.to_le_bytes());
     }
-    pub(crate) fn len(&self) -> usize {
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
         self.buf.len()
     }
-    pub(crate) fn as_slice(&self) -> &[u8] {
+    /// The bytes written so far.
+    pub fn as_slice(&self) -> &[u8] {
         &self.buf
     }
-    pub(crate) fn clear(&mut self) {
+    /// Forgets every byte written.
+    pub fn clear(&mut self) {
         self.buf.clear();
     }
-    pub(crate) fn into_vec(self) -> Vec<u8> {
+    /// The bytes written.
+    pub fn into_vec(self) -> Vec<u8> {
         self.buf
     }
 }
