@@ -79,8 +79,8 @@ pub enum TreeApplyError {
     },
     /// The destination of an out-of-place update exists.
     #[error(
-        "{} already exists: give a new directory for the new tree, or --in-place to update \
-         the old one",
+        "{} already exists: give a new directory for the new tree, or update the old one in \
+         place",
         path.display()
     )]
     DestExists {
