@@ -141,31 +141,32 @@ pub enum RedirectProblem {
     TooMany,
 }
 
+/// What the HTTP client said about a failure (boxed, so that [`FetchError`] has the same
+/// variants with or without the `http` feature).
+pub type HttpError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Everything that can go wrong fetching a file. Each variant names the URL or path.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The HTTP client could not be set up (a certificate in
     /// [`Options::extra_root_certificates`] was refused, or TLS could not be set up).
-    #[cfg(feature = "http")]
     #[error("cannot set up the HTTP client")]
     Client {
         /// What the client library said.
         #[source]
-        source: reqwest::Error,
+        source: HttpError,
     },
     /// No connection could be made (name lookup, refused, TLS handshake).
-    #[cfg(feature = "http")]
     #[error("cannot connect to {url}; check the network and the source address")]
     Connect {
         /// The URL.
         url: String,
         /// What failed.
         #[source]
-        source: reqwest::Error,
+        source: HttpError,
     },
     /// The TLS handshake failed: the server's certificate is not trusted, has expired,
     /// or is for another name. Not retried.
-    #[cfg(feature = "http")]
     #[error(
         "TLS with {url} failed: is the server's certificate valid, for this host name, and \
          issued by a trusted CA?{}",
@@ -184,18 +185,17 @@ pub enum FetchError {
         no_system_roots: bool,
         /// What failed.
         #[source]
-        source: reqwest::Error,
+        source: HttpError,
     },
     /// The request failed before an answer arrived (for example the connection was
     /// closed, or the answer was not HTTP).
-    #[cfg(feature = "http")]
     #[error("request for {url} failed")]
     Request {
         /// The URL.
         url: String,
         /// What failed.
         #[source]
-        source: reqwest::Error,
+        source: HttpError,
     },
     /// Nothing arrived for [`Options::read_timeout`].
     #[error(
@@ -335,7 +335,6 @@ impl FetchError {
     /// requests). Other 4xx answers and wrong content are final for that mirror.
     pub fn is_retryable(&self) -> bool {
         match self {
-            #[cfg(feature = "http")]
             FetchError::Connect { .. } | FetchError::Request { .. } => true,
             FetchError::Timeout { .. } | FetchError::Interrupted { .. } => true,
             FetchError::Status { status, .. } => {

@@ -39,10 +39,11 @@ impl Client {
         });
         let mut roots = Vec::new();
         for der in &options.extra_root_certificates {
-            roots.push(
-                reqwest::Certificate::from_der(der)
-                    .map_err(|source| FetchError::Client { source })?,
-            );
+            roots.push(reqwest::Certificate::from_der(der).map_err(|source| {
+                FetchError::Client {
+                    source: source.into(),
+                }
+            })?);
         }
         match build(options, roots.clone(), true) {
             Ok(inner) => Ok(Client {
@@ -56,7 +57,9 @@ impl Client {
                     inner,
                     no_system_roots: true,
                 }),
-                Err(_) => Err(FetchError::Client { source }),
+                Err(_) => Err(FetchError::Client {
+                    source: source.into(),
+                }),
             },
         }
     }
@@ -395,17 +398,23 @@ fn send(
             FetchError::Tls {
                 url,
                 no_system_roots: client.no_system_roots,
-                source,
+                source: source.into(),
             }
         } else if source.is_connect() {
-            FetchError::Connect { url, source }
+            FetchError::Connect {
+                url,
+                source: source.into(),
+            }
         } else if source.is_timeout() {
             FetchError::Timeout {
                 url,
                 after: options.read_timeout,
             }
         } else {
-            FetchError::Request { url, source }
+            FetchError::Request {
+                url,
+                source: source.into(),
+            }
         }
     })
 }
