@@ -80,10 +80,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            // The error names the file and the problem; its exit code says what kind of
-            // problem it is (network: retry later; untrusted or refused: alert).
+            // The error names the file and the problem; its kind says what to do about
+            // it (network: retry later; untrusted or refused: alert).
             eprintln!("update failed: {}", deltaapply::update::error_chain(&e));
-            ExitCode::from(e.exit_code() as u8)
+            match e.kind() {
+                deltaapply::ErrorKind::Network | deltaapply::ErrorKind::Busy => {
+                    eprintln!("will retry at the next check");
+                }
+                deltaapply::ErrorKind::Untrusted | deltaapply::ErrorKind::Refused => {
+                    eprintln!("alert: the update source may be compromised");
+                }
+                _ => {}
+            }
+            ExitCode::FAILURE
         }
     }
 }

@@ -9,12 +9,12 @@ use anyhow::Context as _;
 
 use crate::key::KeyFile as _;
 
-use crate::Error;
 use crate::container::SignatureSlot;
 use crate::key::{BUILTIN_KEYS, KEY_ENV, KeyId, PublicKey, TrustedKeys};
 use crate::signature::{Origin, SignatureError, check_patch_origin};
 use crate::tree::TreeApplyError;
 use crate::update::{PlanError, UpdateError};
+use crate::{Error, ErrorKind};
 
 /// Parses a byte size: a whole number with an optional unit `K`, `M`, `G`, `T`
 /// (powers of 1024, with or without `iB`/`B`), e.g. `32MiB`, `512k`, `1048576`.
@@ -364,13 +364,13 @@ pub fn unverified_warning(patch: &Path, signed_by: Option<KeyId>) -> String {
 /// The `inspect` subcommand both tools share: validates the header (not the payload),
 /// checks its signature (against `trusted` if given, else against the key the patch
 /// carries) and prints both; returns the exit code. A signature that fails the check
-/// is shown and then reported as an error ([`crate::exit::UNTRUSTED`]), as `apply`
+/// is shown and then reported as an error ([`exit::UNTRUSTED`]), as `apply`
 /// would refuse the patch.
 pub fn inspect(patch: &Path, trusted: Option<&TrustedKeys>, json: bool) -> i32 {
     let p = match crate::Patch::open(patch) {
         Ok(p) => p,
         Err(e) => {
-            let code = e.exit_code();
+            let code = exit_code(e.kind());
             return report_error(&e.into(), code, json);
         }
     };
@@ -383,7 +383,7 @@ pub fn inspect(patch: &Path, trusted: Option<&TrustedKeys>, json: bool) -> i32 {
                 value = serde_json::json!({
                     "ok": false,
                     "error": crate::error::error_chain(e),
-                    "exit_code": e.exit_code(),
+                    "exit_code": exit_code(e.kind()),
                     "header": value,
                 });
             }
@@ -403,28 +403,24 @@ pub fn inspect(patch: &Path, trusted: Option<&TrustedKeys>, json: bool) -> i32 {
         write_stdout(&text)
     };
     if let Err(e) = printed {
-        return report_error(&e, crate::exit::FAILURE, false);
+        return report_error(&e, exit::FAILURE, false);
     }
     match origin {
-        Ok(_) => crate::exit::OK,
-        Err(e) if json => e.exit_code(),
+        Ok(_) => exit::OK,
+        Err(e) if json => exit_code(e.kind()),
         Err(e) => {
-            let code = e.exit_code();
+            let code = exit_code(e.kind());
             report_error(&e.into(), code, false)
         }
     }
 }
 
 /// Parses the command line, or prints clap's message and returns the exit code to
-/// end with (0 for `--help` and `--version`, [`crate::exit::USAGE`] for errors).
+/// end with (0 for `--help` and `--version`, [`exit::USAGE`] for errors).
 pub fn parse_args<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
     T::try_parse().map_err(|e| {
         let _ = e.print();
-        std::process::ExitCode::from(if e.use_stderr() {
-            crate::exit::USAGE as u8
-        } else {
-            0
-        })
+        std::process::ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 })
     })
 }
 
@@ -599,5 +595,51 @@ mod tests {
         let err = resolve_keys(&[], Some("ed25519:zz"), Some(A)).unwrap_err();
         assert!(format!("{err:#}").contains(KEY_ENV), "{err:#}");
         assert!(resolve_keys(&[], None, Some("x")).is_err());
+    }
+}
+
+/// Exit codes of the `deltaapply` and `deltapack` binaries (README.md, *Exit codes*).
+pub mod exit {
+    /// Success.
+    pub const OK: i32 = 0;
+    /// An I/O error, or anything not listed below.
+    pub const FAILURE: i32 = 1;
+    /// Bad command-line usage.
+    pub const USAGE: i32 = 2;
+    /// The patch is invalid or corrupt, or does not produce its target (for `update`:
+    /// also a signed manifest that is invalid, or a file that disagrees with it).
+    pub const BAD_PATCH: i32 = 3;
+    /// The old file is not the one the patch was made for.
+    pub const WRONG_SOURCE: i32 = 4;
+    /// Applying would exceed a resource limit.
+    pub const LIMIT: i32 = 5;
+    /// The patch's origin check failed: unsigned or signed by an untrusted key while a
+    /// trusted key is configured, or its signature does not verify.
+    pub const UNTRUSTED: i32 = 6;
+    /// `update`/`check`: the manifest was refused although its signature is valid: it is
+    /// older than one accepted before (a rollback), expired, or for another product or channel.
+    pub const REFUSED: i32 = 7;
+    /// `update`/`check`: no route is allowed: only the full image would do and it is
+    /// forbidden (`--no-full`).
+    pub const NO_ROUTE: i32 = 8;
+    /// `update`/`check`: a file could not be downloaded from any mirror (after retries).
+    pub const NETWORK: i32 = 9;
+    /// Another applier is updating the same target now (it holds the target's lock).
+    pub const BUSY: i32 = 10;
+}
+
+/// The exit code for a kind of failure.
+pub fn exit_code(kind: ErrorKind) -> i32 {
+    match kind {
+        ErrorKind::Usage => exit::USAGE,
+        ErrorKind::BadInput => exit::BAD_PATCH,
+        ErrorKind::WrongSource => exit::WRONG_SOURCE,
+        ErrorKind::Limit => exit::LIMIT,
+        ErrorKind::Untrusted => exit::UNTRUSTED,
+        ErrorKind::Refused => exit::REFUSED,
+        ErrorKind::NoRoute => exit::NO_ROUTE,
+        ErrorKind::Network => exit::NETWORK,
+        ErrorKind::Busy => exit::BUSY,
+        _ => exit::FAILURE,
     }
 }

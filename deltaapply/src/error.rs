@@ -1,5 +1,5 @@
 //! The applier's error type. Every variant names the file concerned and carries the
-//! values a caller can act on; [`Error::exit_code`] maps them to the documented exit codes.
+//! values a caller can act on; [`Error::kind`] classifies them ([`ErrorKind`]).
 
 use std::io;
 use std::path::PathBuf;
@@ -173,34 +173,37 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
     out
 }
 
-/// Exit codes of the `deltaapply` binary, also useful to installers that embed the library.
-pub mod exit {
-    /// Success.
-    pub const OK: i32 = 0;
+/// What kind of failure an error is: what a caller can act on without matching every
+/// variant (retry later, ask for another patch, raise a limit, tell the user the
+/// origin check failed...). The `deltaapply` binary maps each to its exit code
+/// (`cli::exit_code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
     /// An I/O error, or anything not listed below.
-    pub const FAILURE: i32 = 1;
-    /// Bad command-line usage.
-    pub const USAGE: i32 = 2;
-    /// The patch is invalid or corrupt, or does not produce its target (for `update`:
-    /// also a signed manifest that is invalid, or a file that disagrees with it).
-    pub const BAD_PATCH: i32 = 3;
+    Failure,
+    /// The request itself is wrong (a tree patch given as a file patch, an artifact
+    /// that cannot be chosen).
+    Usage,
+    /// The patch, or for an update the signed manifest or a file it lists, is invalid
+    /// or corrupt, or does not produce its target.
+    BadInput,
     /// The old file is not the one the patch was made for.
-    pub const WRONG_SOURCE: i32 = 4;
-    /// Applying would exceed a resource limit.
-    pub const LIMIT: i32 = 5;
-    /// The patch's origin check failed: unsigned or signed by an untrusted key while a
-    /// trusted key is configured, or its signature does not verify.
-    pub const UNTRUSTED: i32 = 6;
-    /// `update`/`check`: the manifest was refused although its signature is valid: it is
-    /// older than one accepted before (a rollback), expired, or for another product or channel.
-    pub const REFUSED: i32 = 7;
-    /// `update`/`check`: no route is allowed: only the full image would do and it is
-    /// forbidden (`--no-full`).
-    pub const NO_ROUTE: i32 = 8;
-    /// `update`/`check`: a file could not be downloaded from any mirror (after retries).
-    pub const NETWORK: i32 = 9;
-    /// Another applier is updating the same target now (it holds the target's lock).
-    pub const BUSY: i32 = 10;
+    WrongSource,
+    /// Applying or downloading would exceed a limit the caller set.
+    Limit,
+    /// An origin check failed: unsigned or signed by an untrusted key while trusted
+    /// keys are configured, or a signature that does not verify.
+    Untrusted,
+    /// A manifest was refused although its signature verifies: a rollback, expired, or
+    /// for another product or channel.
+    Refused,
+    /// No route is allowed: only the full image would do and the policy forbids it.
+    NoRoute,
+    /// A file could not be downloaded from any mirror.
+    Network,
+    /// Another applier is updating the same target now.
+    Busy,
 }
 
 /// What to do about a failed origin check (the reason itself is the error's source).
@@ -219,21 +222,21 @@ fn untrusted_advice(source: &SignatureError) -> &'static str {
 }
 
 impl Error {
-    /// The process exit code the `deltaapply` binary uses for this error.
-    pub fn exit_code(&self) -> i32 {
+    /// What kind of failure this is ([`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Format { .. } | Error::Corrupt { .. } | Error::TargetMismatch { .. } => {
-                exit::BAD_PATCH
+                ErrorKind::BadInput
             }
-            Error::WrongSource { .. } | Error::MissingSource { .. } => exit::WRONG_SOURCE,
-            Error::TreePatch { .. } | Error::NotTreePatch { .. } => exit::USAGE,
-            Error::TreeFormat { .. } => exit::BAD_PATCH,
-            Error::MemoryLimit { .. } => exit::LIMIT,
-            Error::Untrusted { .. } => exit::UNTRUSTED,
+            Error::WrongSource { .. } | Error::MissingSource { .. } => ErrorKind::WrongSource,
+            Error::TreePatch { .. } | Error::NotTreePatch { .. } => ErrorKind::Usage,
+            Error::TreeFormat { .. } => ErrorKind::BadInput,
+            Error::MemoryLimit { .. } => ErrorKind::Limit,
+            Error::Untrusted { .. } => ErrorKind::Untrusted,
             Error::PatchIo { .. } | Error::SourceIo { .. } | Error::OutputIo { .. } => {
-                exit::FAILURE
+                ErrorKind::Failure
             }
-            Error::Lock(e) => e.exit_code(),
+            Error::Lock(e) => e.kind(),
         }
     }
 }

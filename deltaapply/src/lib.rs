@@ -63,7 +63,7 @@ pub use deltaapply_format::{
     FileId, FormatError, Hasher, Header, KeyId, Method, Origin, PublicKey, Sha256Digest,
     TrustedKeys, hash_reader,
 };
-pub use error::{Error, exit};
+pub use error::{Error, ErrorKind};
 pub use fetch::{FetchError, Fetched, Fetcher};
 pub use key_file::KeyFile;
 pub use source::{Mirror, Source, SourceError};

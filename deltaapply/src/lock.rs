@@ -21,6 +21,8 @@ use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::ErrorKind;
+
 /// How many times [`TargetLock::acquire`] retries when the lock file it locked was
 /// removed by the previous holder meanwhile.
 const ATTEMPTS: usize = 8;
@@ -56,11 +58,11 @@ pub enum LockError {
 }
 
 impl LockError {
-    /// The `deltaapply` exit code for this error ([`crate::exit`]).
-    pub fn exit_code(&self) -> i32 {
+    /// What kind of failure this is ([`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            LockError::Busy { .. } => crate::exit::BUSY,
-            LockError::Io { .. } => crate::exit::FAILURE,
+            LockError::Busy { .. } => ErrorKind::Busy,
+            LockError::Io { .. } => ErrorKind::Failure,
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `deltaapply`: applies deltapack patches. Exit codes are listed in README.md and in
-//! `deltaapply::exit`.
+//! `deltaapply::cli::exit`.
 
 use std::process::ExitCode;
 

@@ -45,7 +45,12 @@ fn rejected(
         Ok(_) => panic!("{context}: applied"),
         Err(e) => e,
     };
-    assert_eq!(err.exit_code(), 3, "{context}: {}", chain(&err));
+    assert_eq!(
+        deltaapply::cli::exit_code(err.kind()),
+        3,
+        "{context}: {}",
+        chain(&err)
+    );
     scratch.assert_untouched(context);
     err
 }
@@ -95,7 +100,7 @@ fn every_header_bit_flip_is_rejected() {
                 let err =
                     try_apply(old.as_deref(), &path, &scratch, None, &context).expect_err(&context);
                 assert_eq!(error_kind(&err), "Untrusted/BadPatchSignature", "{context}");
-                assert_eq!(err.exit_code(), 6, "{context}");
+                assert_eq!(deltaapply::cli::exit_code(err.kind()), 6, "{context}");
                 scratch.assert_untouched(&context);
                 continue;
             }
@@ -255,7 +260,7 @@ fn huge_declared_sizes_are_rejected_quickly() {
                         slowest = slowest.max(took);
                         let err = result.err().unwrap_or_else(|| panic!("{context}: applied"));
                         assert!(
-                            [3, 4, 5].contains(&err.exit_code()),
+                            [3, 4, 5].contains(&deltaapply::cli::exit_code(err.kind())),
                             "{context}: {}",
                             chain(&err)
                         );
@@ -447,7 +452,7 @@ fn a_wrong_old_file_is_rejected_and_named() {
                 .err()
                 .unwrap_or_else(|| panic!("{context}: applied"));
             assert_eq!(error_kind(&err), "WrongSource", "{context}");
-            assert_eq!(err.exit_code(), 4, "{context}");
+            assert_eq!(deltaapply::cli::exit_code(err.kind()), 4, "{context}");
             let message = err.to_string();
             assert!(
                 message.contains(&old.display().to_string()),
@@ -459,13 +464,19 @@ fn a_wrong_old_file_is_rejected_and_named() {
         // No old file at all, and one that does not exist.
         let err = try_apply(None, &patch, &scratch, None, "no old file").unwrap_err();
         assert_eq!(
-            (error_kind(&err).as_str(), err.exit_code()),
+            (
+                error_kind(&err).as_str(),
+                deltaapply::cli::exit_code(err.kind())
+            ),
             ("MissingSource", 4)
         );
         let missing = bench.dir.path().join("no such file");
         let err = try_apply(Some(&missing), &patch, &scratch, None, "missing").unwrap_err();
         assert_eq!(
-            (error_kind(&err).as_str(), err.exit_code()),
+            (
+                error_kind(&err).as_str(),
+                deltaapply::cli::exit_code(err.kind())
+            ),
             ("SourceIo", 1)
         );
         assert!(err.to_string().contains(&missing.display().to_string()));
@@ -514,7 +525,7 @@ fn the_memory_limit_is_checked_before_anything_is_read() {
                 "{context}: {}",
                 chain(&err)
             );
-            assert_eq!(err.exit_code(), 5, "{context}");
+            assert_eq!(deltaapply::cli::exit_code(err.kind()), 5, "{context}");
             assert_eq!(progress_calls, 0, "{context}: something was read");
             scratch.assert_untouched(&context);
         }
@@ -580,7 +591,7 @@ fn a_failed_in_place_update_leaves_the_old_file() {
         let scratch = Scratch::holding("app.bin", &read_vector("fox.old"));
         let patch = vector(&format!("{name}.dpatch"));
         let err = try_apply(Some(&scratch.dest), &patch, &scratch, None, name).unwrap_err();
-        assert_eq!(err.exit_code(), 3, "{name}");
+        assert_eq!(deltaapply::cli::exit_code(err.kind()), 3, "{name}");
         scratch.assert_untouched(name);
     }
     // And a good patch replaces the file.

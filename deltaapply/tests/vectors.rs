@@ -292,10 +292,10 @@ fn check_with_library(case: &Case) -> Result<(), String> {
             scratch.assert_untouched(&case.name);
             let kind = error_kind(&e);
             let message = chain(&e);
-            if e.exit_code() != code {
+            if deltaapply::cli::exit_code(e.kind()) != code {
                 return Err(format!(
                     "exit code {} instead of {code}: {message}",
-                    e.exit_code()
+                    deltaapply::cli::exit_code(e.kind())
                 ));
             }
             if case.error.as_deref() != Some(kind.as_str()) {

@@ -50,11 +50,11 @@ pub fn run(args: Args) -> i32 {
     let json = args.json;
     let paths = match resolve_paths(&args) {
         Ok(p) => p,
-        Err(e) => return cli::report_error(&e, deltaapply::exit::USAGE, json),
+        Err(e) => return cli::report_error(&e, deltaapply::cli::exit::USAGE, json),
     };
     let trusted = match cli::trusted_keys(&args.keys) {
         Ok(t) => t.map(|(keys, _)| keys),
-        Err(e) => return cli::report_error(&e, deltaapply::exit::USAGE, json),
+        Err(e) => return cli::report_error(&e, deltaapply::cli::exit::USAGE, json),
     };
     match apply(args, paths, trusted.as_ref()) {
         Ok(()) => 0,

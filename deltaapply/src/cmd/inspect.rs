@@ -23,6 +23,6 @@ pub struct Args {
 pub fn run(args: Args) -> i32 {
     match cli::trusted_keys(&args.keys) {
         Ok(trusted) => cli::inspect(&args.patch, trusted.as_ref().map(|(k, _)| k), args.json),
-        Err(e) => cli::report_error(&e, deltaapply::exit::USAGE, args.json),
+        Err(e) => cli::report_error(&e, deltaapply::cli::exit::USAGE, args.json),
     }
 }

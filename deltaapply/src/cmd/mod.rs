@@ -11,11 +11,11 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     err.chain()
         .find_map(|e| {
             e.downcast_ref::<deltaapply::tree::TreeApplyError>()
-                .map(deltaapply::tree::TreeApplyError::exit_code)
+                .map(|e| deltaapply::cli::exit_code(e.kind()))
                 .or_else(|| {
                     e.downcast_ref::<deltaapply::Error>()
-                        .map(deltaapply::Error::exit_code)
+                        .map(|e| deltaapply::cli::exit_code(e.kind()))
                 })
         })
-        .unwrap_or(deltaapply::exit::FAILURE)
+        .unwrap_or(deltaapply::cli::exit::FAILURE)
 }

@@ -108,7 +108,7 @@ fn run(args: Args, update: bool) -> i32 {
     let json = args.json;
     let updater = match updater(&args) {
         Ok(u) => u,
-        Err(e) => return cli::report_error(&e, deltaapply::exit::USAGE, json),
+        Err(e) => return cli::report_error(&e, deltaapply::cli::exit::USAGE, json),
     };
     let started = Instant::now();
     let mut display = Display::new(!json);
@@ -123,7 +123,7 @@ fn run(args: Args, update: bool) -> i32 {
     let (check, outcome) = match result {
         Ok(r) => r,
         Err(e) => {
-            let code = e.exit_code();
+            let code = deltaapply::cli::exit_code(e.kind());
             let err = match cli::hint_of(&e) {
                 Some(hint) => anyhow::anyhow!("{}; {hint}", error_chain(&e)),
                 None => anyhow::anyhow!("{}", error_chain(&e)),
@@ -139,7 +139,7 @@ fn run(args: Args, update: bool) -> i32 {
     };
     match printed {
         Ok(()) => 0,
-        Err(e) => cli::report_error(&e, deltaapply::exit::FAILURE, json),
+        Err(e) => cli::report_error(&e, deltaapply::cli::exit::FAILURE, json),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::lock::LockError;
 use crate::manifest::{ManifestError, Timestamp};
 use crate::signature::SignatureError;
 use crate::tree::apply::TreeApplyError;
-use crate::{Error, exit};
+use crate::{Error, ErrorKind};
 
 /// One mirror's failure to give a usable manifest.
 #[derive(Debug)]
@@ -189,40 +189,40 @@ pub enum UpdateError {
 }
 
 impl UpdateError {
-    /// The `deltaapply` exit code for this error (see [`crate::exit`]).
-    pub fn exit_code(&self) -> i32 {
+    /// What kind of failure this is ([`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            UpdateError::Fetch { source, .. } if source.is_local() => exit::FAILURE,
-            UpdateError::Fetch { .. } => exit::NETWORK,
-            UpdateError::Signature { .. } => exit::UNTRUSTED,
-            UpdateError::Lock(e) => e.exit_code(),
-            UpdateError::Manifest { .. } | UpdateError::Mismatch { .. } => exit::BAD_PATCH,
+            UpdateError::Fetch { source, .. } if source.is_local() => ErrorKind::Failure,
+            UpdateError::Fetch { .. } => ErrorKind::Network,
+            UpdateError::Signature { .. } => ErrorKind::Untrusted,
+            UpdateError::Lock(e) => e.kind(),
+            UpdateError::Manifest { .. } | UpdateError::Mismatch { .. } => ErrorKind::BadInput,
             UpdateError::WrongProduct { .. }
             | UpdateError::WrongChannel { .. }
             | UpdateError::Rollback { .. }
-            | UpdateError::Expired { .. } => exit::REFUSED,
+            | UpdateError::Expired { .. } => ErrorKind::Refused,
             UpdateError::NoManifest(problems) => {
                 // The most alarming problem decides: an attack before a dead mirror.
-                let codes: Vec<i32> = problems.iter().map(|p| p.error.exit_code()).collect();
+                let codes: Vec<ErrorKind> = problems.iter().map(|p| p.error.kind()).collect();
                 [
-                    exit::UNTRUSTED,
-                    exit::REFUSED,
-                    exit::BAD_PATCH,
-                    exit::NETWORK,
+                    ErrorKind::Untrusted,
+                    ErrorKind::Refused,
+                    ErrorKind::BadInput,
+                    ErrorKind::Network,
                 ]
                 .into_iter()
                 .find(|c| codes.contains(c))
-                .unwrap_or(exit::FAILURE)
+                .unwrap_or(ErrorKind::Failure)
             }
             UpdateError::State(_) | UpdateError::Target { .. } | UpdateError::Cache { .. } => {
-                exit::FAILURE
+                ErrorKind::Failure
             }
-            UpdateError::Artifact(_) => exit::USAGE,
-            UpdateError::Plan(PlanError::FullForbidden { .. }) => exit::NO_ROUTE,
-            UpdateError::Plan(_) | UpdateError::FallbackTooLarge { .. } => exit::LIMIT,
-            UpdateError::Apply(e) => e.exit_code(),
-            UpdateError::TreeApply(e) => e.exit_code(),
-            UpdateError::FallbackFailed { full, .. } => full.exit_code(),
+            UpdateError::Artifact(_) => ErrorKind::Usage,
+            UpdateError::Plan(PlanError::FullForbidden { .. }) => ErrorKind::NoRoute,
+            UpdateError::Plan(_) | UpdateError::FallbackTooLarge { .. } => ErrorKind::Limit,
+            UpdateError::Apply(e) => e.kind(),
+            UpdateError::TreeApply(e) => e.kind(),
+            UpdateError::FallbackFailed { full, .. } => full.kind(),
         }
     }
 

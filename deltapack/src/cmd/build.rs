@@ -86,10 +86,10 @@ pub fn run(args: Args) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             let code = match e.downcast_ref::<BuildError>() {
-                Some(BuildError::Settings(_)) => deltaapply::exit::USAGE,
-                Some(BuildError::UntrustedState { .. }) => deltaapply::exit::UNTRUSTED,
-                _ if e.downcast_ref::<Usage>().is_some() => deltaapply::exit::USAGE,
-                _ => deltaapply::exit::FAILURE,
+                Some(BuildError::Settings(_)) => deltaapply::cli::exit::USAGE,
+                Some(BuildError::UntrustedState { .. }) => deltaapply::cli::exit::UNTRUSTED,
+                _ if e.downcast_ref::<Usage>().is_some() => deltaapply::cli::exit::USAGE,
+                _ => deltaapply::cli::exit::FAILURE,
             };
             cli::report_error(&e, code, json)
         }

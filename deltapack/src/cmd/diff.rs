@@ -70,7 +70,7 @@ pub fn run(args: Args) -> i32 {
                     args.old.display(),
                     args.new.display()
                 );
-                return cli::report_error(&e, deltaapply::exit::USAGE, json);
+                return cli::report_error(&e, deltaapply::cli::exit::USAGE, json);
             }
             tree::diff(args)
         }
@@ -86,7 +86,7 @@ pub fn run(args: Args) -> i32 {
                 dir.display(),
                 file.display()
             );
-            return cli::report_error(&e, deltaapply::exit::USAGE, json);
+            return cli::report_error(&e, deltaapply::cli::exit::USAGE, json);
         }
     };
     match result {
@@ -98,9 +98,9 @@ pub fn run(args: Args) -> i32 {
                 || e.downcast_ref::<TreeDiffError>()
                     .is_some_and(TreeDiffError::is_over_budget);
             let code = if over_budget {
-                deltaapply::exit::LIMIT
+                deltaapply::cli::exit::LIMIT
             } else {
-                deltaapply::exit::FAILURE
+                deltaapply::cli::exit::FAILURE
             };
             cli::report_error(&e, code, json)
         }

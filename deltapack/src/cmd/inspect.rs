@@ -31,7 +31,7 @@ pub fn run(args: Args) -> i32 {
             inspect_tree(&args.patch, trusted.as_ref(), args.json)
         }
         Ok(trusted) => cli::inspect(&args.patch, trusted.as_ref(), args.json),
-        Err(e) => cli::report_error(&e, deltaapply::exit::USAGE, args.json),
+        Err(e) => cli::report_error(&e, deltaapply::cli::exit::USAGE, args.json),
     }
 }
 
@@ -138,7 +138,7 @@ fn inspect_tree(path: &Path, trusted: Option<&TrustedKeys>, json: bool) -> i32 {
     let (patch, summary) = match opened {
         Ok(opened) => opened,
         Err(e) => {
-            let code = e.exit_code();
+            let code = deltaapply::cli::exit_code(e.kind());
             return cli::report_error(&e.into(), code, json);
         }
     };
@@ -188,7 +188,7 @@ fn inspect_tree(path: &Path, trusted: Option<&TrustedKeys>, json: bool) -> i32 {
         cli::write_stdout(&text)
     };
     match printed {
-        Ok(()) => deltaapply::exit::OK,
-        Err(e) => cli::report_error(&e, deltaapply::exit::FAILURE, false),
+        Ok(()) => deltaapply::cli::exit::OK,
+        Err(e) => cli::report_error(&e, deltaapply::cli::exit::FAILURE, false),
     }
 }

@@ -40,8 +40,8 @@ pub fn run(args: Args) -> i32 {
     let KeyCommand::Show(args) = args.command;
     let json = args.json;
     match show(&args) {
-        Ok(()) => deltaapply::exit::OK,
-        Err(e) => cli::report_error(&e, deltaapply::exit::FAILURE, json),
+        Ok(()) => deltaapply::cli::exit::OK,
+        Err(e) => cli::report_error(&e, deltaapply::cli::exit::FAILURE, json),
     }
 }
 

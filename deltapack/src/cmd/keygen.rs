@@ -29,8 +29,8 @@ pub struct Args {
 pub fn run(args: Args) -> i32 {
     let json = args.json;
     match keygen(&args) {
-        Ok(()) => deltaapply::exit::OK,
-        Err(e) => cli::report_error(&e, deltaapply::exit::FAILURE, json),
+        Ok(()) => deltaapply::cli::exit::OK,
+        Err(e) => cli::report_error(&e, deltaapply::cli::exit::FAILURE, json),
     }
 }
 

@@ -33,7 +33,7 @@ pub fn run(args: Args) -> i32 {
     let json = args.json;
     match run_verify(args) {
         Ok(code) => code,
-        Err(e) => cli::report_error(&e, deltaapply::exit::USAGE, json),
+        Err(e) => cli::report_error(&e, deltaapply::cli::exit::USAGE, json),
     }
 }
 
@@ -54,9 +54,9 @@ fn run_verify(args: Args) -> anyhow::Result<i32> {
     let report = verify(&args.dir, &trusted, now);
     bar.finish();
     let code = if report.problems.is_empty() {
-        deltaapply::exit::OK
+        deltaapply::cli::exit::OK
     } else {
-        deltaapply::exit::FAILURE
+        deltaapply::cli::exit::FAILURE
     };
     if args.json {
         let mut value = serde_json::to_value(&report)?;

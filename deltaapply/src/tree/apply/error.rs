@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::container::FileId;
 use crate::lock::LockError;
 use crate::tree::path::TreePath;
-use crate::{Error, exit};
+use crate::{Error, ErrorKind};
 
 /// Why a tree update failed. Each names the file concerned.
 #[derive(Debug, thiserror::Error)]
@@ -170,16 +170,16 @@ pub enum TreeApplyError {
 }
 
 impl TreeApplyError {
-    /// The `deltaapply` exit code for this error ([`crate::exit`]).
-    pub fn exit_code(&self) -> i32 {
+    /// What kind of failure this is ([`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            TreeApplyError::Entry { source, .. } => source.exit_code(),
+            TreeApplyError::Entry { source, .. } => source.kind(),
             TreeApplyError::WrongBase { .. } | TreeApplyError::MissingOld { .. } => {
-                exit::WRONG_SOURCE
+                ErrorKind::WrongSource
             }
-            TreeApplyError::BadSubstitute { .. } => exit::BAD_PATCH,
-            TreeApplyError::Lock(e) => e.exit_code(),
-            _ => exit::FAILURE,
+            TreeApplyError::BadSubstitute { .. } => ErrorKind::BadInput,
+            TreeApplyError::Lock(e) => e.kind(),
+            _ => ErrorKind::Failure,
         }
     }
 }
