@@ -202,7 +202,7 @@ pub(crate) fn remove_temporaries_of(file: &Path, target: &Path) -> Result<(), Lo
 /// Removes the leftovers of a killed applier of `DIR/NAME`.
 fn remove_leftovers(dir: &Path, name: &str, target: &Path) -> Result<(), LockError> {
     remove_temporaries(dir, name, target)?;
-    crate::tree::apply::remove_stale_stage(dir, name).map_err(|(path, source)| LockError::Io {
+    remove_stale_stage(dir, name).map_err(|(path, source)| LockError::Io {
         action: "remove the stale staging",
         path,
         target: target.to_path_buf(),
@@ -244,6 +244,26 @@ fn remove_temporaries(dir: &Path, name: &str, target: &Path) -> Result<(), LockE
         }
     }
     Ok(())
+}
+
+/// Removes the staging directory of the tree `DIR/NAME` unless a journal says it is
+/// still needed, and the journal's temporary file, which never is. Only called with
+/// the tree's [`TargetLock`] held.
+fn remove_stale_stage(dir: &Path, name: &str) -> std::result::Result<(), (PathBuf, io::Error)> {
+    let journal = dir.join(format!(".{name}.deltaapply-journal"));
+    let stage = dir.join(format!(".{name}.deltaapply-stage"));
+    let remove = |path: &Path| match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path).map_err(|e| (path.to_path_buf(), e)),
+        Ok(_) => fs::remove_file(path).map_err(|e| (path.to_path_buf(), e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err((path.to_path_buf(), e)),
+    };
+    remove(&crate::tree::journal::temp_path(&journal))?;
+    match fs::symlink_metadata(&journal) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => remove(&stage),
+        Err(e) => Err((journal, e)),
+        Ok(_) => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::Error;
 
 /// How many random letters and digits a temporary file's name carries
-/// (`.NAME.XXXXXX.deltaapply-tmp`); [`crate::lock`] recognises stale ones by it.
+/// (`.NAME.XXXXXX.deltaapply-tmp`); the target lock recognises stale ones by it.
 pub(crate) const RANDOM_LEN: usize = 6;
 
 /// A temporary file that becomes `dest` on [`Staged::commit`].

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use super::error::{Result, TreeApplyError, io_err};
 use crate::container::FileId;
 use crate::digest::{Hasher, Sha256Digest};
-use crate::tree::journal;
 use crate::tree::path::TreePath;
 
 /// Creates the staging directory, private to its owner.
@@ -34,29 +33,6 @@ pub(super) fn beside(root: &Path, suffix: &str) -> Result<PathBuf> {
         _ => Path::new("."),
     };
     Ok(parent.join(format!(".{}.deltaapply-{suffix}", name.to_string_lossy())))
-}
-
-/// Removes the staging directory of the tree `DIR/NAME` unless a journal says it is
-/// still needed, and the journal's temporary file, which never is. Only called with
-/// the tree's [`crate::lock::TargetLock`] held.
-pub(crate) fn remove_stale_stage(
-    dir: &Path,
-    name: &str,
-) -> std::result::Result<(), (PathBuf, io::Error)> {
-    let journal = dir.join(format!(".{name}.deltaapply-journal"));
-    let stage = dir.join(format!(".{name}.deltaapply-stage"));
-    let remove = |path: &Path| match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path).map_err(|e| (path.to_path_buf(), e)),
-        Ok(_) => fs::remove_file(path).map_err(|e| (path.to_path_buf(), e)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err((path.to_path_buf(), e)),
-    };
-    remove(&journal::temp_path(&journal))?;
-    match fs::symlink_metadata(&journal) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => remove(&stage),
-        Err(e) => Err((journal, e)),
-        Ok(_) => Ok(()),
-    }
 }
 
 /// Removes a stale staging directory (or whatever sits at its name).

@@ -65,7 +65,6 @@ use crate::tree::patch::TreePatch;
 use crate::tree::path::TreePath;
 
 use disk::beside;
-pub(crate) use disk::remove_stale_stage;
 pub use error::TreeApplyError;
 use error::{Result, io_err};
 use in_place::InPlace;

@@ -1,0 +1,145 @@
+//! The layout rules of ARCHITECTURE.md, checked on the sources of every crate of the
+//! workspace: no module imports (through `crate::` paths) a module that imports it,
+//! directly or through others, and no source file holds more than 800 lines of code
+//! before its test module.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+const CRATES: &[&str] = &["deltaapply-format/src", "deltaapply/src", "deltapack/src"];
+const MAX_CODE_LINES: usize = 800;
+
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The module path of a source file (`tree::apply` for `tree/apply/mod.rs`).
+fn module_of(root: &Path, file: &Path) -> String {
+    let rel = file.strip_prefix(root).unwrap().with_extension("");
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if matches!(
+        parts.last().map(String::as_str),
+        Some("mod" | "lib" | "main")
+    ) {
+        parts.pop();
+    }
+    parts.join("::")
+}
+
+/// The code of a file without its test module, comments and doc comments.
+fn code(text: &str) -> Vec<&str> {
+    text.split("\n#[cfg(test)]")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            !t.is_empty() && !t.starts_with("//")
+        })
+        .collect()
+}
+
+#[test]
+fn no_module_imports_a_module_that_imports_it() {
+    let mut found = Vec::new();
+    for krate in CRATES {
+        let root = workspace().join(krate);
+        let mut files = Vec::new();
+        sources(&root, &mut files);
+        let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for file in &files {
+            let module = module_of(&root, file);
+            // The binary's edge (main.rs, cmd/) sits on top of everything by design.
+            if module.is_empty() || module.starts_with("cmd") {
+                continue;
+            }
+            let text = std::fs::read_to_string(file).unwrap();
+            let deps = uses.entry(module).or_default();
+            for line in code(&text) {
+                let mut rest = line;
+                while let Some(i) = rest.find("crate::") {
+                    rest = &rest[i + 7..];
+                    let path: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                        .collect();
+                    deps.insert(path);
+                }
+            }
+        }
+        let modules: BTreeSet<String> = uses.keys().cloned().collect();
+        // Each `crate::a::b::Item` is an edge to the longest module path it names;
+        // edges between a module and its own parents or children are not cycles.
+        let mut graph: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for (module, deps) in &uses {
+            for dep in deps {
+                let mut parts: Vec<&str> = dep.split("::").filter(|p| !p.is_empty()).collect();
+                while !parts.is_empty() && !modules.contains(&parts.join("::")) {
+                    parts.pop();
+                }
+                let Some(target) = modules.get(&parts.join("::")) else {
+                    continue;
+                };
+                let related = target == module
+                    || module.starts_with(&format!("{target}::"))
+                    || target.starts_with(&format!("{module}::"));
+                if !related {
+                    graph.entry(module).or_default().insert(target);
+                }
+            }
+        }
+        // A module reaching itself is a cycle.
+        for start in graph.keys() {
+            let mut seen = BTreeSet::new();
+            let mut todo: Vec<&str> = graph[start].iter().copied().collect();
+            while let Some(m) = todo.pop() {
+                if m == *start {
+                    found.push(format!("{krate}: {start} imports itself through others"));
+                    break;
+                }
+                if seen.insert(m) {
+                    todo.extend(graph.get(m).into_iter().flatten().copied());
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "import cycles:\n{}", found.join("\n"));
+}
+
+#[test]
+fn no_file_is_over_800_lines_of_code() {
+    let mut found = Vec::new();
+    let mut checked = 0;
+    for krate in CRATES {
+        let mut files = Vec::new();
+        sources(&workspace().join(krate), &mut files);
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let lines = code(&text).len();
+            checked += 1;
+            if lines > MAX_CODE_LINES {
+                found.push(format!("{}: {lines} lines of code", file.display()));
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} files found");
+    assert!(
+        found.is_empty(),
+        "files over {MAX_CODE_LINES} lines of code:\n{}",
+        found.join("\n")
+    );
+}
