@@ -19,11 +19,10 @@ use crate::tree::format::{EntryKind, Listing, Recipe};
 use crate::tree::journal::{self, Journal, Op, sync_dir};
 use crate::tree::path::TreePath;
 
-/// An in-place update of `root`.
-pub(super) struct InPlace<'r, 'a> {
-    /// The update; `None` when only finishing a journal
-    /// ([`finish_pending`](super::finish_pending)).
-    pub(super) job: Option<&'r Job<'a>>,
+/// Committing a journal in `root`: all that finishing an interrupted update needs
+/// ([`finish_pending`](super::finish_pending)), and the last part of every in-place
+/// update.
+pub(super) struct Commit<'r> {
     /// The trusted new listing every operation was checked against.
     pub(super) new: &'r Listing,
     pub(super) root: PathBuf,
@@ -31,11 +30,26 @@ pub(super) struct InPlace<'r, 'a> {
     pub(super) journal: PathBuf,
 }
 
+/// An in-place update of `root`: checking, planning, staging, then its [`Commit`].
+pub(super) struct InPlace<'r, 'a> {
+    /// The update.
+    job: &'r Job<'a>,
+    /// Where and what it commits.
+    commit: Commit<'r>,
+}
+
+impl<'r> std::ops::Deref for InPlace<'r, '_> {
+    type Target = Commit<'r>;
+
+    fn deref(&self) -> &Commit<'r> {
+        &self.commit
+    }
+}
+
 impl<'r, 'a> InPlace<'r, 'a> {
     /// The update this run carries out.
     fn job(&self) -> &'r Job<'a> {
         self.job
-            .expect("only finish_pending runs without an update, and it only commits")
     }
 
     pub(super) fn new(job: &'r Job<'a>) -> Result<Self> {
@@ -47,11 +61,13 @@ impl<'r, 'a> InPlace<'r, 'a> {
             });
         }
         Ok(InPlace {
-            job: Some(job),
-            new: job.new,
-            stage: beside(&root, "stage")?,
-            journal: beside(&root, "journal")?,
-            root,
+            job,
+            commit: Commit {
+                new: job.new,
+                stage: beside(&root, "stage")?,
+                journal: beside(&root, "journal")?,
+                root,
+            },
         })
     }
 
@@ -135,52 +151,6 @@ impl<'r, 'a> InPlace<'r, 'a> {
             }
         };
         self.finish(&journal, report, steps, progress)
-    }
-
-    /// Carries out a journal's operations, then removes the staging directory and the
-    /// journal.
-    pub(super) fn finish(
-        &self,
-        journal: &Journal,
-        report: &mut TreeReport,
-        steps: &mut Steps,
-        progress: &mut dyn FnMut(TreeProgress),
-    ) -> Result<()> {
-        if report.resumed {
-            self.check_stage()?;
-        }
-        let total = journal.ops.len() as u64;
-        for (i, op) in journal.ops.iter().enumerate() {
-            self.commit(op, report)?;
-            progress(TreeProgress {
-                phase: TreePhase::Commit,
-                done: i as u64 + 1,
-                total,
-            });
-            steps.step();
-        }
-        remove_stale(&self.stage)?;
-        sync_parent(&self.stage)?;
-        steps.step();
-        fs::remove_file(&self.journal).map_err(io_err("remove", &self.journal))?;
-        sync_parent(&self.journal)?;
-        steps.step();
-        Ok(())
-    }
-
-    /// Checks that a staging directory left by another run is the applier's own (see
-    /// [`journal::check_private`]) before anything in it is used.
-    fn check_stage(&self) -> Result<()> {
-        match fs::symlink_metadata(&self.stage) {
-            Ok(meta) => journal::check_private(&meta, true).map_err(|problem| {
-                TreeApplyError::UntrustedJournal {
-                    journal: self.journal.clone(),
-                    problem: format!("its staging directory {}: {problem}", self.stage.display()),
-                }
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("inspect", &self.stage)(e)),
-        }
     }
 
     /// Whether the tree on disk already is the new tree: every new entry in place
@@ -531,6 +501,54 @@ impl<'r, 'a> InPlace<'r, 'a> {
             .filter(|op| matches!(op, Op::Delete(_) | Op::DeleteDir(_)))
             .count() as u64;
         Ok(())
+    }
+}
+
+impl Commit<'_> {
+    /// Carries out a journal's operations, then removes the staging directory and the
+    /// journal.
+    pub(super) fn finish(
+        &self,
+        journal: &Journal,
+        report: &mut TreeReport,
+        steps: &mut Steps,
+        progress: &mut dyn FnMut(TreeProgress),
+    ) -> Result<()> {
+        if report.resumed {
+            self.check_stage()?;
+        }
+        let total = journal.ops.len() as u64;
+        for (i, op) in journal.ops.iter().enumerate() {
+            self.commit(op, report)?;
+            progress(TreeProgress {
+                phase: TreePhase::Commit,
+                done: i as u64 + 1,
+                total,
+            });
+            steps.step();
+        }
+        remove_stale(&self.stage)?;
+        sync_parent(&self.stage)?;
+        steps.step();
+        fs::remove_file(&self.journal).map_err(io_err("remove", &self.journal))?;
+        sync_parent(&self.journal)?;
+        steps.step();
+        Ok(())
+    }
+
+    /// Checks that a staging directory left by another run is the applier's own (see
+    /// [`journal::check_private`]) before anything in it is used.
+    fn check_stage(&self) -> Result<()> {
+        match fs::symlink_metadata(&self.stage) {
+            Ok(meta) => journal::check_private(&meta, true).map_err(|problem| {
+                TreeApplyError::UntrustedJournal {
+                    journal: self.journal.clone(),
+                    problem: format!("its staging directory {}: {problem}", self.stage.display()),
+                }
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("inspect", &self.stage)(e)),
+        }
     }
 
     /// Carries out one operation; each is idempotent.

@@ -67,7 +67,7 @@ use crate::tree::path::TreePath;
 use disk::beside;
 pub use error::TreeApplyError;
 use error::{Result, io_err};
-use in_place::InPlace;
+use in_place::{Commit, InPlace};
 use job::Job;
 use out_of_place::out_of_place;
 pub use steps::CRASH_ENV;
@@ -331,8 +331,7 @@ pub(crate) fn finish_pending_unlocked(
             ),
         })?;
     check_journal(&journal_path, &journal, new)?;
-    let place = InPlace {
-        job: None,
+    let place = Commit {
         new,
         stage: beside(&root, "stage")?,
         journal: journal_path,
