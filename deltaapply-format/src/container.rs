@@ -79,23 +79,91 @@ pub enum SignatureSlot {
 /// A decoded, self-consistent patch header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// How the payload turns the source into the target.
-    pub method: Method,
+    /// The method, with the fields only it has.
+    pub body: Body,
     /// log2 of the largest zstd window any payload stream uses.
     pub window_log: u8,
-    /// The file the patch applies to; `None` for [`Method::Full`].
-    pub source: Option<FileId>,
     /// The file applying the patch produces.
     pub target: FileId,
     /// The bytes after the header.
     pub payload: FileId,
-    /// Stream layout of a bsdiff payload; `None` for other methods.
-    pub streams: Option<StreamSizes>,
     /// Upper bound, in bytes, of the memory applying needs beyond the applier's own
     /// baseline. Always equal to [`memory_bound`] of the other fields.
     pub apply_memory: u64,
     /// The signature block.
     pub signature: SignatureSlot,
+}
+
+/// What a patch is, with the header fields only its method has: a bsdiff patch has a
+/// source and a stream layout, a zstd-reference patch a source, a full image neither,
+/// a tree patch the old tree (none for a full tree image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    /// Method 1.
+    Bsdiff {
+        /// The file the patch applies to.
+        source: FileId,
+        /// The payload's three streams.
+        streams: StreamSizes,
+    },
+    /// Method 2.
+    ZstdRef {
+        /// The file the patch applies to (the reference).
+        source: FileId,
+    },
+    /// Method 3.
+    Full,
+    /// Method 4.
+    Tree {
+        /// The old tree's identity; `None` for a full tree image.
+        source: Option<FileId>,
+    },
+}
+
+impl Body {
+    /// From a method and the fields the other methods lack, if they fit together:
+    /// bsdiff needs a source and streams, zstd a source and no streams, the full method
+    /// neither, a tree patch no streams.
+    pub fn from_parts(
+        method: Method,
+        source: Option<FileId>,
+        streams: Option<StreamSizes>,
+    ) -> Option<Body> {
+        Some(match (method, source, streams) {
+            (Method::Bsdiff, Some(source), Some(streams)) => Body::Bsdiff { source, streams },
+            (Method::ZstdRef, Some(source), None) => Body::ZstdRef { source },
+            (Method::Full, None, None) => Body::Full,
+            (Method::Tree, source, None) => Body::Tree { source },
+            _ => return None,
+        })
+    }
+
+    /// The method.
+    pub fn method(&self) -> Method {
+        match self {
+            Body::Bsdiff { .. } => Method::Bsdiff,
+            Body::ZstdRef { .. } => Method::ZstdRef,
+            Body::Full => Method::Full,
+            Body::Tree { .. } => Method::Tree,
+        }
+    }
+
+    /// The file (or tree) the patch applies to, if any.
+    pub fn source(&self) -> Option<FileId> {
+        match *self {
+            Body::Bsdiff { source, .. } | Body::ZstdRef { source } => Some(source),
+            Body::Full => None,
+            Body::Tree { source } => source,
+        }
+    }
+
+    /// The bsdiff stream layout, for method 1.
+    pub fn streams(&self) -> Option<StreamSizes> {
+        match *self {
+            Body::Bsdiff { streams, .. } => Some(streams),
+            _ => None,
+        }
+    }
 }
 
 /// What is wrong with a patch's bytes. Offsets are from the start of the patch file.
@@ -203,6 +271,10 @@ pub fn memory_bound(method: Method, window_log: u8, source_size: u64, target_siz
 impl Header {
     /// An unsigned header for a payload, with `apply_memory` computed by
     /// [`memory_bound`] (the only value a decoder accepts).
+    ///
+    /// # Panics
+    ///
+    /// If the parts do not fit the method ([`Body::from_parts`]): a bug in the caller.
     pub fn unsigned(
         method: Method,
         window_log: u8,
@@ -211,17 +283,38 @@ impl Header {
         payload: FileId,
         streams: Option<StreamSizes>,
     ) -> Header {
-        let source_size = source.map_or(0, |s| s.size);
+        let body = Body::from_parts(method, source, streams)
+            .unwrap_or_else(|| panic!("{method} with source {source:?}, streams {streams:?}"));
+        Header::new(body, window_log, target, payload)
+    }
+
+    /// An unsigned header for a payload, with `apply_memory` computed by
+    /// [`memory_bound`].
+    pub fn new(body: Body, window_log: u8, target: FileId, payload: FileId) -> Header {
+        let source_size = body.source().map_or(0, |s| s.size);
         Header {
-            method,
+            body,
             window_log,
-            source,
             target,
             payload,
-            streams,
-            apply_memory: memory_bound(method, window_log, source_size, target.size),
+            apply_memory: memory_bound(body.method(), window_log, source_size, target.size),
             signature: SignatureSlot::Unsigned,
         }
+    }
+
+    /// The method.
+    pub fn method(&self) -> Method {
+        self.body.method()
+    }
+
+    /// The file (or tree) the patch applies to, if any.
+    pub fn source(&self) -> Option<FileId> {
+        self.body.source()
+    }
+
+    /// The bsdiff stream layout, for method 1.
+    pub fn streams(&self) -> Option<StreamSizes> {
+        self.body.streams()
     }
 
     /// Encodes the header to its 296 bytes, computing the checksum.
@@ -230,14 +323,14 @@ impl Header {
         w.bytes(&MAGIC);
         w.u16(VERSION);
         w.u16(HEADER_LEN as u16);
-        w.u8(self.method.code());
+        w.u8(self.method().code());
         w.u8(self.window_log);
         let zero_run = self
-            .streams
+            .streams()
             .is_some_and(|s| s.diff_coding == DiffCoding::ZeroRun);
         w.u8(if zero_run { FLAG_ZERO_RUN_DIFF } else { 0 });
         w.zeros(1);
-        let source = self.source.unwrap_or(FileId {
+        let source = self.source().unwrap_or(FileId {
             size: 0,
             sha256: Sha256Digest([0; 32]),
         });
@@ -248,7 +341,7 @@ impl Header {
         w.u64(self.payload.size);
         w.bytes(&self.payload.sha256.0);
         w.u64(self.apply_memory);
-        let streams = self.streams.unwrap_or_default();
+        let streams = self.streams().unwrap_or_default();
         w.u64(streams.control);
         w.u64(streams.diff);
         w.u64(streams.extra);
@@ -351,19 +444,20 @@ impl Header {
                 format!("{window_log} is outside {MIN_WINDOW_LOG}..={MAX_WINDOW_LOG}"),
             ));
         }
-        let source = match method {
-            Method::Full => {
-                if source.size != 0 || source.sha256.0 != [0; 32] {
-                    return Err(bad("source", "must be all zero for the full method".into()));
-                }
-                None
+        let zero_source = source.size == 0 && source.sha256.0 == [0; 32];
+        if method == Method::Full && !zero_source {
+            return Err(bad("source", "must be all zero for the full method".into()));
+        }
+        let no_streams = || {
+            if streams != StreamSizes::default() {
+                return Err(bad("stream sizes", "must be zero for this method".into()));
             }
-            Method::Bsdiff | Method::ZstdRef => Some(source),
-            // A tree patch from the empty tree (a release's full tree image) has an
-            // all-zero source; any other names the old tree.
-            Method::Tree => (source.size != 0 || source.sha256.0 != [0; 32]).then_some(source),
+            if method_flags != 0 {
+                return Err(bad("method_flags", "must be zero for this method".into()));
+            }
+            Ok(())
         };
-        let streams = match method {
+        let body = match method {
             Method::Bsdiff => {
                 let sum = streams
                     .control
@@ -388,25 +482,35 @@ impl Header {
                         ));
                     }
                 };
-                Some(StreamSizes {
-                    diff_coding,
-                    ..streams
-                })
+                Body::Bsdiff {
+                    source,
+                    streams: StreamSizes {
+                        diff_coding,
+                        ..streams
+                    },
+                }
             }
-            Method::ZstdRef | Method::Full | Method::Tree => {
-                if streams != StreamSizes::default() {
-                    return Err(bad("stream sizes", "must be zero for this method".into()));
+            Method::ZstdRef => {
+                no_streams()?;
+                Body::ZstdRef { source }
+            }
+            Method::Full => {
+                no_streams()?;
+                Body::Full
+            }
+            // A tree patch from the empty tree (a release's full tree image) has an
+            // all-zero source; any other names the old tree.
+            Method::Tree => {
+                no_streams()?;
+                Body::Tree {
+                    source: (!zero_source).then_some(source),
                 }
-                if method_flags != 0 {
-                    return Err(bad("method_flags", "must be zero for this method".into()));
-                }
-                None
             }
         };
         let expected_memory = memory_bound(
             method,
             window_log,
-            source.map_or(0, |s| s.size),
+            body.source().map_or(0, |s| s.size),
             target.size,
         );
         let memory_ok = match method {
@@ -429,12 +533,10 @@ impl Header {
             });
         }
         Ok(Header {
-            method,
+            body,
             window_log,
-            source,
             target,
             payload,
-            streams,
             apply_memory,
             signature,
         })
@@ -524,23 +626,24 @@ mod tests {
             sha256: Sha256Digest([7; 32]),
         };
         Header {
-            method: Method::Bsdiff,
+            body: Body::Bsdiff {
+                source: FileId {
+                    size: 100,
+                    sha256: Sha256Digest([1; 32]),
+                },
+                streams: StreamSizes {
+                    control: 10,
+                    diff: 15,
+                    extra: 5,
+                    diff_coding: DiffCoding::ZeroRun,
+                },
+            },
             window_log: 20,
-            source: Some(FileId {
-                size: 100,
-                sha256: Sha256Digest([1; 32]),
-            }),
             target: FileId {
                 size: 120,
                 sha256: Sha256Digest([2; 32]),
             },
             payload,
-            streams: Some(StreamSizes {
-                control: 10,
-                diff: 15,
-                extra: 5,
-                diff_coding: DiffCoding::ZeroRun,
-            }),
             apply_memory: memory_bound(Method::Bsdiff, 20, 100, 120),
             signature: SignatureSlot::Unsigned,
         }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use crate::codec::Reader;
 use crate::container::DiffCoding;
-use crate::container::{FileId, HEADER_LEN, Header, StreamSizes};
+use crate::container::{Body, FileId, HEADER_LEN, Header, StreamSizes};
 use crate::control::{OpReader, ZeroRunReader};
 use crate::digest::{Hasher, IO_CHUNK, hash_reader};
 use crate::key::TrustedKeys;
@@ -249,7 +249,7 @@ impl Patch {
     /// The payload's sections, as (offset into the payload, length): the control,
     /// diff and extra streams of the bsdiff method, else the whole payload.
     fn layout(&self) -> Vec<(u64, u64)> {
-        match self.header.streams {
+        match self.header.streams() {
             Some(s) => vec![
                 (0, s.control),
                 (s.control, s.diff),
@@ -325,7 +325,7 @@ pub(crate) fn apply_unlocked(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ApplyReport, Error> {
     let header = patch.header();
-    if header.method == Method::Tree {
+    if let Body::Tree { .. } = header.body {
         return Err(Error::TreePatch {
             path: patch.path.clone(),
         });
@@ -342,17 +342,18 @@ pub(crate) fn apply_unlocked(
     }
     // The old file is checked (and, for the reference method, loaded) before the
     // payload, so that the common "wrong base" case fails fast with the clearest error.
-    let source = match (header.source, old) {
-        (None, _) => None,
-        (Some(_), None) => {
-            return Err(Error::MissingSource {
-                path: patch.path.clone(),
-            });
+    let old_file = |expected: FileId, keep, progress: &mut dyn FnMut(Progress)| {
+        let path = old.ok_or_else(|| Error::MissingSource {
+            path: patch.path.clone(),
+        })?;
+        check_source(path, expected, keep, progress)
+    };
+    let decode = match header.body {
+        Body::Bsdiff { source, streams } => {
+            Decode::Bsdiff(old_file(source, false, progress)?, source.size, streams)
         }
-        (Some(expected), Some(old_path)) => {
-            let keep = header.method == Method::ZstdRef;
-            Some(check_source(old_path, expected, keep, progress)?)
-        }
+        Body::ZstdRef { source } => Decode::Reference(old_file(source, true, progress)?),
+        Body::Full | Body::Tree { .. } => Decode::Full,
     };
     let verified = patch.verify_sections(progress, &mut |_| {})?;
 
@@ -361,30 +362,17 @@ pub(crate) fn apply_unlocked(
     // output has its expected hash; dropping it on any error removes it.
     let staged = Staged::beside(dest, inherit_permissions(dest, old))?;
     let mut sink = Sink::new(&staged, header.target.size, progress);
-    match (header.method, &source) {
-        (Method::Bsdiff, Some(src)) => {
-            let streams = header
-                .streams
-                .expect("decode guarantees streams for bsdiff");
-            apply_bsdiff(
-                patch,
-                &verified,
-                src,
-                header.source.map_or(0, |s| s.size),
-                streams,
-                &mut sink,
-            )?
+    match &decode {
+        Decode::Bsdiff(src, source_size, streams) => {
+            apply_bsdiff(patch, &verified, src, *source_size, *streams, &mut sink)?
         }
-        (Method::ZstdRef, Some(src)) => {
-            let prefix = src
-                .bytes
-                .as_deref()
-                .expect("loaded for the reference method");
+        Decode::Reference(src) => {
+            // Loaded by `check_source(.., true, ..)` above; an empty prefix would only
+            // make the decoder fail (and the output its hash check).
+            let prefix = src.bytes.as_deref().unwrap_or_default();
             decode_single_frame(patch, &verified, Some(prefix), &mut sink)?;
         }
-        (Method::Full, _) => decode_single_frame(patch, &verified, None, &mut sink)?,
-        (Method::Bsdiff | Method::ZstdRef, None) => unreachable!("source checked above"),
-        (Method::Tree, _) => unreachable!("refused above"),
+        Decode::Full => decode_single_frame(patch, &verified, None, &mut sink)?,
     }
     let (size, sha256) = sink.finish()?;
     if size != header.target.size || sha256 != header.target.sha256 {
@@ -397,12 +385,22 @@ pub(crate) fn apply_unlocked(
     }
     staged.commit()?;
     Ok(ApplyReport {
-        method: header.method,
-        source: header.source,
+        method: header.method(),
+        source: header.source(),
         target: header.target,
         dest: dest.to_path_buf(),
         origin,
     })
+}
+
+/// What decoding a file patch takes, by method: the checked old file where it has one.
+enum Decode {
+    /// The old file, its size, and the payload's streams.
+    Bsdiff(Source, u64, StreamSizes),
+    /// The old file, loaded.
+    Reference(Source),
+    /// Nothing but the payload.
+    Full,
 }
 
 /// Decodes the one zstd frame of the reference and full methods into the sink.

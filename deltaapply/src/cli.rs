@@ -437,12 +437,12 @@ pub fn header_json(h: &crate::Header) -> serde_json::Value {
     };
     serde_json::json!({
         "format_version": crate::container::VERSION,
-        "method": h.method,
+        "method": h.method(),
         "window_log": h.window_log,
-        "source": h.source,
+        "source": h.source(),
         "target": h.target,
         "payload": h.payload,
-        "streams": h.streams,
+        "streams": h.streams(),
         "apply_memory": h.apply_memory,
         "signature": signature,
     })
@@ -456,8 +456,8 @@ pub fn header_text(h: &crate::Header) -> String {
         "format",
         format!("deltapack patch v{}", crate::container::VERSION),
     );
-    line("method", h.method.to_string());
-    match h.source {
+    line("method", h.method().to_string());
+    match h.source() {
         Some(src) => line(
             "source",
             format!("{} bytes, sha256 {}", src.size, src.sha256),
@@ -472,7 +472,7 @@ pub fn header_text(h: &crate::Header) -> String {
         "payload",
         format!("{} bytes, sha256 {}", h.payload.size, h.payload.sha256),
     );
-    if let Some(st) = h.streams {
+    if let Some(st) = h.streams() {
         let coding = match st.diff_coding {
             crate::container::DiffCoding::Plain => "plain",
             crate::container::DiffCoding::ZeroRun => "zero-run coded",

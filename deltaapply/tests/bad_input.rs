@@ -392,9 +392,9 @@ fn consistent_headers_over_random_payloads_are_rejected() {
             }
         });
         let header = deltaapply::Header {
-            method,
+            body: deltaapply::container::Body::from_parts(method, source, streams)
+                .expect("the sweep builds each method's fields"),
             window_log,
-            source,
             target: deltaapply::FileId {
                 size: target.len() as u64,
                 sha256: deltaapply::Sha256Digest::of(&target),
@@ -403,7 +403,6 @@ fn consistent_headers_over_random_payloads_are_rejected() {
                 size: payload.len() as u64,
                 sha256: deltaapply::Sha256Digest::of(&payload),
             },
-            streams,
             apply_memory: memory_bound(method, window_log, old.len() as u64, target.len() as u64),
             signature: deltaapply::container::SignatureSlot::Unsigned,
         };

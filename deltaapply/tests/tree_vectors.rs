@@ -278,7 +278,7 @@ fn recipe_doc(patch: &TreePatch, recipe: Recipe) -> RecipeDoc {
             blob.len,
         )
         .unwrap();
-        h.method.to_string()
+        h.method().to_string()
     });
     let name = match recipe {
         Recipe::Copy { .. } => "copy",
@@ -378,11 +378,11 @@ fn every_case() {
         }
         if let Some(patch) = &patch {
             let header = patch.header();
-            assert_eq!(header.method, Method::Tree);
+            assert_eq!(header.method(), Method::Tree);
             // Cases that document the header's trees (a null source: the empty tree).
             if let Some(target) = case.target {
                 assert_eq!(header.target, target.into(), "{name}");
-                assert_eq!(header.source, case.source.map(FileId::from), "{name}");
+                assert_eq!(header.source(), case.source.map(FileId::from), "{name}");
             }
             if let Some(blobs) = case.blobs {
                 assert_eq!(patch.index().blobs.len(), blobs, "{name}");

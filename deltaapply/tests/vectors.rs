@@ -322,7 +322,7 @@ fn valid_headers_decode_to_the_documented_fields() {
         let h = patch.header();
 
         // The decoded header is what vectors.json documents.
-        assert_eq!(h.method.name(), doc.method, "{name}: method");
+        assert_eq!(h.method().name(), doc.method, "{name}: method");
         assert_eq!(h.window_log, doc.window_log, "{name}: window_log");
         assert_eq!(h.apply_memory, doc.apply_memory, "{name}: apply_memory");
         let same = |id: &deltaapply::FileId, d: &FileDoc| {
@@ -330,12 +330,12 @@ fn valid_headers_decode_to_the_documented_fields() {
         };
         assert!(same(&h.target, &doc.target), "{name}: target");
         assert!(same(&h.payload, &doc.payload), "{name}: payload");
-        match (&h.source, &doc.source) {
+        match (&h.source(), &doc.source) {
             (Some(s), Some(d)) => assert!(same(s, d), "{name}: source"),
             (None, None) => {}
             other => panic!("{name}: source {other:?}"),
         }
-        match (&h.streams, &doc.streams) {
+        match (&h.streams(), &doc.streams) {
             (Some(s), Some(d)) => {
                 assert_eq!(
                     (s.control, s.diff, s.extra),
@@ -363,7 +363,7 @@ fn valid_headers_decode_to_the_documented_fields() {
             "target",
         );
         file(&doc.payload, &bytes[at::PAYLOAD..], "payload");
-        match (h.method, &doc.source, &case.old) {
+        match (h.method(), &doc.source, &case.old) {
             (Method::Full, None, _) => {}
             (_, Some(src), Some(old)) => file(src, &read_vector(old), "source"),
             other => panic!("{name}: source for {other:?}"),
@@ -374,14 +374,14 @@ fn valid_headers_decode_to_the_documented_fields() {
         let source_size = doc.source.as_ref().map_or(0, |s| s.size);
         assert_eq!(
             doc.apply_memory,
-            common::spec_memory_bound(h.method, doc.window_log, source_size, doc.target.size),
+            common::spec_memory_bound(h.method(), doc.window_log, source_size, doc.target.size),
             "{name}: apply_memory is the §4 formula"
         );
         // The raw bytes agree with the layout of §3.2.
         assert_eq!(&bytes[..8], b"\x89DPATCH\n");
         assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 1);
         assert_eq!(u16::from_le_bytes([bytes[10], bytes[11]]), 296);
-        assert_eq!(bytes[at::METHOD], h.method.code());
+        assert_eq!(bytes[at::METHOD], h.method().code());
         assert_eq!(
             bytes[at::METHOD_FLAGS],
             doc.streams.as_ref().map_or(0, StreamsDoc::method_flags),

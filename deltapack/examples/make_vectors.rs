@@ -220,7 +220,7 @@ impl VectorSet {
             h.target.sha256 == Sha256Digest::of(self.bytes(new)),
             "{patch} does not make {new}"
         );
-        if let (Some(src), Some(old)) = (h.source, old) {
+        if let (Some(src), Some(old)) = (h.source(), old) {
             ensure!(
                 src.sha256 == Sha256Digest::of(self.bytes(old)),
                 "{patch} is not for {old}"
@@ -251,12 +251,12 @@ impl VectorSet {
             },
         };
         let header = HeaderDoc {
-            method: h.method,
+            method: h.method(),
             window_log: h.window_log,
-            source: h.source,
+            source: h.source(),
             target: h.target,
             payload: h.payload,
-            streams: h.streams,
+            streams: h.streams(),
             apply_memory: h.apply_memory,
             signature: signer.map(|k| SignatureDoc {
                 algorithm: "ed25519",

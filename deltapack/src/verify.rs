@@ -164,12 +164,12 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
             }
             continue;
         }
-        if header.method != Method::Full {
+        if header.method() != Method::Full {
             report.problem(
                 at,
                 format!(
                     "a full image must use the full method, not {}",
-                    header.method
+                    header.method()
                 ),
             );
             continue;
@@ -256,13 +256,13 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
             let base = file_id(p.base_size, p.base_sha256);
             let expected_target = target;
             let mut consistent = true;
-            if header.source != Some(base) {
+            if header.source() != Some(base) {
                 report.problem(
                     at,
                     format!(
                         "applies to {}, but the manifest says its base ({} {}) is {} bytes with sha256 {}",
                         header
-                            .source
+                            .source()
                             .map_or("no base".into(), |s| format!("{} bytes with sha256 {}", s.size, s.sha256)),
                         name,
                         p.base_version,
@@ -287,12 +287,15 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
                 );
                 consistent = false;
             }
-            if header.method != p.method || header.apply_memory != p.apply_memory {
+            if header.method() != p.method || header.apply_memory != p.apply_memory {
                 report.problem(
                     at,
                     format!(
                         "is a {} patch needing {} bytes to apply, the manifest says {} needing {}",
-                        header.method, header.apply_memory, p.method, p.apply_memory
+                        header.method(),
+                        header.apply_memory,
+                        p.method,
+                        p.apply_memory
                     ),
                 );
             }
@@ -374,18 +377,18 @@ fn check_full_tree(
     let (name, full) = (&artifact.name, &artifact.full);
     let at = full.path.as_str();
     let content = file_id(artifact.size, artifact.sha256);
-    if header.method != Method::Tree {
+    if header.method() != Method::Tree {
         report.problem(
             at,
             format!(
                 "the full image of tree artifact {name} {version} must be a tree patch \
                  (method tree), not {}",
-                header.method
+                header.method()
             ),
         );
         return None;
     }
-    if let Some(source) = header.source {
+    if let Some(source) = header.source() {
         report.problem(
             at,
             format!(
@@ -511,12 +514,12 @@ fn check_file_container(
     let Some(header) = check_header(report, &path, at, trusted) else {
         return;
     };
-    if header.method != Method::Full || header.source.is_some() {
+    if header.method() != Method::Full || header.source().is_some() {
         report.problem(
             at,
             format!(
                 "the full container of {what} must use the full method, not {}",
-                header.method
+                header.method()
             ),
         );
         return;

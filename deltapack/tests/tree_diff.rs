@@ -453,6 +453,6 @@ fn an_identical_tree_ships_no_blob() {
         &mut |_| {},
     )
     .unwrap();
-    assert_eq!(opened.header().method, Method::Tree);
+    assert_eq!(opened.header().method(), Method::Tree);
     assert_eq!(opened.index().blobs.len(), 0);
 }

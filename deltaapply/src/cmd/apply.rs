@@ -84,7 +84,7 @@ fn resolve_paths(args: &Args) -> anyhow::Result<Paths> {
 fn apply(args: Args, paths: Paths, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> {
     // A patch that does not even open is reported by the file apply, as before.
     let is_tree =
-        deltaapply::Patch::open(&paths.1).is_ok_and(|p| p.header().method == Method::Tree);
+        deltaapply::Patch::open(&paths.1).is_ok_and(|p| p.header().method() == Method::Tree);
     if is_tree {
         apply_tree_patch(&args, paths, trusted)
     } else {

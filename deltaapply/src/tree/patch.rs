@@ -49,10 +49,10 @@ impl TreePatch {
     ) -> Result<TreePatch, Error> {
         let patch = Patch::open(path)?;
         let header = patch.header().clone();
-        if header.method != Method::Tree {
+        if header.method() != Method::Tree {
             return Err(Error::NotTreePatch {
                 path: path.to_path_buf(),
-                method: header.method,
+                method: header.method(),
             });
         }
         let origin = patch.check_origin(trusted)?;
@@ -93,7 +93,7 @@ impl TreePatch {
             IndexError::Memory(e) => over(e),
         })?;
         let old_id = index.old.id();
-        let expected_old = header.source.unwrap_or(TreeIndex::empty_id());
+        let expected_old = header.source().unwrap_or(TreeIndex::empty_id());
         if old_id != expected_old {
             return Err(corrupt(format!(
                 "its index lists an old tree {} that is not the header's {}",
@@ -171,13 +171,13 @@ impl TreePatch {
         let patch = Patch::with_head(&self.path, file, start, blob.len, &head)?;
         let h = patch.header();
         let expected_method = match source {
-            None => h.method == Method::Full,
-            Some(_) => matches!(h.method, Method::Bsdiff | Method::ZstdRef),
+            None => h.method() == Method::Full,
+            Some(_) => matches!(h.method(), Method::Bsdiff | Method::ZstdRef),
         };
-        if !expected_method || h.source != source || h.target != target {
+        if !expected_method || h.source() != source || h.target != target {
             return Err(corrupt(format!(
                 "a {} container that does not make the file the index lists",
-                h.method
+                h.method()
             )));
         }
         if h.apply_memory > self.header.apply_memory {

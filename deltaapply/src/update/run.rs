@@ -110,14 +110,15 @@ impl Run<'_, '_> {
         let events = &mut *self.events;
         let patch = Patch::open(&fetched.path)?;
         let header = patch.header();
-        let problem = if header.method != step.method {
+        let problem = if header.method() != step.method {
             Some(format!(
                 "method {} instead of {}",
-                header.method, step.method
+                header.method(),
+                step.method
             ))
         } else if header.target != step.target {
             Some("it makes another file than the manifest says".to_string())
-        } else if header.source != step.base {
+        } else if header.source() != step.base {
             Some("it applies to another file than the manifest says".to_string())
         } else {
             None

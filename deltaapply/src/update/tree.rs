@@ -402,7 +402,7 @@ impl super::Run<'_, '_> {
         let problem = if header.target != step.target {
             Some("it makes another tree than the manifest says")
         } else if header
-            .source
+            .source()
             .or(step.base.map(|_| crate::tree::TreeIndex::empty_id()))
             != step.base
         {

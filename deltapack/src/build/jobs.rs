@@ -182,7 +182,7 @@ pub(super) fn record(
             let path = store::content_path(PATCH_DIR, &patch_bytes);
             let header = deltaapply::Header::decode(&patch_bytes, patch_bytes.len() as u64)
                 .expect("encoder writes valid headers");
-            let source = header.source.expect("a delta method has a source");
+            let source = header.source().expect("a delta method has a source");
             artifact.patches.push(PatchEntry {
                 base_version: base.version.clone(),
                 base_size: source.size,
@@ -190,7 +190,7 @@ pub(super) fn record(
                 path: path.clone(),
                 size: patch_bytes.len() as u64,
                 sha256: Sha256Digest::of(&patch_bytes),
-                method: header.method,
+                method: header.method(),
                 apply_memory: header.apply_memory,
             });
             patch_files.push((path, patch_bytes));

@@ -200,7 +200,7 @@ pub fn publish_tree(
         // An empty older tree is named by the empty tree's identity.
         let source = made
             .header
-            .source
+            .source()
             .unwrap_or_else(deltaapply::tree::TreeIndex::empty_id);
         let path = store::content_path(store::PATCH_DIR, &made.bytes);
         patches.push(PatchEntry {

@@ -38,7 +38,7 @@ pub fn run(args: Args) -> i32 {
 /// True when `path` opens as a patch of method tree (anything else, including a file
 /// that is not a patch, goes the file patch's way and its errors).
 fn is_tree_patch(path: &Path) -> bool {
-    deltaapply::Patch::open(path).is_ok_and(|p| p.header().method == Method::Tree)
+    deltaapply::Patch::open(path).is_ok_and(|p| p.header().method() == Method::Tree)
 }
 
 /// What a tree patch's index holds.
@@ -118,7 +118,7 @@ fn summarise(patch: &TreePatch) -> Result<Summary, deltaapply::Error> {
             let blob = patch.blob(k, source.map(|(_, f)| f), target)?;
             s.blobs.count += 1;
             s.blobs.bytes += index.blobs[k].len;
-            match blob.header().method {
+            match blob.header().method() {
                 Method::Bsdiff => s.blobs.bsdiff += 1,
                 Method::ZstdRef => s.blobs.zstd += 1,
                 _ => s.blobs.full += 1,

@@ -460,7 +460,7 @@ mod tests {
                         .blob(k, source, e.kind.file().unwrap())
                         .unwrap()
                         .header()
-                        .method
+                        .method()
                 });
                 (e.path.to_string(), *r, method)
             })
@@ -612,7 +612,7 @@ mod tests {
         // bin, empty, lib, lib64, plugins, plugins/b.
         assert_eq!(s.new_dirs, 6);
         assert_eq!(
-            made.header.source,
+            made.header.source(),
             Some(scan_tree(old.path()).unwrap().listing().id())
         );
         assert_eq!(
@@ -678,7 +678,7 @@ mod tests {
             0
         );
         assert_eq!(
-            made.header.source.map(|s| s.sha256),
+            made.header.source().map(|s| s.sha256),
             Some(made.header.target.sha256)
         );
     }
@@ -700,8 +700,8 @@ mod tests {
     fn no_old_tree_makes_the_full_image() {
         let (_, new) = release_pair();
         let made = diff_trees(None, new.path(), &settings(2), None).unwrap();
-        assert_eq!(made.header.source, None);
-        assert_eq!(made.header.method, Method::Tree);
+        assert_eq!(made.header.source(), None);
+        assert_eq!(made.header.method(), Method::Tree);
         let got = recipes(&made);
         let files: Vec<_> = got.iter().filter(|(_, r, _)| r.is_some()).collect();
         assert_eq!(files.len(), 8);

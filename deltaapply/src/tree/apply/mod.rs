@@ -244,7 +244,7 @@ pub(crate) fn apply_tree_unlocked(
     let mut report = TreeReport::starting(
         req.dest,
         in_place,
-        header.source,
+        header.source(),
         header.target,
         req.patch.origin(),
     );
