@@ -185,18 +185,12 @@ pub fn report_error(err: &anyhow::Error, code: i32, json: bool) -> i32 {
 /// What to do about an error at the command line: the library's errors speak of its
 /// limits, keys and policy; this names the flags that set them.
 pub fn hint(err: &anyhow::Error) -> Option<String> {
-    hint_in(err.chain())
+    hint_of(err.as_ref())
 }
 
 /// [`hint`] for an error that is not (yet) an `anyhow::Error`.
 pub fn hint_of(err: &(dyn std::error::Error + 'static)) -> Option<String> {
-    hint_in(std::iter::successors(Some(err), |e| e.source()))
-}
-
-fn hint_in<'a>(
-    mut chain: impl Iterator<Item = &'a (dyn std::error::Error + 'static)>,
-) -> Option<String> {
-    chain
+    std::iter::successors(Some(err), |e| e.source())
         .find_map(|cause| {
             if let Some(e) = cause.downcast_ref::<Error>() {
                 Some(apply_hint(e))
