@@ -1,7 +1,7 @@
 //! The layout rules of ARCHITECTURE.md, checked on the sources of every crate of the
 //! workspace: no module imports (through `crate::` paths) a module that imports it,
-//! directly or through others, and no source file holds more than 800 lines of code
-//! before its test module.
+//! directly or through others; no source file holds more than 800 lines of code
+//! before its test module; and the format core's code does no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -140,6 +140,44 @@ fn no_file_is_over_800_lines_of_code() {
     assert!(
         found.is_empty(),
         "files over {MAX_CODE_LINES} lines of code:\n{}",
+        found.join("\n")
+    );
+}
+
+/// What no source file of the format core may contain.
+const FORBIDDEN: &[&str] = &[
+    "std::fs",
+    "fs::",
+    "File::",
+    "OpenOptions",
+    "std::net",
+    "TcpStream",
+    "std::process",
+    "std::env",
+    "env::var",
+    "std::thread",
+];
+
+#[test]
+fn the_format_core_does_no_io() {
+    let mut files = Vec::new();
+    sources(&workspace().join("deltaapply-format/src"), &mut files);
+    assert!(files.len() >= 10, "found only {files:?}");
+    let mut found = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            for word in FORBIDDEN {
+                if code.contains(word) {
+                    found.push(format!("{}:{}: {word}", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "I/O in the format core:\n{}",
         found.join("\n")
     );
 }
