@@ -212,7 +212,7 @@ def prepare(pair_dir, wd):
 def build_ours():
     """Build both binaries; return None if they are usable, else why not."""
     for argv in (["cargo", "build", "--release", "-p", "deltapack"],
-                 ["cargo", "build", "--profile", "applier", "-p", "deltaapply"]):
+                 ["cargo", "build", "--profile", "applier", "-p", "deltaapply-cli"]):
         log("$ " + " ".join(argv))
         p = run(argv, cwd=ROOT)
         if p.returncode != 0:

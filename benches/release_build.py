@@ -187,7 +187,7 @@ def fail(msg, res=None):
 
 def build_tools(no_build):
     if not no_build:
-        argv = ["cargo", "build", "--release", "-p", "deltapack", "-p", "deltaapply"]
+        argv = ["cargo", "build", "--release", "-p", "deltapack", "-p", "deltaapply-cli"]
         log("$ " + " ".join(argv))
         if subprocess.run(argv, cwd=ROOT).returncode != 0:
             sys.exit("error: cargo build failed")

@@ -48,7 +48,7 @@ Answers two questions for the corpus's directory pairs (default `cryptography-tr
    target must then equal the new tree (as in 1a) and nothing but the target and its
    state file may be left beside it.
 
-Binaries: `cargo build --release -p deltapack -p deltaapply` (unless --no-build); the
+Binaries: `cargo build --release -p deltapack -p deltaapply-cli` (unless --no-build); the
 run uses copies of target/release/{deltapack,deltaapply} (not the size-optimised
 target/applier build that compare.py and update.py time applies with).
 
@@ -75,7 +75,7 @@ from update import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = {"deltapack": ROOT / "target/release/deltapack", "deltaapply": ROOT / "target/release/deltaapply"}
-BUILD = ["cargo", "build", "--release", "-p", "deltapack", "-p", "deltaapply"]
+BUILD = ["cargo", "build", "--release", "-p", "deltapack", "-p", "deltaapply-cli"]
 PAIRS = ("cryptography-tree", "prettier-tree")
 CREATED = ["2026-11-01T10:00:00Z", "2026-11-02T10:00:00Z"]
 VERSIONS = ["1.0", "2.0"]

@@ -39,7 +39,7 @@ it sends per request. Each measurement copies the installed file into a fresh
 directory and flushes it with sync (not timed; the copy leaves it in the page cache, and
 without the sync the kernel writes the copy back while the update runs, which added up
 to a second of system time on synthetic-img) and runs the size-optimised
-applier (`cargo build --profile applier -p deltaapply`, target/applier/deltaapply, what
+applier (`cargo build --profile applier -p deltaapply-cli`, target/applier/deltaapply, what
 ships) under `/usr/bin/time -f '%e %U %S %M'`:
 
     patch      target = 1.1                      update (a direct patch 1.1 -> 1.2)
@@ -114,7 +114,7 @@ CREATED = ["2026-11-01T10:00:00Z", "2026-11-02T10:00:00Z", "2026-11-03T10:00:00Z
 VALID_DAYS = "36500"
 BIN = {"deltapack": ROOT / "target/release/deltapack", "deltaapply": ROOT / "target/applier/deltaapply"}
 BUILDS = [["cargo", "build", "--release", "-p", "deltapack"],
-          ["cargo", "build", "--profile", "applier", "-p", "deltaapply"]]
+          ["cargo", "build", "--profile", "applier", "-p", "deltaapply-cli"]]
 
 
 # --- the HTTP server ---------------------------------------------------------------
@@ -524,7 +524,7 @@ def render(r):
         f"- date: {h['date']}",
         f"- machine: {h['machine']}",
         f"- binaries: {h['build']}; deltapack from target/release, deltaapply from target/applier "
-        f"(`cargo build --profile applier -p deltaapply`): {r['binary']['as_built']:,} bytes as built"
+        f"(`cargo build --profile applier -p deltaapply-cli`): {r['binary']['as_built']:,} bytes as built"
         + (f", {r['binary']['strip_all']:,} after `strip --strip-all`" if r["binary"]["strip_all"] else ""),
         f"- pair: `{h['pair']}`, old {h['old_bytes']:,} bytes, new {h['new_bytes']:,} bytes; releases "
         f"1.0 = old, 1.1 = new[:{h['cut']:,}] + old[{h['cut']:,}:] (cut at {h['cut_fraction']} of new), 1.2 = new; "

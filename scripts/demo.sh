@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet -p deltapack -p deltaapply
+cargo build --release --quiet -p deltapack -p deltaapply-cli
 bin=target/release
 ex=testdata/example
 out=target/example

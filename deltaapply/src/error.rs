@@ -176,7 +176,7 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
 /// What kind of failure an error is: what a caller can act on without matching every
 /// variant (retry later, ask for another patch, raise a limit, tell the user the
 /// origin check failed...). The `deltaapply` binary maps each to its exit code
-/// (`cli::exit_code`).
+/// (`deltaapply_cli::exit_code`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {

@@ -36,8 +36,6 @@
 #![forbid(unsafe_code)]
 
 mod apply;
-#[cfg(feature = "cli")]
-pub mod cli;
 mod error;
 pub mod fetch;
 mod key_file;

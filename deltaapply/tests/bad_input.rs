@@ -46,8 +46,8 @@ fn rejected(
         Err(e) => e,
     };
     assert_eq!(
-        deltaapply::cli::exit_code(err.kind()),
-        3,
+        err.kind(),
+        deltaapply::ErrorKind::BadInput,
         "{context}: {}",
         chain(&err)
     );
@@ -100,7 +100,7 @@ fn every_header_bit_flip_is_rejected() {
                 let err =
                     try_apply(old.as_deref(), &path, &scratch, None, &context).expect_err(&context);
                 assert_eq!(error_kind(&err), "Untrusted/BadPatchSignature", "{context}");
-                assert_eq!(deltaapply::cli::exit_code(err.kind()), 6, "{context}");
+                assert_eq!(err.kind(), deltaapply::ErrorKind::Untrusted, "{context}");
                 scratch.assert_untouched(&context);
                 continue;
             }
@@ -260,7 +260,12 @@ fn huge_declared_sizes_are_rejected_quickly() {
                         slowest = slowest.max(took);
                         let err = result.err().unwrap_or_else(|| panic!("{context}: applied"));
                         assert!(
-                            [3, 4, 5].contains(&deltaapply::cli::exit_code(err.kind())),
+                            matches!(
+                                err.kind(),
+                                deltaapply::ErrorKind::BadInput
+                                    | deltaapply::ErrorKind::WrongSource
+                                    | deltaapply::ErrorKind::Limit
+                            ),
                             "{context}: {}",
                             chain(&err)
                         );
@@ -451,7 +456,7 @@ fn a_wrong_old_file_is_rejected_and_named() {
                 .err()
                 .unwrap_or_else(|| panic!("{context}: applied"));
             assert_eq!(error_kind(&err), "WrongSource", "{context}");
-            assert_eq!(deltaapply::cli::exit_code(err.kind()), 4, "{context}");
+            assert_eq!(err.kind(), deltaapply::ErrorKind::WrongSource, "{context}");
             let message = err.to_string();
             assert!(
                 message.contains(&old.display().to_string()),
@@ -463,20 +468,14 @@ fn a_wrong_old_file_is_rejected_and_named() {
         // No old file at all, and one that does not exist.
         let err = try_apply(None, &patch, &scratch, None, "no old file").unwrap_err();
         assert_eq!(
-            (
-                error_kind(&err).as_str(),
-                deltaapply::cli::exit_code(err.kind())
-            ),
-            ("MissingSource", 4)
+            (error_kind(&err).as_str(), err.kind()),
+            ("MissingSource", deltaapply::ErrorKind::WrongSource)
         );
         let missing = bench.dir.path().join("no such file");
         let err = try_apply(Some(&missing), &patch, &scratch, None, "missing").unwrap_err();
         assert_eq!(
-            (
-                error_kind(&err).as_str(),
-                deltaapply::cli::exit_code(err.kind())
-            ),
-            ("SourceIo", 1)
+            (error_kind(&err).as_str(), err.kind()),
+            ("SourceIo", deltaapply::ErrorKind::Failure)
         );
         assert!(err.to_string().contains(&missing.display().to_string()));
         scratch.assert_untouched("missing old file");
@@ -524,7 +523,7 @@ fn the_memory_limit_is_checked_before_anything_is_read() {
                 "{context}: {}",
                 chain(&err)
             );
-            assert_eq!(deltaapply::cli::exit_code(err.kind()), 5, "{context}");
+            assert_eq!(err.kind(), deltaapply::ErrorKind::Limit, "{context}");
             assert_eq!(progress_calls, 0, "{context}: something was read");
             scratch.assert_untouched(&context);
         }
@@ -590,7 +589,7 @@ fn a_failed_in_place_update_leaves_the_old_file() {
         let scratch = Scratch::holding("app.bin", &read_vector("fox.old"));
         let patch = vector(&format!("{name}.dpatch"));
         let err = try_apply(Some(&scratch.dest), &patch, &scratch, None, name).unwrap_err();
-        assert_eq!(deltaapply::cli::exit_code(err.kind()), 3, "{name}");
+        assert_eq!(err.kind(), deltaapply::ErrorKind::BadInput, "{name}");
         scratch.assert_untouched(name);
     }
     // And a good patch replaces the file.

@@ -5,7 +5,6 @@
 //! from its full image.
 //!
 //! Needs the `cli` feature (`serde_json` to read the case list).
-#![cfg(feature = "cli")]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -150,10 +150,7 @@ fn a_payload_overwritten_in_place_after_verification_is_refused() {
         matches!(&err, Error::Corrupt { problem, .. } if problem.contains("changed after it was verified")),
         "{err}"
     );
-    assert_eq!(
-        deltaapply::cli::exit_code(err.kind()),
-        deltaapply::cli::exit::BAD_PATCH
-    );
+    assert_eq!(err.kind(), deltaapply::ErrorKind::BadInput);
     let left: Vec<_> = fs::read_dir(scratch.path())
         .unwrap()
         .map(|e| e.unwrap().file_name())

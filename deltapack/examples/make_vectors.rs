@@ -49,10 +49,10 @@ const PUBLIC_KEY_AT: usize = 200;
 const SIGNATURE_AT: usize = 232;
 
 /// Exit codes of `deltaapply` (`deltaapply::exit`).
-const BAD_PATCH: i32 = deltaapply::cli::exit::BAD_PATCH;
-const WRONG_SOURCE: i32 = deltaapply::cli::exit::WRONG_SOURCE;
-const LIMIT: i32 = deltaapply::cli::exit::LIMIT;
-const UNTRUSTED: i32 = deltaapply::cli::exit::UNTRUSTED;
+const BAD_PATCH: i32 = deltaapply_cli::exit::BAD_PATCH;
+const WRONG_SOURCE: i32 = deltaapply_cli::exit::WRONG_SOURCE;
+const LIMIT: i32 = deltaapply_cli::exit::LIMIT;
+const UNTRUSTED: i32 = deltaapply_cli::exit::UNTRUSTED;
 
 /// The test keys' public key files, and the strings their seeds are hashed from.
 const TEST_KEY: &str = "test-key.pub";

@@ -25,7 +25,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = match deltaapply::cli::parse_args() {
+    let cli: Cli = match deltaapply_cli::parse_args() {
         Ok(cli) => cli,
         Err(code) => return code,
     };

@@ -6,7 +6,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-const CRATES: &[&str] = &["deltaapply-format/src", "deltaapply/src", "deltapack/src"];
+const CRATES: &[&str] = &[
+    "deltaapply-format/src",
+    "deltaapply/src",
+    "deltaapply-cli/src",
+    "deltapack/src",
+];
 const MAX_CODE_LINES: usize = 800;
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

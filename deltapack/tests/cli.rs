@@ -5,7 +5,7 @@
 //!
 //! `deltaapply` is another package's binary, which `cargo test -p deltapack` does not
 //! build: `cargo test --workspace` does (deltaapply has integration tests of its own),
-//! or `cargo build -p deltaapply` first. `DELTAAPPLY_BIN` overrides the path, e.g. to
+//! or `cargo build -p deltaapply-cli` first. `DELTAAPPLY_BIN` overrides the path, e.g. to
 //! test the size-optimised `applier` profile build.
 
 mod common;

@@ -8,7 +8,7 @@
 //! file of the user's, and compare everything a tree carries with the new tree. The
 //! patch must ship nothing the old tree already has.
 //!
-//! `cargo build -p deltaapply` first (see `common::deltaapply_bin`).
+//! `cargo build -p deltaapply-cli` first (see `common::deltaapply_bin`).
 
 #![cfg(unix)]
 

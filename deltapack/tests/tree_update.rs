@@ -6,7 +6,7 @@
 //! entry by entry (kind, content, mode, link target), files the user added must still
 //! be there, and nothing may be left beside the tree.
 //!
-//! Run `cargo build -p deltaapply` first (or `cargo test --workspace`).
+//! Run `cargo build -p deltaapply-cli` first (or `cargo test --workspace`).
 
 #![cfg(unix)]
 

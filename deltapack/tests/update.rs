@@ -10,7 +10,7 @@
 //! downloaded.
 //!
 //! `deltaapply` is another package's binary, which `cargo test -p deltapack` does not
-//! build: run `cargo build -p deltaapply` first (or `cargo test --workspace`).
+//! build: run `cargo build -p deltaapply-cli` first (or `cargo test --workspace`).
 //! `DELTAAPPLY_BIN` overrides its path.
 
 mod common;

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use deltaapply::cli;
 use deltaapply::manifest::Timestamp;
+use deltaapply_cli as cli;
 use deltapack::Settings;
 use deltapack::build::{BuildError, BuildEvent, BuildReport, BuildSpec, build};
 use deltapack::config::{BuildConfig, CONFIG_FILE};
@@ -86,10 +86,10 @@ pub fn run(args: Args) -> i32 {
         Ok(()) => 0,
         Err(e) => {
             let code = match e.downcast_ref::<BuildError>() {
-                Some(BuildError::Settings(_)) => deltaapply::cli::exit::USAGE,
-                Some(BuildError::UntrustedState { .. }) => deltaapply::cli::exit::UNTRUSTED,
-                _ if e.downcast_ref::<Usage>().is_some() => deltaapply::cli::exit::USAGE,
-                _ => deltaapply::cli::exit::FAILURE,
+                Some(BuildError::Settings(_)) => deltaapply_cli::exit::USAGE,
+                Some(BuildError::UntrustedState { .. }) => deltaapply_cli::exit::UNTRUSTED,
+                _ if e.downcast_ref::<Usage>().is_some() => deltaapply_cli::exit::USAGE,
+                _ => deltaapply_cli::exit::FAILURE,
             };
             cli::report_error(&e, code, json)
         }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use deltaapply::{Method, cli};
+use deltaapply::Method;
+use deltaapply_cli as cli;
 use deltapack::keys::{self, SecretKey};
 use deltapack::tree::TreeDiffError;
 use deltapack::{DiffError, MethodChoice, Settings, make_patch};
@@ -70,7 +71,7 @@ pub fn run(args: Args) -> i32 {
                     args.old.display(),
                     args.new.display()
                 );
-                return cli::report_error(&e, deltaapply::cli::exit::USAGE, json);
+                return cli::report_error(&e, deltaapply_cli::exit::USAGE, json);
             }
             tree::diff(args)
         }
@@ -86,7 +87,7 @@ pub fn run(args: Args) -> i32 {
                 dir.display(),
                 file.display()
             );
-            return cli::report_error(&e, deltaapply::cli::exit::USAGE, json);
+            return cli::report_error(&e, deltaapply_cli::exit::USAGE, json);
         }
     };
     match result {
@@ -98,9 +99,9 @@ pub fn run(args: Args) -> i32 {
                 || e.downcast_ref::<TreeDiffError>()
                     .is_some_and(TreeDiffError::is_over_budget);
             let code = if over_budget {
-                deltaapply::cli::exit::LIMIT
+                deltaapply_cli::exit::LIMIT
             } else {
-                deltaapply::cli::exit::FAILURE
+                deltaapply_cli::exit::FAILURE
             };
             cli::report_error(&e, code, json)
         }

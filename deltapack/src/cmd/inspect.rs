@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use deltaapply::tree::{EntryKind, Recipe, TreePatch};
-use deltaapply::{Limits, Method, Origin, TrustedKeys, cli};
+use deltaapply::{Limits, Method, Origin, TrustedKeys};
+use deltaapply_cli as cli;
 
 /// Show a patch's header (validated; the payload is not read) and check its signature
 /// (against --key if given, else against the key the patch carries). For a tree
@@ -31,7 +32,7 @@ pub fn run(args: Args) -> i32 {
             inspect_tree(&args.patch, trusted.as_ref(), args.json)
         }
         Ok(trusted) => cli::inspect(&args.patch, trusted.as_ref(), args.json),
-        Err(e) => cli::report_error(&e, deltaapply::cli::exit::USAGE, args.json),
+        Err(e) => cli::report_error(&e, deltaapply_cli::exit::USAGE, args.json),
     }
 }
 
@@ -138,7 +139,7 @@ fn inspect_tree(path: &Path, trusted: Option<&TrustedKeys>, json: bool) -> i32 {
     let (patch, summary) = match opened {
         Ok(opened) => opened,
         Err(e) => {
-            let code = deltaapply::cli::exit_code(e.kind());
+            let code = deltaapply_cli::exit_code(e.kind());
             return cli::report_error(&e.into(), code, json);
         }
     };
@@ -188,7 +189,7 @@ fn inspect_tree(path: &Path, trusted: Option<&TrustedKeys>, json: bool) -> i32 {
         cli::write_stdout(&text)
     };
     match printed {
-        Ok(()) => deltaapply::cli::exit::OK,
-        Err(e) => cli::report_error(&e, deltaapply::cli::exit::FAILURE, false),
+        Ok(()) => deltaapply_cli::exit::OK,
+        Err(e) => cli::report_error(&e, deltaapply_cli::exit::FAILURE, false),
     }
 }

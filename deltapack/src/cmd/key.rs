@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use deltaapply::cli;
+use deltaapply_cli as cli;
 use deltapack::keys::{self, SecretKey};
 
 /// Work with an existing signing key.
@@ -40,8 +40,8 @@ pub fn run(args: Args) -> i32 {
     let KeyCommand::Show(args) = args.command;
     let json = args.json;
     match show(&args) {
-        Ok(()) => deltaapply::cli::exit::OK,
-        Err(e) => cli::report_error(&e, deltaapply::cli::exit::FAILURE, json),
+        Ok(()) => deltaapply_cli::exit::OK,
+        Err(e) => cli::report_error(&e, deltaapply_cli::exit::FAILURE, json),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use deltaapply::cli;
+use deltaapply_cli as cli;
 use deltapack::keys::{self, SecretKey};
 
 /// Make an ed25519 key pair for signing patches: the secret key as PKCS#8 PEM (mode
@@ -29,8 +29,8 @@ pub struct Args {
 pub fn run(args: Args) -> i32 {
     let json = args.json;
     match keygen(&args) {
-        Ok(()) => deltaapply::cli::exit::OK,
-        Err(e) => cli::report_error(&e, deltaapply::cli::exit::FAILURE, json),
+        Ok(()) => deltaapply_cli::exit::OK,
+        Err(e) => cli::report_error(&e, deltaapply_cli::exit::FAILURE, json),
     }
 }
 

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use deltaapply::manifest::Timestamp;
-use deltaapply::{KeyFile as _, PublicKey, TrustedKeys, cli};
+use deltaapply::{KeyFile as _, PublicKey, TrustedKeys};
+use deltaapply_cli as cli;
 use deltapack::verify::{VerifyReport, verify};
 
 /// Check a publish directory: signature, manifest, every file's size and hash, every
@@ -33,7 +34,7 @@ pub fn run(args: Args) -> i32 {
     let json = args.json;
     match run_verify(args) {
         Ok(code) => code,
-        Err(e) => cli::report_error(&e, deltaapply::cli::exit::USAGE, json),
+        Err(e) => cli::report_error(&e, deltaapply_cli::exit::USAGE, json),
     }
 }
 
@@ -54,9 +55,9 @@ fn run_verify(args: Args) -> anyhow::Result<i32> {
     let report = verify(&args.dir, &trusted, now);
     bar.finish();
     let code = if report.problems.is_empty() {
-        deltaapply::cli::exit::OK
+        deltaapply_cli::exit::OK
     } else {
-        deltaapply::cli::exit::FAILURE
+        deltaapply_cli::exit::FAILURE
     };
     if args.json {
         let mut value = serde_json::to_value(&report)?;

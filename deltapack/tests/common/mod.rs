@@ -510,7 +510,7 @@ pub fn deltaapply_bin() -> &'static Path {
         }
         let bin = Path::new(env!("CARGO_BIN_EXE_deltapack"))
             .with_file_name(format!("deltaapply{}", std::env::consts::EXE_SUFFIX));
-        let how = "run `cargo test --workspace`, or `cargo build -p deltaapply` (with this \
+        let how = "run `cargo test --workspace`, or `cargo build -p deltaapply-cli` (with this \
                    test's --release or --profile) before `cargo test -p deltapack`: cargo \
                    builds only the tested package's binaries";
         let built = std::fs::metadata(&bin)

@@ -8,7 +8,8 @@ use anyhow::{Context, bail};
 use deltaapply::update::{
     Check, Event, FullImage, Installed, Outcome, Policy, Route, Step, Updater, error_chain,
 };
-use deltaapply::{Phase, Source, cli};
+use deltaapply::{Phase, Source};
+use deltaapply_cli as cli;
 use serde_json::json;
 
 /// The arguments `check` and `update` share.
@@ -108,7 +109,7 @@ fn run(args: Args, update: bool) -> i32 {
     let json = args.json;
     let updater = match updater(&args) {
         Ok(u) => u,
-        Err(e) => return cli::report_error(&e, deltaapply::cli::exit::USAGE, json),
+        Err(e) => return cli::report_error(&e, deltaapply_cli::exit::USAGE, json),
     };
     let started = Instant::now();
     let mut display = Display::new(!json);
@@ -123,7 +124,7 @@ fn run(args: Args, update: bool) -> i32 {
     let (check, outcome) = match result {
         Ok(r) => r,
         Err(e) => {
-            let code = deltaapply::cli::exit_code(e.kind());
+            let code = deltaapply_cli::exit_code(e.kind());
             let err = match cli::hint_of(&e) {
                 Some(hint) => anyhow::anyhow!("{}; {hint}", error_chain(&e)),
                 None => anyhow::anyhow!("{}", error_chain(&e)),
@@ -139,7 +140,7 @@ fn run(args: Args, update: bool) -> i32 {
     };
     match printed {
         Ok(()) => 0,
-        Err(e) => cli::report_error(&e, deltaapply::cli::exit::FAILURE, json),
+        Err(e) => cli::report_error(&e, deltaapply_cli::exit::FAILURE, json),
     }
 }
 

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use deltaapply::tree::{TreeApply, TreePatch, TreePhase, apply_tree};
-use deltaapply::{Limits, Method, Origin, Phase, TrustedKeys, cli};
+use deltaapply::{Limits, Method, Origin, Phase, TrustedKeys};
+use deltaapply_cli as cli;
 
 /// Apply a patch: `apply OLD PATCH -o NEW`, or `apply --in-place FILE PATCH`.
 ///
@@ -50,11 +51,11 @@ pub fn run(args: Args) -> i32 {
     let json = args.json;
     let paths = match resolve_paths(&args) {
         Ok(p) => p,
-        Err(e) => return cli::report_error(&e, deltaapply::cli::exit::USAGE, json),
+        Err(e) => return cli::report_error(&e, deltaapply_cli::exit::USAGE, json),
     };
     let trusted = match cli::trusted_keys(&args.keys) {
         Ok(t) => t.map(|(keys, _)| keys),
-        Err(e) => return cli::report_error(&e, deltaapply::cli::exit::USAGE, json),
+        Err(e) => return cli::report_error(&e, deltaapply_cli::exit::USAGE, json),
     };
     match apply(args, paths, trusted.as_ref()) {
         Ok(()) => 0,

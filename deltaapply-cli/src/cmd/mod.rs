@@ -11,11 +11,11 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     err.chain()
         .find_map(|e| {
             e.downcast_ref::<deltaapply::tree::TreeApplyError>()
-                .map(|e| deltaapply::cli::exit_code(e.kind()))
+                .map(|e| deltaapply_cli::exit_code(e.kind()))
                 .or_else(|| {
                     e.downcast_ref::<deltaapply::Error>()
-                        .map(|e| deltaapply::cli::exit_code(e.kind()))
+                        .map(|e| deltaapply_cli::exit_code(e.kind()))
                 })
         })
-        .unwrap_or(deltaapply::cli::exit::FAILURE)
+        .unwrap_or(deltaapply_cli::exit::FAILURE)
 }

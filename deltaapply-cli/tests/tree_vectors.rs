@@ -11,7 +11,6 @@
 //! around the `deltapack diff` of the valid ones.
 //!
 //! Needs the `cli` feature (the binary, and `serde_json` to read the case list).
-#![cfg(feature = "cli")]
 
 use std::collections::BTreeMap;
 use std::fs;

@@ -1,5 +1,5 @@
 //! `deltaapply`: applies deltapack patches. Exit codes are listed in README.md and in
-//! `deltaapply::cli::exit`.
+//! `deltaapply_cli::exit`.
 
 use std::process::ExitCode;
 
@@ -24,7 +24,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli: Cli = match deltaapply::cli::parse_args() {
+    let cli: Cli = match deltaapply_cli::parse_args() {
         Ok(cli) => cli,
         Err(code) => return code,
     };

@@ -4,8 +4,8 @@
 //! documented field values, and the published test keys against their seeds.
 //!
 //! Needs the `cli` feature (the binary, and `serde_json` to read the case list).
-#![cfg(feature = "cli")]
 
+#[path = "../../deltaapply/tests/common/mod.rs"]
 mod common;
 
 use deltaapply::KeyFile as _;
@@ -292,10 +292,10 @@ fn check_with_library(case: &Case) -> Result<(), String> {
             scratch.assert_untouched(&case.name);
             let kind = error_kind(&e);
             let message = chain(&e);
-            if deltaapply::cli::exit_code(e.kind()) != code {
+            if deltaapply_cli::exit_code(e.kind()) != code {
                 return Err(format!(
                     "exit code {} instead of {code}: {message}",
-                    deltaapply::cli::exit_code(e.kind())
+                    deltaapply_cli::exit_code(e.kind())
                 ));
             }
             if case.error.as_deref() != Some(kind.as_str()) {

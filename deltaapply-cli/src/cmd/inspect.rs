@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use deltaapply::cli;
+use deltaapply_cli as cli;
 
 /// Show a patch's header (validated; the payload is not read) and check its signature
 /// against the trusted keys, as `apply` would (exit 6 if `apply` would refuse it).
@@ -23,6 +23,6 @@ pub struct Args {
 pub fn run(args: Args) -> i32 {
     match cli::trusted_keys(&args.keys) {
         Ok(trusted) => cli::inspect(&args.patch, trusted.as_ref().map(|(k, _)| k), args.json),
-        Err(e) => cli::report_error(&e, deltaapply::cli::exit::USAGE, args.json),
+        Err(e) => cli::report_error(&e, deltaapply_cli::exit::USAGE, args.json),
     }
 }

@@ -1,5 +1,6 @@
-//! Pieces both command-line tools share: byte sizes, progress bars, JSON and error
-//! printing, trusted-key configuration, `inspect`. Compiled only with the `cli` feature.
+//! The command-line edge of both tools: exit codes, the flags named in error hints, byte
+//! sizes, progress bars, JSON and error printing, trusted keys from flags, `inspect`.
+//! The library installers embed (`deltaapply`) has none of this.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -7,14 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::key::KeyFile as _;
+use deltaapply::key::KeyFile as _;
 
-use crate::container::SignatureSlot;
-use crate::key::{BUILTIN_KEYS, KEY_ENV, KeyId, PublicKey, TrustedKeys};
-use crate::signature::{Origin, SignatureError, check_patch_origin};
-use crate::tree::TreeApplyError;
-use crate::update::{PlanError, UpdateError};
-use crate::{Error, ErrorKind};
+use deltaapply::container::SignatureSlot;
+use deltaapply::key::{BUILTIN_KEYS, KEY_ENV, KeyId, PublicKey, TrustedKeys};
+use deltaapply::signature::{Origin, SignatureError, check_patch_origin};
+use deltaapply::tree::TreeApplyError;
+use deltaapply::update::{PlanError, UpdateError};
+use deltaapply::{Error, ErrorKind};
 
 /// Parses a byte size: a whole number with an optional unit `K`, `M`, `G`, `T`
 /// (powers of 1024, with or without `iB`/`B`), e.g. `32MiB`, `512k`, `1048576`.
@@ -361,7 +362,7 @@ pub fn unverified_warning(patch: &Path, signed_by: Option<KeyId>) -> String {
 /// is shown and then reported as an error ([`exit::UNTRUSTED`]), as `apply`
 /// would refuse the patch.
 pub fn inspect(patch: &Path, trusted: Option<&TrustedKeys>, json: bool) -> i32 {
-    let p = match crate::Patch::open(patch) {
+    let p = match deltaapply::Patch::open(patch) {
         Ok(p) => p,
         Err(e) => {
             let code = exit_code(e.kind());
@@ -376,7 +377,7 @@ pub fn inspect(patch: &Path, trusted: Option<&TrustedKeys>, json: bool) -> i32 {
             Err(e) => {
                 value = serde_json::json!({
                     "ok": false,
-                    "error": crate::error::error_chain(e),
+                    "error": deltaapply::update::error_chain(e),
                     "exit_code": exit_code(e.kind()),
                     "header": value,
                 });
@@ -419,7 +420,7 @@ pub fn parse_args<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
 }
 
 /// A patch header as JSON (the fields `inspect --json` prints).
-pub fn header_json(h: &crate::Header) -> serde_json::Value {
+pub fn header_json(h: &deltaapply::Header) -> serde_json::Value {
     let signature = match h.signature {
         SignatureSlot::Unsigned => serde_json::Value::Null,
         SignatureSlot::Ed25519 { public_key, .. } => serde_json::json!({
@@ -430,7 +431,7 @@ pub fn header_json(h: &crate::Header) -> serde_json::Value {
         }),
     };
     serde_json::json!({
-        "format_version": crate::container::VERSION,
+        "format_version": deltaapply::container::VERSION,
         "method": h.method(),
         "window_log": h.window_log,
         "source": h.source(),
@@ -443,12 +444,12 @@ pub fn header_json(h: &crate::Header) -> serde_json::Value {
 }
 
 /// A patch header for people, one field a line.
-pub fn header_text(h: &crate::Header) -> String {
+pub fn header_text(h: &deltaapply::Header) -> String {
     let mut s = String::new();
     let mut line = |k: &str, v: String| s.push_str(&format!("{k:<14} {v}\n"));
     line(
         "format",
-        format!("deltapack patch v{}", crate::container::VERSION),
+        format!("deltapack patch v{}", deltaapply::container::VERSION),
     );
     line("method", h.method().to_string());
     match h.source() {
@@ -468,8 +469,8 @@ pub fn header_text(h: &crate::Header) -> String {
     );
     if let Some(st) = h.streams() {
         let coding = match st.diff_coding {
-            crate::container::DiffCoding::Plain => "plain",
-            crate::container::DiffCoding::ZeroRun => "zero-run coded",
+            deltaapply::container::DiffCoding::Plain => "plain",
+            deltaapply::container::DiffCoding::ZeroRun => "zero-run coded",
         };
         line(
             "streams",
@@ -512,8 +513,8 @@ pub fn header_text(h: &crate::Header) -> String {
 fn one_line_key(bytes: &[u8; 32]) -> String {
     format!(
         "{}{}",
-        crate::key::PUBLIC_KEY_PREFIX,
-        crate::Sha256Digest(*bytes)
+        deltaapply::key::PUBLIC_KEY_PREFIX,
+        deltaapply::Sha256Digest(*bytes)
     )
 }
 

@@ -16,7 +16,8 @@ use deltaapply::tree::{
     Entry, EntryKind, Listing, Recipe, TreeApply, TreeApplyError, TreeIndex, TreePatch, TreePath,
     apply_tree,
 };
-use deltaapply::{FileId, Header, Limits, Method, Sha256Digest, cli::exit};
+use deltaapply::{FileId, Header, Limits, Method, Sha256Digest};
+use deltaapply_cli::exit;
 
 /// One entry of a test tree.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -583,7 +584,7 @@ fn substitutes_replace_recipes_and_are_checked() {
     let before = snapshot(&f.tree);
     let err = apply_tree(&req, &mut |_| {}).unwrap_err();
     assert!(matches!(err, TreeApplyError::BadSubstitute { .. }), "{err}");
-    assert_eq!(deltaapply::cli::exit_code(err.kind()), exit::BAD_PATCH);
+    assert_eq!(deltaapply_cli::exit_code(err.kind()), exit::BAD_PATCH);
     assert_eq!(snapshot(&f.tree), before);
     assert_clean(&f.tree);
 
