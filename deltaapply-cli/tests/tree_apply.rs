@@ -440,7 +440,7 @@ fn in_place_round_trip_reports_what_it_did() {
 #[test]
 #[cfg_attr(
     not(feature = "crash-hook"),
-    ignore = "needs the crash hook: --features deltaapply/crash-hook"
+    ignore = "needs the crash hook: --features deltaapply-cli/crash-hook"
 )]
 fn out_of_place_and_full_image_round_trips() {
     let f = Fixture::new();
@@ -599,7 +599,7 @@ fn substitutes_replace_recipes_and_are_checked() {
 #[test]
 #[cfg_attr(
     not(feature = "crash-hook"),
-    ignore = "needs the crash hook: --features deltaapply/crash-hook"
+    ignore = "needs the crash hook: --features deltaapply-cli/crash-hook"
 )]
 fn every_crash_point_recovers() {
     let f = Fixture::new();
@@ -659,7 +659,7 @@ fn every_crash_point_recovers() {
 #[test]
 #[cfg_attr(
     not(feature = "crash-hook"),
-    ignore = "needs the crash hook: --features deltaapply/crash-hook"
+    ignore = "needs the crash hook: --features deltaapply-cli/crash-hook"
 )]
 fn a_journal_of_another_patch_is_refused() {
     let f = Fixture::new();
@@ -1013,7 +1013,7 @@ fn untrusted(out: &Output) -> String {
 #[test]
 #[cfg_attr(
     not(feature = "crash-hook"),
-    ignore = "needs the crash hook: --features deltaapply/crash-hook"
+    ignore = "needs the crash hook: --features deltaapply-cli/crash-hook"
 )]
 fn a_journal_with_operations_the_patch_lacks_is_refused_before_any_is_carried_out() {
     let f = Fixture::new();
@@ -1068,7 +1068,7 @@ fn a_journal_with_operations_the_patch_lacks_is_refused_before_any_is_carried_ou
 #[test]
 #[cfg_attr(
     not(feature = "crash-hook"),
-    ignore = "needs the crash hook: --features deltaapply/crash-hook"
+    ignore = "needs the crash hook: --features deltaapply-cli/crash-hook"
 )]
 fn a_staged_file_changed_after_a_crash_is_not_put_into_the_tree() {
     let f = Fixture::new();
@@ -1099,7 +1099,7 @@ fn a_staged_file_changed_after_a_crash_is_not_put_into_the_tree() {
 #[test]
 #[cfg_attr(
     not(feature = "crash-hook"),
-    ignore = "needs the crash hook: --features deltaapply/crash-hook"
+    ignore = "needs the crash hook: --features deltaapply-cli/crash-hook"
 )]
 fn journal_and_staging_are_private_and_only_the_applier_s_own_are_trusted() {
     let f = Fixture::new();
@@ -1150,7 +1150,7 @@ fn journal_and_staging_are_private_and_only_the_applier_s_own_are_trusted() {
 #[test]
 #[cfg_attr(
     feature = "crash-hook",
-    ignore = "checks the binary as shipped: run without --features deltaapply/crash-hook"
+    ignore = "checks the binary as shipped: run without --features deltaapply-cli/crash-hook"
 )]
 fn the_binary_as_shipped_ignores_the_crash_variable() {
     let f = Fixture::new();

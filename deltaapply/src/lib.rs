@@ -1,5 +1,7 @@
 //! `deltaapply` applies deltapack patches. It is the small, embeddable half of the
-//! toolchain: the patch format, verification and apply, and no diffing code.
+//! toolchain: the patch format, verification and apply, and no diffing code. This crate
+//! is a facade over `deltaapply-format` (the formats, no I/O), `deltaapply-apply`,
+//! `deltaapply-fetch` and `deltaapply-update`; depend on it alone.
 //!
 //! Every patch is checked before it is trusted: the header is validated field by
 //! field (with a checksum), its ed25519 signature must be by a key the caller trusts,
@@ -35,34 +37,18 @@
 
 #![forbid(unsafe_code)]
 
-mod apply;
-mod error;
-pub mod fetch;
-mod key_file;
-pub mod lock;
-pub mod source;
-pub mod stage;
-pub mod tree;
-pub mod update;
-
-// The I/O-free format core, under the paths it has always had here.
-pub(crate) use deltaapply_format::{codec, digest};
+// The crates behind the facade, under the paths installers have always used.
+pub use deltaapply_apply::{key, lock, read, stage, tree};
+pub use deltaapply_fetch::{fetch, source};
 pub use deltaapply_format::{container, control, manifest, signature};
+pub use deltaapply_update as update;
 
-/// Public keys and the set of keys an applier trusts ([`deltaapply_format::key`]), and
-/// loading keys from files ([`KeyFile`]).
-pub mod key {
-    pub use crate::key_file::{BUILTIN_KEYS, KEY_ENV, KeyFile};
-    pub use deltaapply_format::key::*;
-}
-
-pub use apply::{ApplyReport, Limits, Patch, Phase, Progress, apply_file, apply_patch};
+pub use deltaapply_apply::{
+    ApplyReport, Error, ErrorKind, KeyFile, Limits, Patch, Phase, Progress, apply_file, apply_patch,
+};
+pub use deltaapply_fetch::{FetchError, Fetched, Fetcher, Mirror, Source, SourceError};
 pub use deltaapply_format::{
     FileId, FormatError, Hasher, Header, KeyId, Method, Origin, PublicKey, Sha256Digest,
     TrustedKeys, hash_reader,
 };
-pub use error::{Error, ErrorKind};
-pub use fetch::{FetchError, Fetched, Fetcher};
-pub use key_file::KeyFile;
-pub use source::{Mirror, Source, SourceError};
-pub use update::{UpdateError, Updater};
+pub use deltaapply_update::{UpdateError, Updater};

@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Everything is derived from fixed seeds and fixed settings, so two runs write the
-//! same bytes (ed25519 signatures are deterministic too); `deltaapply/tests/vectors.rs`
+//! same bytes (ed25519 signatures are deterministic too); `deltaapply-cli/tests/vectors.rs`
 //! checks the vectors against the applier. Signed vectors use two test keys whose
 //! seeds are published in `vectors.json`: they prove nothing about origin and must
 //! never be trusted outside tests.
@@ -1849,7 +1849,7 @@ fn readme(set: &VectorSet) -> String {
          These files are part of `format-spec/patch-v1.md` (§10): an implementation that \
          disagrees with a vector is wrong, or the vector and the spec are, and both change \
          together. `vectors.json` lists every case in machine-readable form; \
-         `deltaapply/tests/vectors.rs` applies each one through the library and the \
+         `deltaapply-cli/tests/vectors.rs` applies each one through the library and the \
          `deltaapply` binary and checks the outcome, and `deltaapply/tests/bad_input.rs` \
          sweeps truncations and bit flips of the valid patches \
          (`deltaapply/tests/signed.rs` does the same for signed ones).\n\n\

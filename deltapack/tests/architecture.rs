@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 const CRATES: &[&str] = &[
     "deltaapply-format/src",
+    "deltaapply-apply/src",
+    "deltaapply-fetch/src",
+    "deltaapply-update/src",
     "deltaapply/src",
     "deltaapply-cli/src",
     "deltapack/src",

@@ -2,7 +2,7 @@
 # Regenerates the tree-patch vectors (format-spec/tree-v1.md §9) in this directory.
 # Deterministic: the input trees come from vectors.json, the valid patches from
 # `deltapack diff` with fixed settings (zstd level 19, one thread, unsigned), the
-# hostile ones from deltaapply/tests/tree_vectors.rs (`make_vectors`). After running
+# hostile ones from deltaapply-cli/tests/tree_vectors.rs (`make_vectors`). After running
 # it, fill in any listing digest or method that changed in vectors.json and run
 # `cargo test -p deltaapply --test tree_vectors`.
 set -eu

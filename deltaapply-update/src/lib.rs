@@ -7,7 +7,7 @@
 //! identifies the installed file by its SHA-256, plans the route with the fewest bytes
 //! (a patch, a chain of patches, or the full image; see [`plan`]), downloads each file
 //! (resumably, checked against the manifest's size and hash) and applies it with every
-//! check of [`crate::apply_patch`]. The installed file is replaced only by a rename of
+//! check of [`deltaapply_apply::apply_patch`]. The installed file is replaced only by a rename of
 //! a verified file: at every moment it is the old release or the new one. When a patch
 //! cannot be used (the installed file changed, the patch is damaged or cannot be
 //! downloaded), the update falls back to the full image on its own, unless the policy
@@ -33,14 +33,14 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::container::FileId;
-pub use crate::error::error_chain;
-use crate::fetch::{Fetcher, Options};
-use crate::key::{KeyId, TrustedKeys};
-use crate::lock::TargetLock;
-use crate::manifest::{ArtifactKind, Manifest, Timestamp};
-use crate::source::Source;
-use crate::{Method, Phase};
+pub use deltaapply_apply::error_chain;
+use deltaapply_apply::key::{KeyId, TrustedKeys};
+use deltaapply_apply::lock::TargetLock;
+use deltaapply_apply::{Method, Phase};
+use deltaapply_fetch::fetch::{Fetcher, Options};
+use deltaapply_fetch::source::Source;
+use deltaapply_format::container::FileId;
+use deltaapply_format::manifest::{ArtifactKind, Manifest, Timestamp};
 
 mod accept;
 mod error;
@@ -269,7 +269,11 @@ impl Updater {
             return Ok(());
         }
         let listings = tree::listings(manifest, &artifact.name)?;
-        crate::tree::apply::finish_pending_unlocked(&self.target, &listings, &mut |_| {})?;
+        deltaapply_apply::tree::apply::finish_pending_unlocked(
+            &self.target,
+            &listings,
+            &mut |_| {},
+        )?;
         Ok(())
     }
 
@@ -293,7 +297,7 @@ impl Updater {
         let _lock = TargetLock::acquire(&self.target)?;
         let state_path = self.state_path();
         if state_path == default_state_file(&self.target) {
-            crate::lock::remove_temporaries_of(state_path, &self.target)?;
+            deltaapply_apply::lock::remove_temporaries_of(state_path, &self.target)?;
         }
         let mut state = State::load(state_path)?;
         let accepted = self.accept_manifest(&state)?;
@@ -395,7 +399,7 @@ impl Updater {
     fn choose_artifact<'m>(
         &self,
         manifest: &'m Manifest,
-    ) -> Result<&'m crate::manifest::Artifact, UpdateError> {
+    ) -> Result<&'m deltaapply_format::manifest::Artifact, UpdateError> {
         let names = || {
             manifest
                 .artifacts
@@ -500,7 +504,7 @@ fn hash_installed(
     };
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut done = 0;
-    let (size, sha256) = crate::hash_reader(file, &mut |chunk| {
+    let (size, sha256) = deltaapply_format::hash_reader(file, &mut |chunk| {
         done += chunk.len() as u64;
         events(Event::Hashing { done, total });
     })

@@ -194,7 +194,7 @@ pub(crate) fn is_temporary_of(file: &str, name: &str) -> bool {
 
 /// Removes the temporary files a killed writer of `file` left (a file the holder of
 /// `target`'s lock writes, such as its state file).
-pub(crate) fn remove_temporaries_of(file: &Path, target: &Path) -> Result<(), LockError> {
+pub fn remove_temporaries_of(file: &Path, target: &Path) -> Result<(), LockError> {
     let (dir, name) = split(file)?;
     remove_temporaries(&dir, &name, target)
 }

@@ -7,8 +7,8 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::FetchError;
-use crate::container::FileId;
-use crate::digest::{Hasher, IO_CHUNK, Sha256Digest};
+use deltaapply_format::container::FileId;
+use deltaapply_format::digest::{Hasher, IO_CHUNK, Sha256Digest};
 
 /// First line of a `.part.meta` file.
 const META_MAGIC: &str = "deltaapply-part v1";
@@ -173,7 +173,7 @@ impl Part {
         drop(file);
         fs::rename(&path, done).map_err(write_err)?;
         remove_if_present(&meta)?;
-        crate::stage::sync_parent(done).map_err(|source| FetchError::Write {
+        deltaapply_apply::stage::sync_parent(done).map_err(|source| FetchError::Write {
             path: done.to_path_buf(),
             source,
         })

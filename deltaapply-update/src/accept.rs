@@ -5,13 +5,13 @@
 use super::{
     Check, Event, Installed, MirrorProblem, State, UpdateError, Updater, hash_installed, plan, tree,
 };
-use crate::container::FileId;
-use crate::key::KeyId;
-use crate::manifest::{
+use deltaapply_apply::key::KeyId;
+use deltaapply_fetch::source::Source;
+use deltaapply_format::container::FileId;
+use deltaapply_format::manifest::{
     ArtifactKind, MANIFEST_FILE, MAX_MANIFEST_SIZE, Manifest, RelPath, SIGNATURE_FILE, Timestamp,
 };
-use crate::signature::{MAX_SIGNATURE_FILE, SignatureError, verify_manifest};
-use crate::source::Source;
+use deltaapply_format::signature::{MAX_SIGNATURE_FILE, SignatureError, verify_manifest};
 
 /// The manifest accepted, and where from.
 pub(super) struct Accepted {

@@ -22,14 +22,12 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::Method;
-use crate::container::FileId;
-use crate::manifest::{Artifact, ArtifactKind, Manifest};
-use crate::tree::{Difference, Listing, Mismatch, Prober, TreePatch, TreePath};
-use crate::update::plan::{
-    self, FileStep, FullImage, Installed, Plan, PlanError, Policy, Route, Step,
-};
-use crate::update::{Event, UpdateError};
+use crate::plan::{self, FileStep, FullImage, Installed, Plan, PlanError, Policy, Route, Step};
+use crate::{Event, UpdateError};
+use deltaapply_apply::tree::{Difference, Listing, Mismatch, Prober, TreePatch, TreePath};
+use deltaapply_format::Method;
+use deltaapply_format::container::FileId;
+use deltaapply_format::manifest::{Artifact, ArtifactKind, Manifest};
 
 /// A release's tree as the manifest lists it.
 struct Release<'m> {
@@ -401,9 +399,9 @@ impl super::Run<'_, '_> {
         let header = patch.header();
         let problem = if header.target != step.target {
             Some("it makes another tree than the manifest says")
-        } else if header
-            .source()
-            .or(step.base.map(|_| crate::tree::TreeIndex::empty_id()))
+        } else if header.source().or(step
+            .base
+            .map(|_| deltaapply_apply::tree::TreeIndex::empty_id()))
             != step.base
         {
             Some("it applies to another tree than the manifest says")
@@ -432,8 +430,8 @@ impl super::Run<'_, '_> {
         let replace_unlisted = exists && patch.index().old.entries().is_empty();
         let limits = self.limits();
         let events = &mut *self.events;
-        crate::tree::apply::apply_tree_unlocked(
-            &crate::tree::apply::TreeApply {
+        deltaapply_apply::tree::apply::apply_tree_unlocked(
+            &deltaapply_apply::tree::apply::TreeApply {
                 patch,
                 old: exists.then_some(target),
                 dest: target,
@@ -532,8 +530,8 @@ impl super::Run<'_, '_> {
             };
             let fetched = self.fetch(i, files.len(), &step)?;
             let dest = decoded_path(self.cache, file);
-            let applied = crate::Patch::open(&fetched.path).and_then(|patch| {
-                crate::apply::apply_unlocked(
+            let applied = deltaapply_apply::Patch::open(&fetched.path).and_then(|patch| {
+                deltaapply_apply::apply_unlocked(
                     None,
                     &patch,
                     &dest,
@@ -562,7 +560,7 @@ impl super::Run<'_, '_> {
     /// Brings a tree that is the newest release but for some entries to it exactly: the
     /// files that differ are fetched whole, then the tree applier puts them in place and
     /// mends directories, links and modes in one checked, staged and journaled commit
-    /// ([`crate::tree::apply::repair_tree`]), so an interrupted repair is finished by the
+    /// ([`deltaapply_apply::tree::apply::repair_tree`]), so an interrupted repair is finished by the
     /// next run.
     pub(super) fn repair(
         &mut self,
@@ -579,8 +577,8 @@ impl super::Run<'_, '_> {
             })?;
         let substitutes = self.fetch_whole(files)?;
         let events = &mut *self.events;
-        let repaired = crate::tree::apply::repair_tree_unlocked(
-            &crate::tree::apply::TreeRepair {
+        let repaired = deltaapply_apply::tree::apply::repair_tree_unlocked(
+            &deltaapply_apply::tree::apply::TreeRepair {
                 root: &check.target,
                 listing: &listing,
                 files: &substitutes,
@@ -596,11 +594,11 @@ impl super::Run<'_, '_> {
 }
 
 /// A tree applier's progress as the update's write phase of its one step.
-fn write_event(p: crate::tree::TreeProgress) -> Event<'static> {
+fn write_event(p: deltaapply_apply::tree::TreeProgress) -> Event<'static> {
     Event::Apply {
         step: 0,
         steps: 1,
-        phase: crate::Phase::Write,
+        phase: deltaapply_apply::Phase::Write,
         done: p.done,
         total: p.total,
     }

@@ -17,9 +17,9 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::manifest::check_label;
-use crate::source::read_capped;
-use crate::stage::Staged;
+use deltaapply_apply::stage::Staged;
+use deltaapply_fetch::source::read_capped;
+use deltaapply_format::manifest::check_label;
 
 /// First line of a state file.
 pub const STATE_MAGIC: &str = "deltaapply-state v1";
@@ -169,8 +169,8 @@ impl State {
             path: path.to_path_buf(),
             source,
         };
-        let inner = |e: crate::Error| match e {
-            crate::Error::OutputIo { source, .. } => io(source),
+        let inner = |e: deltaapply_apply::Error| match e {
+            deltaapply_apply::Error::OutputIo { source, .. } => io(source),
             other => io(std::io::Error::other(other.to_string())),
         };
         let staged = Staged::beside(path, None).map_err(inner)?;

@@ -5,13 +5,13 @@ use std::io;
 use std::path::PathBuf;
 
 use super::{PlanError, StateError};
-use crate::error::error_chain;
-use crate::fetch::FetchError;
-use crate::lock::LockError;
-use crate::manifest::{ManifestError, Timestamp};
-use crate::signature::SignatureError;
-use crate::tree::apply::TreeApplyError;
-use crate::{Error, ErrorKind};
+use deltaapply_apply::error_chain;
+use deltaapply_apply::lock::LockError;
+use deltaapply_apply::tree::apply::TreeApplyError;
+use deltaapply_apply::{Error, ErrorKind};
+use deltaapply_fetch::fetch::FetchError;
+use deltaapply_format::manifest::{ManifestError, Timestamp};
+use deltaapply_format::signature::SignatureError;
 
 /// One mirror's failure to give a usable manifest.
 #[derive(Debug)]

@@ -71,7 +71,7 @@ pub enum Error {
         /// The old file's size.
         got_size: u64,
         /// Its hash, when the size matched and it was computed.
-        got_sha256: Option<crate::Sha256Digest>,
+        got_sha256: Option<deltaapply_format::Sha256Digest>,
     },
     /// The method needs an old file and none was given.
     #[error("patch {} needs the old file it was made from", path.display())]
@@ -108,7 +108,7 @@ pub enum Error {
         /// Bytes produced.
         got_size: u64,
         /// Their hash.
-        got_sha256: crate::Sha256Digest,
+        got_sha256: deltaapply_format::Sha256Digest,
     },
     /// A tree patch was given where a file patch belongs.
     #[error(

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::container::FileId;
-use crate::manifest::{Artifact, Manifest, RelPath};
-use crate::{Method, Sha256Digest};
+use deltaapply_format::container::FileId;
+use deltaapply_format::manifest::{Artifact, Manifest, RelPath};
+use deltaapply_format::{Method, Sha256Digest};
 
 /// Longest chain of patches the planner considers by default.
 pub const DEFAULT_MAX_CHAIN: usize = 4;
@@ -51,7 +51,7 @@ impl Default for Policy {
             max_download: None,
             full_image: FullImage::Allow,
             max_chain: DEFAULT_MAX_CHAIN,
-            max_apply_memory: crate::Limits::default().max_apply_memory,
+            max_apply_memory: deltaapply_apply::Limits::default().max_apply_memory,
             allow_expired: false,
         }
     }
@@ -89,7 +89,7 @@ pub enum Installed {
         /// The release's tree: total file bytes and listing digest.
         tree: FileId,
         /// The entries that differ, and how.
-        differences: Vec<crate::tree::Difference>,
+        differences: Vec<deltaapply_apply::tree::Difference>,
     },
 }
 
@@ -175,9 +175,9 @@ pub struct Step {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileStep {
     /// The file's path in the tree.
-    pub path: crate::tree::TreePath,
+    pub path: deltaapply_apply::tree::TreePath,
     /// Why it is fetched whole: how the installed tree differs there.
-    pub why: crate::tree::Mismatch,
+    pub why: deltaapply_apply::tree::Mismatch,
     /// The container's path in the publish directory.
     pub publish_path: RelPath,
     /// The container to download: its size and SHA-256.
@@ -205,7 +205,7 @@ pub enum Route {
         /// an estimate until the patch's index is read).
         files: Vec<FileStep>,
         /// How the installed tree differs from the patch's base.
-        differences: Vec<crate::tree::Difference>,
+        differences: Vec<deltaapply_apply::tree::Difference>,
     },
     /// The newest tree is installed but for some entries: fetch those files whole and
     /// mend links, directories and modes.
@@ -215,7 +215,7 @@ pub enum Route {
         /// Entries mended without a download (links, directories, modes).
         mended: usize,
         /// How the installed tree differs from the newest release.
-        differences: Vec<crate::tree::Difference>,
+        differences: Vec<deltaapply_apply::tree::Difference>,
     },
 }
 
@@ -445,8 +445,8 @@ pub fn full_step(manifest: &Manifest, artifact: &Artifact) -> Step {
             sha256: artifact.full.sha256,
         },
         method: match artifact.kind {
-            crate::manifest::ArtifactKind::File => Method::Full,
-            crate::manifest::ArtifactKind::Tree => Method::Tree,
+            deltaapply_format::manifest::ArtifactKind::File => Method::Full,
+            deltaapply_format::manifest::ArtifactKind::Tree => Method::Tree,
         },
         base: None,
         target: FileId {
@@ -566,7 +566,7 @@ fn cheapest_chain(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest::{FullImage as Full, PatchEntry, PreviousRelease, Timestamp};
+    use deltaapply_format::manifest::{FullImage as Full, PatchEntry, PreviousRelease, Timestamp};
 
     fn id(n: u8) -> (u64, Sha256Digest) {
         (1000 + u64::from(n), Sha256Digest([n; 32]))

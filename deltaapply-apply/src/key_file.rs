@@ -32,7 +32,7 @@ impl KeyFile for PublicKey {
             problem,
         };
         let bytes =
-            crate::source::read_capped(path, MAX_KEY_FILE).map_err(|source| KeyFileError::Io {
+            crate::read::read_capped(path, MAX_KEY_FILE).map_err(|source| KeyFileError::Io {
                 path: path.to_path_buf(),
                 source,
             })?;

@@ -17,9 +17,10 @@
 //! and SHA-256 are checked in place and their own path is returned.
 //!
 //! ```no_run
-//! use deltaapply::fetch::{Fetcher, Options};
-//! use deltaapply::manifest::{Manifest, RelPath, MAX_MANIFEST_SIZE};
-//! use deltaapply::{FileId, Source};
+//! use deltaapply_fetch::fetch::{Fetcher, Options};
+//! use deltaapply_fetch::Source;
+//! use deltaapply_format::manifest::{Manifest, RelPath, MAX_MANIFEST_SIZE};
+//! use deltaapply_format::FileId;
 //! use std::path::Path;
 //!
 //! let source = Source::parse_all(["https://updates.example.com/app/stable", "/media/usb/app"])?;
@@ -39,10 +40,10 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::container::FileId;
-use crate::digest::Sha256Digest;
-use crate::manifest::RelPath;
 use crate::source::{Location, Mirror, Source};
+use deltaapply_format::container::FileId;
+use deltaapply_format::digest::Sha256Digest;
+use deltaapply_format::manifest::RelPath;
 
 #[cfg(feature = "http")]
 mod http;
@@ -381,7 +382,7 @@ fn list_failures(failures: &[MirrorFailure]) -> String {
                 "[{}] {}: {}",
                 i + 1,
                 f.mirror,
-                crate::error::error_chain(&f.error)
+                deltaapply_apply::error_chain(&f.error)
             )
         })
         .collect::<Vec<_>>()
@@ -699,7 +700,7 @@ fn check_local(
     }
     let mut done = 0;
     let reader = file.take(expected.size.saturating_add(1));
-    let (len, got) = crate::hash_reader(reader, &mut |chunk| {
+    let (len, got) = deltaapply_format::hash_reader(reader, &mut |chunk| {
         done += chunk.len() as u64;
         progress(Progress {
             done: done.min(expected.size),

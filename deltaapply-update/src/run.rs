@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use super::{Event, Step, UpdateError, Updater};
-use crate::{Limits, Patch};
+use deltaapply_apply::{Limits, Patch};
 
 /// One update in progress.
 pub(super) struct Run<'u, 'e> {
@@ -52,7 +52,7 @@ impl Run<'_, '_> {
         index: usize,
         steps: usize,
         step: &Step,
-    ) -> Result<crate::fetch::Fetched, UpdateError> {
+    ) -> Result<deltaapply_fetch::fetch::Fetched, UpdateError> {
         let events = &mut *self.events;
         let received = self.updater.fetcher.received();
         let fetched = self
@@ -83,7 +83,7 @@ impl Run<'_, '_> {
     }
 
     /// Removes a downloaded file once used (a file on a local mirror is never touched).
-    pub(super) fn discard(&self, fetched: &crate::fetch::Fetched) {
+    pub(super) fn discard(&self, fetched: &deltaapply_fetch::fetch::Fetched) {
         if fetched.path.starts_with(self.cache) {
             let _ = fs::remove_file(&fetched.path);
         }
@@ -129,7 +129,7 @@ impl Run<'_, '_> {
                 problem,
             });
         }
-        let applied = crate::apply::apply_unlocked(
+        let applied = deltaapply_apply::apply_unlocked(
             old,
             &patch,
             dest,

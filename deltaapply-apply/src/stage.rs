@@ -96,7 +96,7 @@ impl Staged {
 
 /// Makes a rename in `path`'s directory durable. Directories cannot be opened for
 /// syncing on every platform; there it is a no-op.
-pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
+pub fn sync_parent(path: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
         let dir = match path.parent() {

@@ -5,10 +5,9 @@
 //! SHA-256 come from the signed manifest, never from the mirror.
 
 use std::fmt;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use crate::manifest::RelPath;
+use deltaapply_format::manifest::RelPath;
 
 /// One place a publish directory can be read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,14 +286,7 @@ fn percent_decode(s: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// Reads a local file of at most `cap` bytes, never reading more than `cap + 1`
-/// whatever its size: `Ok(None)` if it is longer (manifests, signatures, keys).
-pub fn read_capped(path: &Path, cap: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let file = std::fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.take(cap.saturating_add(1)).read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= cap).then_some(bytes))
-}
+pub use deltaapply_apply::read::read_capped;
 
 #[cfg(test)]
 mod tests {

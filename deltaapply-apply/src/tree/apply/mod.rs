@@ -219,7 +219,7 @@ pub fn apply_tree(
 }
 
 /// [`apply_tree`] for a caller that holds the tree's [`TargetLock`] already.
-pub(crate) fn apply_tree_unlocked(
+pub fn apply_tree_unlocked(
     req: &TreeApply<'_>,
     progress: &mut dyn FnMut(TreeProgress),
 ) -> std::result::Result<TreeReport, TreeApplyError> {
@@ -270,7 +270,7 @@ pub fn repair_tree(
 }
 
 /// [`repair_tree`] for a caller that holds the tree's [`TargetLock`] already.
-pub(crate) fn repair_tree_unlocked(
+pub fn repair_tree_unlocked(
     req: &TreeRepair<'_>,
     progress: &mut dyn FnMut(TreeProgress),
 ) -> std::result::Result<TreeReport, TreeApplyError> {
@@ -308,7 +308,7 @@ pub fn finish_pending(
 }
 
 /// [`finish_pending`] for a caller that holds the tree's [`TargetLock`] already.
-pub(crate) fn finish_pending_unlocked(
+pub fn finish_pending_unlocked(
     dest: &Path,
     releases: &[Listing],
     progress: &mut dyn FnMut(TreeProgress),

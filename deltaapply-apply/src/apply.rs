@@ -316,7 +316,7 @@ pub fn apply_patch(
 
 /// [`apply_patch`] for a caller that holds `dest`'s [`TargetLock`] already (the
 /// updater), or writes where no other applier can (a tree's staging directory).
-pub(crate) fn apply_unlocked(
+pub fn apply_unlocked(
     old: Option<&Path>,
     patch: &Patch,
     dest: &Path,
@@ -807,7 +807,7 @@ impl<'s, 'p> Sink<'s, 'p> {
         Ok(())
     }
 
-    fn finish(self) -> Result<(u64, crate::Sha256Digest), Error> {
+    fn finish(self) -> Result<(u64, deltaapply_format::Sha256Digest), Error> {
         let path = self.path.to_path_buf();
         self.out.into_inner().map_err(|e| Error::OutputIo {
             path,
@@ -859,7 +859,7 @@ impl Read for Section<'_> {
 /// pass ([`Patch::verify_sections`]).
 pub(crate) struct Verified {
     /// (offset into the payload, length, SHA-256) of each section, in payload order.
-    sections: Vec<(u64, u64, crate::Sha256Digest)>,
+    sections: Vec<(u64, u64, deltaapply_format::Sha256Digest)>,
 }
 
 impl Verified {
@@ -890,7 +890,7 @@ const FRAME_HEAD: usize = 18;
 pub(crate) struct VerifiedSection<'f> {
     inner: Section<'f>,
     len: u64,
-    expected: crate::Sha256Digest,
+    expected: deltaapply_format::Sha256Digest,
     hasher: Hasher,
     head: [u8; FRAME_HEAD],
     head_len: usize,

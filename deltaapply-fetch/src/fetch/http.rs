@@ -11,8 +11,8 @@ use reqwest::{Url, redirect};
 
 use super::part::{self, Part};
 use super::{FetchError, Options, Progress, RedirectProblem};
-use crate::digest::IO_CHUNK;
 use crate::source::redacted;
+use deltaapply_format::digest::IO_CHUNK;
 
 /// The HTTP client, and whether it had to do without the system's CA certificates.
 #[derive(Debug)]
