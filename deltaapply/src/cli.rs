@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use crate::key::KeyFile as _;
 
 use crate::container::SignatureSlot;
+use crate::foreign::ForeignError;
 use crate::key::{BUILTIN_KEYS, KEY_ENV, KeyId, PublicKey, TrustedKeys};
 use crate::signature::{Origin, SignatureError, check_patch_origin};
 use crate::tree::TreeApplyError;
@@ -202,6 +203,8 @@ pub fn hint_of(err: &(dyn std::error::Error + 'static)) -> Option<String> {
                     TreeApplyError::Entry { source, .. } => apply_hint(source),
                     _ => None,
                 })
+            } else if let Some(e) = cause.downcast_ref::<ForeignError>() {
+                Some(foreign_hint(e))
             } else if let Some(e) = cause.downcast_ref::<PlanError>() {
                 Some(Some(plan_hint(e)))
             } else {
@@ -224,6 +227,19 @@ fn apply_hint(e: &Error) -> Option<String> {
         } => Some(format!("trusted keys are given with --key or {KEY_ENV}")),
         _ => None,
     }
+}
+
+fn foreign_hint(e: &ForeignError) -> Option<String> {
+    Some(
+        match e {
+            ForeignError::MemoryLimit { .. } => "--max-memory raises the limit",
+            ForeignError::UnknownSize { .. } => "--expect-size gives the size",
+            ForeignError::SizeMismatch { .. } => "--expect-size is the size expected",
+            ForeignError::Output(e) => return apply_hint(e),
+            _ => return None,
+        }
+        .to_string(),
+    )
 }
 
 fn plan_hint(e: &PlanError) -> String {
@@ -430,6 +446,7 @@ pub fn header_json(h: &crate::Header) -> serde_json::Value {
         }),
     };
     serde_json::json!({
+        "format": crate::foreign::Format::Deltapack,
         "format_version": crate::container::VERSION,
         "method": h.method(),
         "window_log": h.window_log,

@@ -40,6 +40,7 @@ mod apply;
 pub mod cli;
 mod error;
 pub mod fetch;
+pub mod foreign;
 mod key_file;
 pub mod lock;
 pub mod source;
@@ -48,8 +49,8 @@ pub mod tree;
 pub mod update;
 
 // The I/O-free format core, under the paths it has always had here.
+pub use deltaapply_format::{bsdiff40, container, control, manifest, signature, zstd_frame};
 pub(crate) use deltaapply_format::{codec, digest};
-pub use deltaapply_format::{container, control, manifest, signature};
 
 /// Public keys and the set of keys an applier trusts ([`deltaapply_format::key`]), and
 /// loading keys from files ([`KeyFile`]).
