@@ -84,7 +84,14 @@ pub(super) fn decode(
     }
     let section = Section::new(&patch.file, 0, patch.len);
     let reader = BufReader::with_capacity(IO_CHUNK, section);
-    let corrupt = |e: io::Error| patch.corrupt(format!("the zstd frame does not decode ({e})"));
+    // The old file is part of what the frame decodes against: a wrong one fails here
+    // as often as a damaged frame does.
+    let corrupt = |e: io::Error| {
+        patch.corrupt(format!(
+            "the zstd frame does not decode against the old file ({e}): the patch is damaged \
+             or was made from another old file"
+        ))
+    };
     let mut dec = zstd::stream::read::Decoder::with_ref_prefix(reader, &prefix)
         .map_err(corrupt)?
         .single_frame();
