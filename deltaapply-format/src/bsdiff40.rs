@@ -27,11 +27,18 @@ pub const MAGIC: [u8; 8] = *b"BSDIFF40";
 pub const HEADER_LEN: usize = 32;
 /// The length of one control record.
 pub const RECORD_LEN: usize = 24;
-/// Consecutive control records that produce no byte allowed before the walk refuses
-/// the stream. Producers emit such records (bsdiff as its first record, qbsdiff's
-/// parallel mode at the end of each chunk), never many in a row; the limit keeps the
-/// work of a control stream proportional to the bytes it produces.
-pub const MAX_EMPTY_RUN: u32 = 16;
+/// Control records allowed beyond two per byte of the new file (see [`max_records`]).
+pub const RECORD_SLACK: u64 = 16;
+
+/// The most control records a patch making `new_size` bytes may have: `2 × new_size +`
+/// [`RECORD_SLACK`]. Records that produce no byte are legitimate and can be many in a
+/// row (Debian's bsdiff emits one per step over periodic text; qbsdiff's parallel mode
+/// one or two per 256 KiB chunk), but bsdiff emits at most one per byte of the new file
+/// plus one; the limit keeps the work of a control stream (a bzip2 bomb of empty
+/// records, say) proportional to the declared new size.
+pub fn max_records(new_size: u64) -> u64 {
+    new_size.saturating_mul(2).saturating_add(RECORD_SLACK)
+}
 
 /// A decoded BSDIFF40 header, checked against the patch file's length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -191,7 +198,6 @@ pub struct Walk {
     /// the old file as 0, and so does an applier following this walk.
     old_pos: i64,
     records: u64,
-    empty_run: u32,
 }
 
 /// What a checked record asks for.
@@ -212,7 +218,6 @@ impl Walk {
             written: 0,
             old_pos: 0,
             records: 0,
-            empty_run: 0,
         }
     }
 
@@ -232,8 +237,9 @@ impl Walk {
     }
 
     /// Checks the next record and advances past it. A record that would write past
-    /// the target, move the old cursor beyond `i64`, or that is the
-    /// [`MAX_EMPTY_RUN`]th-plus-one in a row to produce nothing, is an error.
+    /// the target, move the old cursor beyond `i64`, or exceed [`max_records`] is an
+    /// error. Records after the target is complete are allowed if they produce
+    /// nothing (qbsdiff's last chunk ends with one).
     pub fn take(&mut self, bytes: &[u8; RECORD_LEN]) -> Result<Step, Bsdiff40Error> {
         let record = self.records;
         let control = Control::decode(bytes, record)?;
@@ -247,13 +253,9 @@ impl Walk {
                 new_size: self.new_size,
             });
         }
-        if control.add == 0 && control.copy == 0 {
-            self.empty_run += 1;
-            if self.empty_run > MAX_EMPTY_RUN {
-                return Err(Bsdiff40Error::EmptyRun { record });
-            }
-        } else {
-            self.empty_run = 0;
+        let limit = max_records(self.new_size);
+        if record >= limit {
+            return Err(Bsdiff40Error::TooManyRecords { record, limit });
         }
         let old_pos = self.old_pos;
         self.old_pos = i64::try_from(control.add)
@@ -333,14 +335,15 @@ pub enum Bsdiff40Error {
         /// The record, from 0.
         record: u64,
     },
-    /// Too many control records in a row produce nothing.
+    /// More control records than a patch of this new size can need.
     #[error(
-        "control record {record} is the {}th in a row to produce no byte",
-        MAX_EMPTY_RUN + 1
+        "control record {record} is past the {limit} records a patch of this new size may have"
     )]
-    EmptyRun {
+    TooManyRecords {
         /// The record, from 0.
         record: u64,
+        /// [`max_records`] of the new size.
+        limit: u64,
     },
 }
 
@@ -485,13 +488,16 @@ mod tests {
         );
 
         let mut w = Walk::new(1);
-        for _ in 0..MAX_EMPTY_RUN {
+        for _ in 0..max_records(1) {
             w.take(&record(0, 0, 1)).unwrap();
         }
-        assert!(matches!(
+        assert_eq!(
             w.take(&record(0, 0, 1)),
-            Err(Bsdiff40Error::EmptyRun { .. })
-        ));
+            Err(Bsdiff40Error::TooManyRecords {
+                record: 18,
+                limit: 18
+            })
+        );
         assert_eq!(
             Control {
                 add: 3,
