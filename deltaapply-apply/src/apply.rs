@@ -763,8 +763,9 @@ fn copy_all(patch: &Patch, r: &mut impl Read, sink: &mut Sink<'_, '_>) -> Result
     }
 }
 
-/// The staged output: buffered, hashed, counted, bounded.
-struct Sink<'s, 'p> {
+/// The staged output: buffered, hashed, counted, bounded (the foreign formats' appliers
+/// write through it too).
+pub(crate) struct Sink<'s, 'p> {
     out: BufWriter<&'s File>,
     path: &'s Path,
     hasher: Hasher,
@@ -775,7 +776,12 @@ struct Sink<'s, 'p> {
 }
 
 impl<'s, 'p> Sink<'s, 'p> {
-    fn new(staged: &'s Staged, limit: u64, progress: &'p mut dyn FnMut(Progress)) -> Self {
+    /// A sink into `staged` that will be given at most `limit` bytes.
+    pub(crate) fn new(
+        staged: &'s Staged,
+        limit: u64,
+        progress: &'p mut dyn FnMut(Progress),
+    ) -> Self {
         Sink {
             out: BufWriter::with_capacity(IO_CHUNK, staged.file()),
             path: staged.path(),
@@ -787,7 +793,8 @@ impl<'s, 'p> Sink<'s, 'p> {
         }
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+    /// Writes and hashes `bytes` (the caller keeps within the limit).
+    pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
         self.hasher.update(bytes);
         self.out
             .write_all(bytes)
@@ -807,7 +814,13 @@ impl<'s, 'p> Sink<'s, 'p> {
         Ok(())
     }
 
-    fn finish(self) -> Result<(u64, deltaapply_format::Sha256Digest), Error> {
+    /// Bytes written so far.
+    pub(crate) fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Flushes; returns the size and SHA-256 of what was written.
+    pub(crate) fn finish(self) -> Result<(u64, deltaapply_format::Sha256Digest), Error> {
         let path = self.path.to_path_buf();
         self.out.into_inner().map_err(|e| Error::OutputIo {
             path,
@@ -947,17 +960,20 @@ impl Read for VerifiedSection<'_> {
     }
 }
 
+/// A positioned read (no shared file offset).
 #[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     std::os::unix::fs::FileExt::read_at(file, buf, offset)
 }
 
+/// A positioned read (no shared file offset).
 #[cfg(windows)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
 
-fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+/// Fills `buf` from `offset` of `file`; a file that ends first is an error.
+pub(crate) fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
     while !buf.is_empty() {
         match read_at(file, buf, offset) {
             Ok(0) => {

@@ -9,6 +9,7 @@
 
 mod apply;
 mod error;
+pub mod foreign;
 mod key_file;
 pub mod lock;
 pub mod read;
@@ -16,7 +17,9 @@ pub mod stage;
 pub mod tree;
 
 // The format core under the short paths the modules of this crate use.
-pub(crate) use deltaapply_format::{codec, container, control, digest, signature};
+pub(crate) use deltaapply_format::{
+    bsdiff40, codec, container, control, digest, signature, zstd_frame,
+};
 
 /// Public keys and the set of keys an applier trusts ([`deltaapply_format::key`]), and
 /// loading keys from files ([`KeyFile`]).

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use deltaapply::key::KeyFile as _;
 
 use deltaapply::container::SignatureSlot;
+use deltaapply::foreign::ForeignError;
 use deltaapply::key::{BUILTIN_KEYS, KEY_ENV, KeyId, PublicKey, TrustedKeys};
 use deltaapply::signature::{Origin, SignatureError, check_patch_origin};
 use deltaapply::tree::TreeApplyError;
@@ -203,6 +204,8 @@ pub fn hint_of(err: &(dyn std::error::Error + 'static)) -> Option<String> {
                     TreeApplyError::Entry { source, .. } => apply_hint(source),
                     _ => None,
                 })
+            } else if let Some(e) = cause.downcast_ref::<ForeignError>() {
+                Some(foreign_hint(e))
             } else if let Some(e) = cause.downcast_ref::<PlanError>() {
                 Some(Some(plan_hint(e)))
             } else {
@@ -225,6 +228,19 @@ fn apply_hint(e: &Error) -> Option<String> {
         } => Some(format!("trusted keys are given with --key or {KEY_ENV}")),
         _ => None,
     }
+}
+
+fn foreign_hint(e: &ForeignError) -> Option<String> {
+    Some(
+        match e {
+            ForeignError::MemoryLimit { .. } => "--max-memory raises the limit",
+            ForeignError::UnknownSize { .. } => "--expect-size gives the size",
+            ForeignError::SizeMismatch { .. } => "--expect-size is the size expected",
+            ForeignError::Output(e) => return apply_hint(e),
+            _ => return None,
+        }
+        .to_string(),
+    )
 }
 
 fn plan_hint(e: &PlanError) -> String {
@@ -431,6 +447,7 @@ pub fn header_json(h: &deltaapply::Header) -> serde_json::Value {
         }),
     };
     serde_json::json!({
+        "format": deltaapply::foreign::Format::Deltapack,
         "format_version": deltaapply::container::VERSION,
         "method": h.method(),
         "window_log": h.window_log,

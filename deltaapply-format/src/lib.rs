@@ -3,7 +3,8 @@
 //! caller supplies). The patch container and its header (`format-spec/patch-v1.md`),
 //! the bsdiff control stream, SHA-256 digests, ed25519 public keys and signature
 //! checks (`keys.md`, `signatures.md`), the release manifest (`manifest-v1.md`), and
-//! the tree listing and tree-patch index (`tree-v1.md`).
+//! the tree listing and tree-patch index (`tree-v1.md`), and the foreign formats the
+//! applier also takes: BSDIFF40 and the zstd frame header (`foreign.md`).
 //!
 //! Nothing here opens a file, touches the network or knows about a command line: this
 //! is the part fuzz targets aim at, and what every other crate of the applier builds
@@ -12,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bsdiff40;
 pub mod codec;
 pub mod container;
 pub mod control;
@@ -22,6 +24,7 @@ pub mod method;
 pub mod relpath;
 pub mod signature;
 pub mod tree;
+pub mod zstd_frame;
 
 pub use container::{FileId, FormatError, Header};
 pub use digest::{Hasher, Sha256Digest, hash_reader};

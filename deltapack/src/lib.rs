@@ -18,6 +18,7 @@
 
 pub mod build;
 pub mod config;
+pub mod formats;
 pub mod keys;
 mod make;
 pub mod matcher;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use deltaapply::foreign::Format;
 use deltaapply::tree::{TreeApply, TreePatch, TreePhase, apply_tree};
 use deltaapply::{Limits, Method, Origin, Phase, TrustedKeys};
 use deltaapply_cli as cli;
@@ -23,6 +24,11 @@ use deltaapply_cli as cli;
 /// `apply OLD_DIR PATCH -o NEW_DIR`, `apply --in-place DIR PATCH`, or `apply PATCH -o
 /// NEW_DIR` for a full tree image. In place, an interrupted update is finished by
 /// running the same command again.
+///
+/// Patches in other formats are recognised by their first bytes and applied the same
+/// atomic way: BSDIFF40 (bsdiff 4.x, qbsdiff) and zstd frames from `zstd
+/// --patch-from=OLD`. They carry no digest of the file they make, so they need
+/// --expect-sha256 HEX (or --unverified).
 #[derive(clap::Args)]
 pub struct Args {
     /// OLD PATCH (or just PATCH with --in-place, or for a full-image patch).
@@ -41,6 +47,17 @@ pub struct Args {
     /// several keys). Overrides DELTAAPPLY_KEY and the built-in keys.
     #[arg(long = "key", value_name = "KEY")]
     keys: Vec<String>,
+    /// The SHA-256 the new file must have. Required for a patch in a foreign format
+    /// (BSDIFF40, zstd frame), which carries none; checked against a deltapack patch's
+    /// header before anything is written.
+    #[arg(long, value_name = "HEX", value_parser = super::foreign::parse_sha256)]
+    expect_sha256: Option<deltaapply::Sha256Digest>,
+    /// The size the new file must have (bounds a zstd frame that declares none).
+    #[arg(long, value_name = "BYTES", value_parser = cli::parse_size)]
+    expect_size: Option<u64>,
+    /// Install what a foreign patch produces without --expect-sha256 (prints a warning).
+    #[arg(long, conflicts_with = "expect_sha256")]
+    unverified: bool,
     /// Print the result as one line of JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -83,6 +100,13 @@ fn resolve_paths(args: &Args) -> anyhow::Result<Paths> {
 }
 
 fn apply(args: Args, paths: Paths, trusted: Option<&TrustedKeys>) -> anyhow::Result<()> {
+    match super::foreign::detect(&paths.1) {
+        Some(Format::Deltapack) | None => {}
+        Some(format) => return apply_foreign(&args, paths, format),
+    }
+    if let Some(expected) = args.expect_sha256 {
+        check_expected(&paths.1, expected, args.expect_size)?;
+    }
     // A patch that does not even open is reported by the file apply, as before.
     let is_tree =
         deltaapply::Patch::open(&paths.1).is_ok_and(|p| p.header().method() == Method::Tree);
@@ -208,6 +232,7 @@ fn apply_file(
     if args.json {
         cli::print_json(&serde_json::json!({
             "ok": true,
+            "format": Format::Deltapack,
             "method": report.method,
             "source": report.source,
             "target": report.target,
@@ -221,12 +246,59 @@ fn apply_file(
             Origin::Unverified { .. } => String::new(),
         };
         eprintln!(
-            "wrote {} ({} bytes, sha256 {}) with the {} method in {seconds:.2} s{origin}",
+            "wrote {} ({} bytes, sha256 {}) from a deltapack patch with the {} method in {seconds:.2} s{origin}",
             report.dest.display(),
             report.target.size,
             report.target.sha256,
             report.method,
         );
+    }
+    Ok(())
+}
+
+/// A foreign patch: `--in-place` and `-o` as for ours, the rest in `foreign.rs`.
+fn apply_foreign(args: &Args, (old, patch, dest): Paths, format: Format) -> anyhow::Result<()> {
+    let (old, dest) = if args.in_place.is_some() {
+        let file = std::fs::canonicalize(&dest)
+            .with_context(|| format!("cannot open {}", dest.display()))?;
+        (Some(file.clone()), file)
+    } else {
+        (old, dest)
+    };
+    let req = super::foreign::Request {
+        old,
+        patch,
+        dest,
+        expect_sha256: args.expect_sha256,
+        expect_size: args.expect_size,
+        unverified: args.unverified,
+        max_memory: args.max_memory,
+        json: args.json,
+    };
+    super::foreign::apply(req, format)
+}
+
+/// `--expect-sha256` (and `--expect-size`) with a deltapack patch: its header says what
+/// it makes, which must be that, before anything is read or written.
+fn check_expected(
+    patch: &std::path::Path,
+    sha256: deltaapply::Sha256Digest,
+    size: Option<u64>,
+) -> anyhow::Result<()> {
+    // A patch that does not open is reported by the apply itself.
+    let Ok(p) = deltaapply::Patch::open(patch) else {
+        return Ok(());
+    };
+    let target = p.header().target;
+    if target.sha256 != sha256 || size.is_some_and(|s| s != target.size) {
+        return Err(super::foreign::Refused::NotExpected(format!(
+            "{} makes a file of {} bytes with sha256 {}, not the one --expect-sha256 and \
+             --expect-size name; nothing was written",
+            patch.display(),
+            target.size,
+            target.sha256
+        ))
+        .into());
     }
     Ok(())
 }

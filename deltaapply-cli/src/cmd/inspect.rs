@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use deltaapply_cli as cli;
 
 /// Show a patch's header (validated; the payload is not read) and check its signature
-/// against the trusted keys, as `apply` would (exit 6 if `apply` would refuse it).
+/// against the trusted keys, as `apply` would (exit 6 if `apply` would refuse it). A
+/// patch in a foreign format (BSDIFF40, zstd frame) shows its format and header.
 #[derive(clap::Args)]
 pub struct Args {
     /// The patch file.
@@ -21,6 +22,10 @@ pub struct Args {
 
 /// Runs the command; returns the exit code.
 pub fn run(args: Args) -> i32 {
+    match super::foreign::detect(&args.patch) {
+        Some(deltaapply::foreign::Format::Deltapack) | None => {}
+        Some(format) => return super::foreign::inspect(&args.patch, format, args.json),
+    }
     match cli::trusted_keys(&args.keys) {
         Ok(trusted) => cli::inspect(&args.patch, trusted.as_ref().map(|(k, _)| k), args.json),
         Err(e) => cli::report_error(&e, deltaapply_cli::exit::USAGE, args.json),

@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::Context;
 use deltaapply::Method;
 use deltaapply_cli as cli;
+use deltapack::formats::PatchFormat;
 use deltapack::keys::{self, SecretKey};
 use deltapack::tree::TreeDiffError;
 use deltapack::{DiffError, MethodChoice, Settings, make_patch};
@@ -45,6 +46,10 @@ pub struct Args {
     /// Sign the patch with this secret key (PKCS#8 PEM, from `deltapack keygen`).
     #[arg(long, value_name = "FILE")]
     secret_key: Option<PathBuf>,
+    /// The patch's format: deltapack (our container), or bsdiff40 (bsdiff 4.x, for
+    /// devices with only `bspatch`: no signature, no digests, --method does not apply).
+    #[arg(long, default_value = "deltapack")]
+    format: PatchFormat,
     /// Print the result as one line of JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -64,6 +69,13 @@ pub fn run(args: Args) -> i32 {
     let is_dir = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_dir());
     let result = match (is_dir(&args.old), is_dir(&args.new)) {
         (true, true) => {
+            if args.format != PatchFormat::Deltapack {
+                let e = anyhow::anyhow!(
+                    "--format {} makes file patches: diff two files, not two directories",
+                    args.format.name()
+                );
+                return cli::report_error(&e, deltaapply_cli::exit::USAGE, json);
+            }
             if args.method != MethodChoice::Auto {
                 let e = anyhow::anyhow!(
                     "--method applies to file patches: a tree patch chooses the method per \
@@ -75,6 +87,7 @@ pub fn run(args: Args) -> i32 {
             }
             tree::diff(args)
         }
+        (false, false) if args.format != PatchFormat::Deltapack => foreign::diff(args),
         (false, false) => diff(args),
         (old_is_dir, _) => {
             let (dir, file) = if old_is_dir {
@@ -351,5 +364,67 @@ mod tree {
     /// `a / b`, or `None` when `b` is 0.
     fn share(a: u64, b: u64) -> Option<f64> {
         (b != 0).then(|| a as f64 / b as f64)
+    }
+}
+
+/// `deltapack diff --format bsdiff40`: a patch in another tool's format.
+mod foreign {
+    use super::*;
+    use deltaapply::foreign::{Described, describe};
+
+    pub(super) fn diff(args: Args) -> anyhow::Result<()> {
+        let format = args.format;
+        if args.method != MethodChoice::Auto || args.secret_key.is_some() {
+            anyhow::bail!(
+                "--format {} has no methods and no signatures: leave out --method and --secret-key",
+                format.name()
+            );
+        }
+        let started = Instant::now();
+        let old = read(&args.old, "old")?;
+        let new = read(&args.new, "new")?;
+        let spinner = cli::Bar::spinner(!args.json, "diffing");
+        let made = deltapack::formats::bsdiff40::encode(&old, &new, &settings(&args));
+        spinner.finish();
+        let bytes = made.with_context(|| {
+            format!(
+                "cannot make a {} patch from {} to {}",
+                format.name(),
+                args.old.display(),
+                args.new.display()
+            )
+        })?;
+        write_atomically(&args.output, &bytes)?;
+        // Read back as the applier reads it: the header and the memory it needs.
+        let apply_memory = match describe(&args.output)
+            .context("the encoder wrote a patch its own decoder refuses")?
+        {
+            Described::Bsdiff40 { apply_memory, .. } => apply_memory,
+            Described::ZstdFrame { .. } => anyhow::bail!("the encoder wrote a zstd frame"),
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let size = bytes.len() as u64;
+        if args.json {
+            return cli::print_json(&serde_json::json!({
+                "ok": true,
+                "patch": args.output,
+                "format": format.name(),
+                "patch_size": size,
+                "old_size": old.len(),
+                "new_size": new.len(),
+                "apply_memory": apply_memory,
+                "sha256": deltaapply::Sha256Digest::of(&new),
+                "seconds": seconds,
+            }));
+        }
+        cli::write_stdout(&format!(
+            "{}: {} patch, {size} bytes ({} of the new file), applies in {}, made in {seconds:.2} s\n\
+             it carries no digest: apply with --expect-sha256 {}\n",
+            args.output.display(),
+            format.name(),
+            cli::percent(size, new.len() as u64),
+            cli::human_bytes(apply_memory),
+            deltaapply::Sha256Digest::of(&new),
+        ))
     }
 }

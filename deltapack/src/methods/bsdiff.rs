@@ -199,7 +199,7 @@ const CLUSTER_DENSITY: usize = 75;
 /// and at least [`CLUSTER_DENSITY`] percent mismatches. Measured on the corpus: moves
 /// random overwrites out of the diff stream (0.2% smaller on the disk image) and helps
 /// rebuilt native code slightly.
-fn literal_clusters(new: &[u8], old: &[u8]) -> Vec<(usize, usize)> {
+pub(crate) fn literal_clusters(new: &[u8], old: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut i = 0;
     let n = new.len();

@@ -5,6 +5,7 @@ mod bsdiff;
 mod single_frame;
 
 pub use bsdiff::encode as bsdiff;
+pub(crate) use bsdiff::literal_clusters;
 pub use single_frame::{full, zstd_ref};
 
 use deltaapply::container::{FileId, Header, StreamSizes};
