@@ -22,6 +22,6 @@ cargo test --workspace --all-targets --locked --features deltaapply-cli/crash-ho
 cargo test -p deltaapply-cli --locked --test tree_apply the_binary_as_shipped_ignores_the_crash_variable
 # The library as installers embed it for local media only: without the http feature.
 cargo test -p deltaapply --no-default-features --lib --locked
-cargo test -p deltaapply-fetch --lib --locked
+cargo test -p deltaapply-apply -p deltaapply-fetch -p deltaapply-update --lib --locked
 # Doc tests are not part of --all-targets.
 cargo test --workspace --doc --locked

@@ -14,8 +14,9 @@
 //! forbids it, and the outcome says why.
 //!
 //! ```no_run
-//! use deltaapply::update::{Policy, Updater};
-//! use deltaapply::{PublicKey, Source, TrustedKeys};
+//! use deltaapply_fetch::Source;
+//! use deltaapply_format::{PublicKey, TrustedKeys};
+//! use deltaapply_update::{Policy, Updater};
 //!
 //! let key = PublicKey::parse(
 //!     "ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
