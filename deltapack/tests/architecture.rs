@@ -189,3 +189,84 @@ fn the_format_core_does_no_io() {
         found.join("\n")
     );
 }
+
+/// The crates of the applier's network stack and of the command line.
+const NETWORK_CRATES: &[&str] = &[
+    "reqwest", "hyper", "tokio", "ureq", "rustls", "socket2", "mio",
+];
+const CLI_CRATES: &[&str] = &["clap", "anyhow", "indicatif", "serde_json"];
+
+/// The names in `cargo tree -p PACKAGE -e normal` with `extra` arguments.
+fn dependency_names(package: &str, extra: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "tree",
+            "--offline",
+            "--locked",
+            "-p",
+            package,
+            "-e",
+            "normal",
+        ])
+        .args(["--prefix", "none", "--format", "{p}"])
+        .args(extra)
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo tree -p {package}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+fn having<'a>(names: &'a [String], forbidden: &[&str]) -> Vec<&'a str> {
+    let mut found: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| forbidden.contains(n))
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
+/// ARCHITECTURE.md's dependency rules, as `cargo tree` shows them: apply and update
+/// link no network stack of their own (the facade's `http` feature decides), and no
+/// library an installer embeds links the command-line crates.
+#[test]
+fn each_crate_keeps_to_its_dependency_rule() {
+    let cases: &[(&str, &[&str], &[&[&str]])] = &[
+        ("deltaapply-apply", &[], &[NETWORK_CRATES, CLI_CRATES]),
+        ("deltaapply-fetch", &[], &[NETWORK_CRATES, CLI_CRATES]),
+        ("deltaapply-fetch", &["--features", "http"], &[CLI_CRATES]),
+        ("deltaapply-update", &[], &[NETWORK_CRATES, CLI_CRATES]),
+        ("deltaapply", &[], &[CLI_CRATES]),
+        (
+            "deltaapply",
+            &["--no-default-features"],
+            &[NETWORK_CRATES, CLI_CRATES],
+        ),
+    ];
+    for (package, extra, rules) in cases {
+        let names = dependency_names(package, extra);
+        assert!(names.iter().any(|n| n == package), "{package}: {names:?}");
+        for forbidden in *rules {
+            let found = having(&names, forbidden);
+            assert!(
+                found.is_empty(),
+                "{package} {extra:?} links {found:?}, which ARCHITECTURE.md keeps out of it"
+            );
+        }
+    }
+    let with_http = dependency_names("deltaapply", &[]);
+    assert!(
+        !having(&with_http, NETWORK_CRATES).is_empty(),
+        "the facade's default http feature links no network stack: {with_http:?}"
+    );
+}
