@@ -1,6 +1,11 @@
 //! The command-line edge of both tools: exit codes, the flags named in error hints, byte
 //! sizes, progress bars, JSON and error printing, trusted keys from flags, `inspect`.
-//! The library installers embed (`deltaapply`) has none of this.
+//! The library installers embed (`deltaapply`) has none of this. The `deltaapply`
+//! binary's own command line is [`app`].
+
+pub mod app;
+mod cmd;
+pub mod output;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -17,6 +22,15 @@ use deltaapply::signature::{Origin, SignatureError, check_patch_origin};
 use deltaapply::tree::TreeApplyError;
 use deltaapply::update::{PlanError, UpdateError};
 use deltaapply::{Error, ErrorKind};
+
+/// `--version` in full (`deltaapply -V` and `deltapack -V` print only the version): the
+/// formats both tools read and write, by their `format-spec/` documents.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\npatches: patch-v1 (container version 1: methods bsdiff, zstd, full; tree-v1 tree patches)",
+    "\nreleases: manifest-v1, ed25519 signatures (signatures.md), keys (keys.md), update-v1 state",
+    "\nforeign patches (apply, inspect): BSDIFF40, zstd --patch-from frames (foreign.md)",
+);
 
 /// Parses a byte size: a whole number with an optional unit `K`, `M`, `G`, `T`
 /// (powers of 1024, with or without `iB`/`B`), e.g. `32MiB`, `512k`, `1048576`.
@@ -63,7 +77,7 @@ pub struct Bar {
 impl Bar {
     /// A byte-counting bar, or a hidden one when not on a terminal.
     pub fn bytes(enabled: bool) -> Self {
-        if !enabled || !std::io::stderr().is_terminal() {
+        if !enabled || output::is_quiet() || !std::io::stderr().is_terminal() {
             return Bar { bar: None };
         }
         let bar = indicatif::ProgressBar::new(0);
@@ -78,7 +92,7 @@ impl Bar {
 
     /// A spinner for work of unknown length.
     pub fn spinner(enabled: bool, msg: &str) -> Self {
-        if !enabled || !std::io::stderr().is_terminal() {
+        if !enabled || output::is_quiet() || !std::io::stderr().is_terminal() {
             return Bar { bar: None };
         }
         let bar = indicatif::ProgressBar::new_spinner().with_message(msg.to_string());
@@ -88,7 +102,7 @@ impl Bar {
 
     /// A bar counting items (e.g. patches made), or a hidden one when not on a terminal.
     pub fn count(enabled: bool, what: &str) -> Self {
-        if !enabled || !std::io::stderr().is_terminal() {
+        if !enabled || output::is_quiet() || !std::io::stderr().is_terminal() {
             return Bar { bar: None };
         }
         let bar = indicatif::ProgressBar::new(0).with_message(what.to_string());

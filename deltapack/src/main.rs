@@ -3,13 +3,16 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use deltaapply_cli::output::Verbosity;
 
 mod cmd;
 
 /// Make compact binary patches for deltaapply.
 #[derive(Parser)]
-#[command(name = "deltapack", version, about)]
+#[command(name = "deltapack", version, long_version = deltaapply_cli::LONG_VERSION, about)]
 struct Cli {
+    #[command(flatten)]
+    verbosity: Verbosity,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,6 +25,8 @@ enum Command {
     Inspect(cmd::inspect::Args),
     Keygen(cmd::keygen::Args),
     Key(cmd::key::Args),
+    Completions(cmd::docs::CompletionsArgs),
+    Man(cmd::docs::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -29,6 +34,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    cli.verbosity.install();
     let code = match cli.command {
         Command::Diff(args) => cmd::diff::run(args),
         Command::Build(args) => cmd::build::run(args),
@@ -36,6 +42,8 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Key(args) => cmd::key::run(args),
+        Command::Completions(args) => cmd::docs::run_completions(args),
+        Command::Man(args) => cmd::docs::run_man(args),
     };
     ExitCode::from(code as u8)
 }

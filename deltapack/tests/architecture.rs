@@ -236,12 +236,19 @@ fn having<'a>(names: &'a [String], forbidden: &[&str]) -> Vec<&'a str> {
     found
 }
 
+/// A package, the extra `cargo tree` arguments, the crate lists it must not link.
+type Rule = (
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static [&'static str]],
+);
+
 /// ARCHITECTURE.md's dependency rules, as `cargo tree` shows them: apply and update
 /// link no network stack of their own (the facade's `http` feature decides), and no
 /// library an installer embeds links the command-line crates.
 #[test]
 fn each_crate_keeps_to_its_dependency_rule() {
-    let cases: &[(&str, &[&str], &[&[&str]])] = &[
+    let cases: &[Rule] = &[
         ("deltaapply-apply", &[], &[NETWORK_CRATES, CLI_CRATES]),
         ("deltaapply-fetch", &[], &[NETWORK_CRATES, CLI_CRATES]),
         ("deltaapply-fetch", &["--features", "http"], &[CLI_CRATES]),

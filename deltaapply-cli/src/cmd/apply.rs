@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate as cli;
 use anyhow::{Context, bail};
 use deltaapply::foreign::Format;
 use deltaapply::tree::{TreeApply, TreePatch, TreePhase, apply_tree};
 use deltaapply::{Limits, Method, Origin, Phase, TrustedKeys};
-use deltaapply_cli as cli;
 
 /// Apply a patch: `apply OLD PATCH -o NEW`, or `apply --in-place FILE PATCH`.
 ///
@@ -68,11 +68,11 @@ pub fn run(args: Args) -> i32 {
     let json = args.json;
     let paths = match resolve_paths(&args) {
         Ok(p) => p,
-        Err(e) => return cli::report_error(&e, deltaapply_cli::exit::USAGE, json),
+        Err(e) => return cli::report_error(&e, crate::exit::USAGE, json),
     };
     let trusted = match cli::trusted_keys(&args.keys) {
         Ok(t) => t.map(|(keys, _)| keys),
-        Err(e) => return cli::report_error(&e, deltaapply_cli::exit::USAGE, json),
+        Err(e) => return cli::report_error(&e, crate::exit::USAGE, json),
     };
     match apply(args, paths, trusted.as_ref()) {
         Ok(()) => 0,
@@ -179,7 +179,7 @@ fn apply_tree_patch(
         } else {
             "wrote"
         };
-        eprintln!(
+        cli::output::info(format_args!(
             "{how} {} (tree sha256 {}): {} files written ({} patched, {} unpacked, {} copied, {} substituted, {} bytes), {} unchanged, {} removed, in {seconds:.2} s{origin}",
             report.dest.display(),
             report.target.sha256,
@@ -191,7 +191,7 @@ fn apply_tree_patch(
             report.bytes,
             report.unchanged,
             report.deleted,
-        );
+        ));
     }
     Ok(())
 }
@@ -214,6 +214,7 @@ fn apply_file(
     let limits = Limits {
         max_apply_memory: args.max_memory,
     };
+    let mut phase = None;
     let result =
         deltaapply::apply_file(old.as_deref(), &patch, &dest, &limits, trusted, &mut |p| {
             let msg = match p.phase {
@@ -221,6 +222,10 @@ fn apply_file(
                 Phase::CheckPayload => "checking patch",
                 Phase::Write => "writing",
             };
+            if phase != Some(p.phase) {
+                phase = Some(p.phase);
+                cli::output::step(format_args!("{msg} ({} bytes)", p.total));
+            }
             bar.set(msg, p.done, p.total);
         });
     bar.finish();
@@ -245,13 +250,13 @@ fn apply_file(
             Origin::Trusted { key_id } => format!(", signed by trusted key {key_id}"),
             Origin::Unverified { .. } => String::new(),
         };
-        eprintln!(
+        cli::output::info(format_args!(
             "wrote {} ({} bytes, sha256 {}) from a deltapack patch with the {} method in {seconds:.2} s{origin}",
             report.dest.display(),
             report.target.size,
             report.target.sha256,
             report.method,
-        );
+        ));
     }
     Ok(())
 }

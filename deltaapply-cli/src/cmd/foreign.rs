@@ -4,9 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate as cli;
 use deltaapply::foreign::{Check, Described, ForeignApply, Format, apply_foreign, describe};
 use deltaapply::{Phase, Sha256Digest};
-use deltaapply_cli as cli;
 
 /// The format of the patch at `path`, if its first bytes are one's magic (`None` also
 /// when it cannot be read: the deltapack path then reports that, as it always has).
@@ -38,8 +38,8 @@ impl Refused {
     /// The exit code.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Refused::Usage(_) => deltaapply_cli::exit::USAGE,
-            Refused::NotExpected(_) => deltaapply_cli::exit::BAD_PATCH,
+            Refused::Usage(_) => crate::exit::USAGE,
+            Refused::NotExpected(_) => crate::exit::BAD_PATCH,
         }
     }
 }
@@ -95,7 +95,7 @@ pub fn apply(req: Request, format: Format) -> anyhow::Result<()> {
         }
     };
     if !req.json {
-        eprintln!("{}: {format} patch", req.patch.display());
+        cli::output::step(format_args!("{}: {format} patch", req.patch.display()));
     }
     let bar = cli::Bar::bytes(!req.json);
     let result = apply_foreign(
@@ -141,12 +141,12 @@ pub fn apply(req: Request, format: Format) -> anyhow::Result<()> {
         } else {
             ""
         };
-        eprintln!(
+        cli::output::info(format_args!(
             "wrote {} ({} bytes, sha256 {}{checked}) from a {format} patch in {seconds:.2} s",
             report.dest.display(),
             report.target.size,
             report.target.sha256,
-        );
+        ));
         Ok(())
     }
 }
@@ -156,7 +156,7 @@ pub fn inspect(path: &Path, format: Format, json: bool) -> i32 {
     let described = match describe(path) {
         Ok(d) => d,
         Err(e) => {
-            let code = deltaapply_cli::exit_code(e.kind());
+            let code = crate::exit_code(e.kind());
             return cli::report_error(&e.into(), code, json);
         }
     };
@@ -214,7 +214,7 @@ pub fn inspect(path: &Path, format: Format, json: bool) -> i32 {
         cli::write_stdout(&s)
     };
     match printed {
-        Ok(()) => deltaapply_cli::exit::OK,
-        Err(e) => cli::report_error(&e, deltaapply_cli::exit::FAILURE, false),
+        Ok(()) => crate::exit::OK,
+        Err(e) => cli::report_error(&e, crate::exit::FAILURE, false),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use deltaapply_cli as cli;
+use crate as cli;
 
 /// Show a patch's header (validated; the payload is not read) and check its signature
 /// against the trusted keys, as `apply` would (exit 6 if `apply` would refuse it). A
@@ -28,6 +28,6 @@ pub fn run(args: Args) -> i32 {
     }
     match cli::trusted_keys(&args.keys) {
         Ok(trusted) => cli::inspect(&args.patch, trusted.as_ref().map(|(k, _)| k), args.json),
-        Err(e) => cli::report_error(&e, deltaapply_cli::exit::USAGE, args.json),
+        Err(e) => cli::report_error(&e, crate::exit::USAGE, args.json),
     }
 }

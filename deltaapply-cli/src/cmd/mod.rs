@@ -12,19 +12,19 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
     err.chain()
         .find_map(|e| {
             e.downcast_ref::<deltaapply::tree::TreeApplyError>()
-                .map(|e| deltaapply_cli::exit_code(e.kind()))
+                .map(|e| crate::exit_code(e.kind()))
                 .or_else(|| {
                     e.downcast_ref::<foreign::Refused>()
                         .map(foreign::Refused::exit_code)
                 })
                 .or_else(|| {
                     e.downcast_ref::<deltaapply::foreign::ForeignError>()
-                        .map(|e| deltaapply_cli::exit_code(e.kind()))
+                        .map(|e| crate::exit_code(e.kind()))
                 })
                 .or_else(|| {
                     e.downcast_ref::<deltaapply::Error>()
-                        .map(|e| deltaapply_cli::exit_code(e.kind()))
+                        .map(|e| crate::exit_code(e.kind()))
                 })
         })
-        .unwrap_or(deltaapply_cli::exit::FAILURE)
+        .unwrap_or(crate::exit::FAILURE)
 }

@@ -4,12 +4,12 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate as cli;
 use anyhow::{Context, bail};
 use deltaapply::update::{
     Check, Event, FullImage, Installed, Outcome, Policy, Route, Step, Updater, error_chain,
 };
 use deltaapply::{Phase, Source};
-use deltaapply_cli as cli;
 use serde_json::json;
 
 /// The arguments `check` and `update` share.
@@ -109,7 +109,7 @@ fn run(args: Args, update: bool) -> i32 {
     let json = args.json;
     let updater = match updater(&args) {
         Ok(u) => u,
-        Err(e) => return cli::report_error(&e, deltaapply_cli::exit::USAGE, json),
+        Err(e) => return cli::report_error(&e, crate::exit::USAGE, json),
     };
     let started = Instant::now();
     let mut display = Display::new(!json);
@@ -124,7 +124,7 @@ fn run(args: Args, update: bool) -> i32 {
     let (check, outcome) = match result {
         Ok(r) => r,
         Err(e) => {
-            let code = deltaapply_cli::exit_code(e.kind());
+            let code = crate::exit_code(e.kind());
             let err = match cli::hint_of(&e) {
                 Some(hint) => anyhow::anyhow!("{}; {hint}", error_chain(&e)),
                 None => anyhow::anyhow!("{}", error_chain(&e)),
@@ -140,7 +140,7 @@ fn run(args: Args, update: bool) -> i32 {
     };
     match printed {
         Ok(()) => 0,
-        Err(e) => cli::report_error(&e, deltaapply_cli::exit::FAILURE, json),
+        Err(e) => cli::report_error(&e, crate::exit::FAILURE, json),
     }
 }
 
@@ -265,7 +265,7 @@ impl Display {
 
     fn line(&self, text: &str) {
         if self.lines {
-            eprintln!("{text}");
+            cli::output::info(text);
         }
     }
 }

@@ -180,7 +180,7 @@ fn run_build(args: Args) -> anyhow::Result<()> {
     }
 
     let bar = cli::Bar::count(!args.json, "patches");
-    let quiet = args.json;
+    let quiet = args.json || cli::output::is_quiet();
     let report = build(&spec, &key, &mut |event| match event {
         BuildEvent::Planned { patches } => {
             bar.set_length(patches as u64);

@@ -205,6 +205,9 @@ fn diff(args: Args) -> anyhow::Result<()> {
             "seconds": seconds,
         }));
     }
+    if cli::output::is_quiet() {
+        return Ok(());
+    }
     {
         let mut out = String::new();
         let vs_full = full_size

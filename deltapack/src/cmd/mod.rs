@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod diff;
+pub mod docs;
 pub mod inspect;
 pub mod key;
 pub mod keygen;
