@@ -766,7 +766,7 @@ fn copy_all(patch: &Patch, r: &mut impl Read, sink: &mut Sink<'_, '_>) -> Result
 /// The staged output: buffered, hashed, counted, bounded (the foreign formats' appliers
 /// write through it too).
 pub(crate) struct Sink<'s, 'p> {
-    out: BufWriter<&'s File>,
+    out: BufWriter<crate::fault::Checked<&'s File>>,
     path: &'s Path,
     hasher: Hasher,
     written: u64,
@@ -783,7 +783,7 @@ impl<'s, 'p> Sink<'s, 'p> {
         progress: &'p mut dyn FnMut(Progress),
     ) -> Self {
         Sink {
-            out: BufWriter::with_capacity(IO_CHUNK, staged.file()),
+            out: BufWriter::with_capacity(IO_CHUNK, crate::fault::Checked(staged.file())),
             path: staged.path(),
             hasher: Hasher::new(),
             written: 0,

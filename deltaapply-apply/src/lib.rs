@@ -9,6 +9,7 @@
 
 mod apply;
 mod error;
+pub mod fault;
 pub mod foreign;
 mod key_file;
 pub mod lock;

@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
+use crate::fault::{self, Point};
 
 /// How many random letters and digits a temporary file's name carries
 /// (`.NAME.XXXXXX.deltaapply-tmp`); the target lock recognises stale ones by it.
@@ -76,21 +77,27 @@ impl Staged {
     /// Flushes the temporary file to disk and renames it over the destination.
     pub fn commit(self) -> Result<(), Error> {
         let tmp_path = self.tmp.path().to_path_buf();
-        self.tmp
-            .as_file()
-            .sync_all()
+        // An fsync error is final: the data may be lost, so the rename never follows.
+        fault::reach(Point::Fsync)
+            .and_then(|()| self.tmp.as_file().sync_all())
             .map_err(|source| Error::OutputIo {
                 path: tmp_path.clone(),
                 source,
             })?;
+        fault::reach(Point::Rename).map_err(|source| Error::OutputIo {
+            path: self.dest.clone(),
+            source,
+        })?;
         self.tmp.persist(&self.dest).map_err(|e| Error::OutputIo {
             path: self.dest.clone(),
             source: e.error,
         })?;
-        sync_parent(&self.dest).map_err(|source| Error::OutputIo {
-            path: self.dest.clone(),
-            source,
-        })
+        fault::reach(Point::DirFsync)
+            .and_then(|()| sync_parent(&self.dest))
+            .map_err(|source| Error::OutputIo {
+                path: self.dest.clone(),
+                source,
+            })
     }
 }
 
