@@ -1155,7 +1155,18 @@ fn journal_and_staging_are_private_and_only_the_applier_s_own_are_trusted() {
 fn the_binary_as_shipped_ignores_the_crash_variable() {
     let f = Fixture::new();
     f.install();
-    let out = in_place(&f.tree, &f.patch, Some(1));
+    let out = deltaapply()
+        .arg("apply")
+        .arg("--in-place")
+        .arg(&f.tree)
+        .arg(&f.patch)
+        .arg("--json")
+        .env("DELTAAPPLY_CRASH_AT", "1")
+        // The single-file fault points (deltaapply_apply::fault), which staging uses.
+        .env("DELTAAPPLY_FAULT_AT", "1")
+        .env("DELTAAPPLY_FAULT", "eio")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{out:?}");
     assert_eq!(snapshot(&f.tree), f.expected_new());
     assert_clean(&f.tree);
