@@ -32,6 +32,27 @@ pub const LONG_VERSION: &str = concat!(
     "\nforeign patches (apply, inspect): BSDIFF40, zstd --patch-from frames (foreign.md)",
 );
 
+/// Runs `job` again while it fails only because another `deltaapply` holds the same
+/// target (`is_busy`), for up to `wait_seconds` (`--wait`), polling four times a second.
+/// Without `--wait` the first answer is final. Safe to repeat: a job refused at the
+/// lock has touched nothing.
+pub fn until_not_busy<T, E>(
+    wait_seconds: Option<u64>,
+    is_busy: impl Fn(&E) -> bool,
+    mut job: impl FnMut() -> Result<T, E>,
+) -> Result<T, E> {
+    let deadline = wait_seconds.map(|s| std::time::Instant::now() + Duration::from_secs(s));
+    loop {
+        match job() {
+            Err(e) if is_busy(&e) && deadline.is_some_and(|d| std::time::Instant::now() < d) => {
+                output::step("another deltaapply holds the target; waiting");
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            result => return result,
+        }
+    }
+}
+
 /// Parses a byte size: a whole number with an optional unit `K`, `M`, `G`, `T`
 /// (powers of 1024, with or without `iB`/`B`), e.g. `32MiB`, `512k`, `1048576`.
 pub fn parse_size(s: &str) -> Result<u64, String> {

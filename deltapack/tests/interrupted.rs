@@ -5,7 +5,7 @@
 //! the next run removes it. While another process holds the target's lock an applier
 //! refuses to start (exit 10) and removes nothing.
 //!
-//! Run `cargo build -p deltaapply` first (or `cargo test --workspace`).
+//! `--wait` makes it wait for the holder instead. Run `cargo build -p deltaapply-cli` first (or `cargo test --workspace`).
 
 #![cfg(unix)]
 
@@ -188,4 +188,34 @@ fn a_lock_file_left_by_a_killed_applier_does_not_block_the_next() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(f.dir.names(), ["app", "p"]);
+}
+
+#[test]
+fn with_wait_an_applier_waits_for_the_holder_and_then_applies() {
+    let f = Fixture::new();
+    let lock = TargetLock::acquire(&f.dir.join("app")).unwrap();
+    let mut child = f.apply().args(["--wait", "60"]).spawn().unwrap();
+    // Still waiting while the lock is held, and the target untouched.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "--wait gave up while the lock was held"
+    );
+    assert_eq!(f.dir.read("app"), f.old);
+    drop(lock);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(f.dir.read("app"), f.new);
+
+    // A wait that runs out is the same refusal as none.
+    f.dir.write("app", &f.old);
+    let lock = TargetLock::acquire(&f.dir.join("app")).unwrap();
+    let out = f.apply().args(["--wait", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(BUSY));
+    assert_eq!(f.dir.read("app"), f.old);
+    drop(lock);
 }

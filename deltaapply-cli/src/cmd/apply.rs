@@ -29,7 +29,7 @@ use deltaapply::{Limits, Method, Origin, Phase, TrustedKeys};
 /// atomic way: BSDIFF40 (bsdiff 4.x, qbsdiff) and zstd frames from `zstd
 /// --patch-from=OLD`. They carry no digest of the file they make, so they need
 /// --expect-sha256 HEX (or --unverified).
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct Args {
     /// OLD PATCH (or just PATCH with --in-place, or for a full-image patch).
     #[arg(value_name = "FILE", num_args = 1..=2, required = true)]
@@ -58,6 +58,10 @@ pub struct Args {
     /// Install what a foreign patch produces without --expect-sha256 (prints a warning).
     #[arg(long, conflicts_with = "expect_sha256")]
     unverified: bool,
+    /// If another deltaapply is updating the same target, wait up to this many seconds
+    /// for it to finish instead of failing at once (exit 10).
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<u64>,
     /// Print the result as one line of JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -74,7 +78,10 @@ pub fn run(args: Args) -> i32 {
         Ok(t) => t.map(|(keys, _)| keys),
         Err(e) => return cli::report_error(&e, crate::exit::USAGE, json),
     };
-    match apply(args, paths, trusted.as_ref()) {
+    let busy = |e: &anyhow::Error| super::exit_code(e) == crate::exit::BUSY;
+    match cli::until_not_busy(args.wait, busy, || {
+        apply(args.clone(), paths.clone(), trusted.as_ref())
+    }) {
         Ok(()) => 0,
         Err(e) => {
             let code = super::exit_code(&e);

@@ -22,6 +22,10 @@ pub struct Args {
     /// The installed file to bring to the newest release (it may not exist yet).
     #[arg(long, value_name = "PATH")]
     target: PathBuf,
+    /// If another deltaapply is updating the same target, wait up to this many seconds
+    /// for it to finish instead of failing at once (exit 10).
+    #[arg(long, value_name = "SECONDS")]
+    wait: Option<u64>,
     /// Trust manifests signed by this publisher key: an `ed25519:...` line or a public
     /// key file (repeat for several). Overrides DELTAAPPLY_KEY and the built-in keys.
     #[arg(long = "key", value_name = "KEY")]
@@ -113,13 +117,16 @@ fn run(args: Args, update: bool) -> i32 {
     };
     let started = Instant::now();
     let mut display = Display::new(!json);
-    let result = if update {
-        updater
-            .update(&mut |e| display.event(e))
-            .map(|outcome| (outcome.check.clone(), Some(outcome)))
-    } else {
-        updater.check(&mut |e| display.event(e)).map(|c| (c, None))
-    };
+    let busy = |e: &deltaapply::UpdateError| e.kind() == deltaapply::ErrorKind::Busy;
+    let result = cli::until_not_busy(args.wait, busy, || {
+        if update {
+            updater
+                .update(&mut |e| display.event(e))
+                .map(|outcome| (outcome.check.clone(), Some(outcome)))
+        } else {
+            updater.check(&mut |e| display.event(e)).map(|c| (c, None))
+        }
+    });
     display.bar.finish();
     let (check, outcome) = match result {
         Ok(r) => r,
