@@ -231,6 +231,11 @@ impl Server {
             .extend(faults);
     }
 
+    /// Drops every fault still queued, for every path.
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
+    }
+
     /// Every request so far, in order of arrival.
     pub fn log(&self) -> Vec<Logged> {
         self.shared.log.lock().unwrap().clone()
