@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use deltaapply::manifest::{MANIFEST_FILE, Manifest, ManifestError, SIGNATURE_FILE, Timestamp};
-use deltaapply::signature::{SignatureError, verify_manifest};
+use deltaapply::signature::{SignatureError, parse_signature_file, verify_manifest};
 use deltaapply::{PublicKey, Sha256Digest, TrustedKeys};
 use serde::Deserialize;
 
@@ -176,4 +176,56 @@ fn the_vector_publish_directory_checks_out() {
             assert_eq!(Sha256Digest::of(&std::fs::read(&dest).unwrap()), target);
         }
     }
+}
+
+/// Adversarial plan cases 2 and 3: every single-bit flip of the signed manifest, and
+/// every truncation, extension and bit flip of its signature file, is refused by the
+/// signature check (before the manifest is parsed).
+#[test]
+fn every_bit_flip_of_the_manifest_or_its_signature_is_refused() {
+    let index = index();
+    let p = &index.publish;
+    let dir = root().join(&p.dir);
+    let trust = trusted(&index, std::slice::from_ref(&p.trusted), 1);
+    let manifest = std::fs::read(dir.join(MANIFEST_FILE)).unwrap();
+    let signature = std::fs::read(dir.join(SIGNATURE_FILE)).unwrap();
+    assert!(verify_manifest(&manifest, &signature, &trust).is_ok());
+    let mut refused = 0;
+    for bit in 0..manifest.len() * 8 {
+        let mut m = manifest.clone();
+        m[bit / 8] ^= 1 << (bit % 8);
+        assert!(
+            verify_manifest(&m, &signature, &trust).is_err(),
+            "manifest bit {bit} flipped and still accepted"
+        );
+        refused += 1;
+    }
+    assert_eq!(refused, manifest.len() * 8);
+    for bit in 0..signature.len() * 8 {
+        let mut s = signature.clone();
+        s[bit / 8] ^= 1 << (bit % 8);
+        // A flip in a comment or in whitespace may leave the signature itself intact.
+        if let Ok(keys) = verify_manifest(&manifest, &s, &trust) {
+            assert!(!keys.is_empty(), "bit {bit}: accepted without a valid key");
+            assert_eq!(
+                parse_signature_file(&s).unwrap(),
+                parse_signature_file(&signature).unwrap(),
+                "signature bit {bit} flipped, a different signature accepted"
+            );
+        }
+    }
+    for len in 0..signature.len() {
+        let cut = &signature[..len];
+        if verify_manifest(&manifest, cut, &trust).is_ok() {
+            assert_eq!(
+                parse_signature_file(cut).unwrap(),
+                parse_signature_file(&signature).unwrap(),
+                "a truncated signature file ({len} bytes) accepted as another"
+            );
+        }
+    }
+    let mut longer = signature.clone();
+    longer.push(b'x');
+    assert!(verify_manifest(&manifest, &longer, &trust).is_err());
+    assert!(verify_manifest(&manifest, b"", &trust).is_err());
 }
