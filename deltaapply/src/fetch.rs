@@ -48,6 +48,8 @@ use crate::source::{Location, Mirror, Source};
 mod http;
 #[cfg(feature = "http")]
 mod part;
+#[cfg(feature = "http")]
+mod proxy;
 
 /// How downloads behave. The defaults suit a device on a slow or flaky network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -571,7 +573,7 @@ impl Fetcher {
     fn download(
         &self,
         client: &http::Client,
-        url: &reqwest::Url,
+        url: &url::Url,
         part: &mut part::Part,
         expected: FileId,
         progress: &mut dyn FnMut(Progress),
@@ -618,7 +620,7 @@ impl Fetcher {
     }
 
     #[cfg(feature = "http")]
-    fn check_scheme(&self, url: &reqwest::Url) -> Result<(), FetchError> {
+    fn check_scheme(&self, url: &url::Url) -> Result<(), FetchError> {
         if url.scheme() == "http" && !self.options.allow_http {
             return Err(FetchError::HttpRefused {
                 url: crate::source::redacted(url),
