@@ -49,6 +49,8 @@ use deltaapply_format::manifest::RelPath;
 mod http;
 #[cfg(feature = "http")]
 mod part;
+#[cfg(feature = "http")]
+mod proxy;
 
 /// How downloads behave. The defaults suit a device on a slow or flaky network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -572,7 +574,7 @@ impl Fetcher {
     fn download(
         &self,
         client: &http::Client,
-        url: &reqwest::Url,
+        url: &url::Url,
         part: &mut part::Part,
         expected: FileId,
         progress: &mut dyn FnMut(Progress),
@@ -619,7 +621,7 @@ impl Fetcher {
     }
 
     #[cfg(feature = "http")]
-    fn check_scheme(&self, url: &reqwest::Url) -> Result<(), FetchError> {
+    fn check_scheme(&self, url: &url::Url) -> Result<(), FetchError> {
         if url.scheme() == "http" && !self.options.allow_http {
             return Err(FetchError::HttpRefused {
                 url: crate::source::redacted(url),

@@ -15,7 +15,7 @@ pub enum Mirror {
     /// An `http://` or `https://` URL of the directory holding `manifest.toml`. Its path
     /// always ends in `/`, so relative paths resolve below it.
     #[cfg(feature = "http")]
-    Http(reqwest::Url),
+    Http(url::Url),
     /// A local directory, given as a path or a `file://` URL.
     Dir(PathBuf),
 }
@@ -31,7 +31,7 @@ pub struct Source {
 pub enum Location {
     /// A URL to download.
     #[cfg(feature = "http")]
-    Url(reqwest::Url),
+    Url(url::Url),
     /// A local file to read in place.
     Path(PathBuf),
 }
@@ -186,7 +186,7 @@ fn parse_http(given: &str) -> Result<Mirror, SourceError> {
         given: given.to_string(),
         problem,
     };
-    let mut url = reqwest::Url::parse(given).map_err(|e| {
+    let mut url = url::Url::parse(given).map_err(|e| {
         // The applier is built without Unicode tables for international domain names
         // (the `cli` feature pins idna_adapter 1.0; the workspace Cargo.toml says why).
         let hint = if given.is_ascii() {
@@ -222,7 +222,7 @@ fn parse_http(given: &str) -> Result<Mirror, SourceError> {
 
 /// `url` as text with its password, if any, replaced by `***`, for messages and logs.
 #[cfg(feature = "http")]
-pub(crate) fn redacted(url: &reqwest::Url) -> String {
+pub(crate) fn redacted(url: &url::Url) -> String {
     if url.password().is_some() {
         let mut shown = url.clone();
         // Cannot fail: the URL has a host, since it has a password.

@@ -1,32 +1,43 @@
-//! One HTTP request at a time, with reqwest's blocking client: the client's set-up
-//! (rustls with the ring provider, timeouts, the redirect policy), a capped GET of a
+//! One HTTP request at a time, with ureq's blocking client: the client's set-up (rustls
+//! with the ring provider, the system's CA certificates and the embedder's, timeouts,
+//! proxies from the environment), redirects followed under our policy, a capped GET of a
 //! small file, and one attempt at continuing a `.part` file.
 
 use std::io::{self, Read};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
-use reqwest::blocking::Response;
-use reqwest::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, RANGE};
-use reqwest::{Url, redirect};
+use ureq::http::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, LOCATION, RANGE};
+use url::Url;
 
 use super::part::{self, Part};
+use super::proxy::{EnvProxies, Route};
 use super::{FetchError, Options, Progress, RedirectProblem};
 use crate::source::redacted;
 use deltaapply_format::digest::IO_CHUNK;
 
+/// An answer whose body has not been read yet.
+type Response = ureq::http::Response<ureq::Body>;
+
 /// The HTTP client, and whether it had to do without the system's CA certificates.
 #[derive(Debug)]
 pub(super) struct Client {
-    inner: reqwest::blocking::Client,
-    /// No CA certificates were found on the system: only
-    /// [`Options::extra_root_certificates`] are trusted (plain http still works).
+    /// For URLs reached directly.
+    direct: ureq::Agent,
+    /// For URLs reached through the environment's proxy for `http://`, and `https://`.
+    via_http_proxy: Option<ureq::Agent>,
+    via_https_proxy: Option<ureq::Agent>,
+    proxies: EnvProxies,
+    max_redirects: usize,
+    allow_http: bool,
+    /// No CA certificates were found on the system, and none were given: nothing is
+    /// trusted (plain http still works).
     no_system_roots: bool,
 }
 
 impl Client {
     /// The client for `options`. Installs the ring crypto provider, less its
     /// private-key loading ([`NoPrivateKeys`]), as the process default first (once; an
-    /// embedder's own earlier choice stays).
+    /// embedder's own earlier choice stays), and reads the system's CA certificates.
     pub(super) fn new(options: &Options) -> Result<Client, FetchError> {
         static PROVIDER: Once = Once::new();
         PROVIDER.call_once(|| {
@@ -37,32 +48,85 @@ impl Client {
             // Fails only when a provider is installed already, which is as good.
             let _ = provider.install_default();
         });
+        // The embedder's roots must all be usable; the system's are taken as far as they
+        // are (a minimal device image may have none: plain http mirrors must still work,
+        // and https ones with the embedder's roots).
+        let mut store = rustls::RootCertStore::empty();
         let mut roots = Vec::new();
         for der in &options.extra_root_certificates {
-            roots.push(reqwest::Certificate::from_der(der).map_err(|source| {
-                FetchError::Client {
+            store
+                .add(rustls::pki_types::CertificateDer::from(der.as_slice()))
+                .map_err(|source| FetchError::Client {
                     source: source.into(),
-                }
-            })?);
+                })?;
+            roots.push(ureq::tls::Certificate::from_der(der).to_owned());
         }
-        match build(options, roots.clone(), true) {
-            Ok(inner) => Ok(Client {
-                inner,
-                no_system_roots: false,
-            }),
-            // The system has no CA certificates (a minimal device image): plain http
-            // mirrors must still work, and https ones with the embedder's roots.
-            Err(source) => match build(options, roots, false) {
-                Ok(inner) => Ok(Client {
-                    inner,
-                    no_system_roots: true,
-                }),
-                Err(_) => Err(FetchError::Client {
-                    source: source.into(),
-                }),
-            },
-        }
+        let system = rustls_native_certs::load_native_certs().certs;
+        store.add_parsable_certificates(system.iter().cloned());
+        roots.extend(
+            system
+                .iter()
+                .map(|der| ureq::tls::Certificate::from_der(der).to_owned()),
+        );
+        let roots = Arc::new(roots);
+        let proxies = EnvProxies::from_env();
+        let via = |proxy: &Option<ureq::Proxy>| {
+            proxy
+                .as_ref()
+                .map(|p| agent(options, &roots, Some(p.clone())))
+        };
+        Ok(Client {
+            direct: agent(options, &roots, None),
+            via_http_proxy: via(&proxies.http),
+            via_https_proxy: via(&proxies.https),
+            proxies,
+            max_redirects: options.max_redirects,
+            allow_http: options.allow_http,
+            no_system_roots: store.is_empty(),
+        })
     }
+
+    /// The agent that reaches `url` the way the environment says.
+    fn agent(&self, url: &Url) -> &ureq::Agent {
+        let via = match self.proxies.route(url) {
+            Route::Direct => None,
+            Route::HttpProxy => self.via_http_proxy.as_ref(),
+            Route::HttpsProxy => self.via_https_proxy.as_ref(),
+        };
+        via.unwrap_or(&self.direct)
+    }
+}
+
+/// An agent trusting `roots`, with the timeouts of `options`. It follows no redirects
+/// ([`send`] does, under its own policy) and returns every status as an answer.
+///
+/// `connect_timeout` bounds the name lookup and, separately, the TCP connection with
+/// its TLS handshake; `read_timeout` bounds sending the request, the wait for the
+/// answer's headers, and each read of its body (an inactivity timeout, not a limit on
+/// the whole transfer).
+fn agent(
+    options: &Options,
+    roots: &Arc<Vec<ureq::tls::Certificate<'static>>>,
+    proxy: Option<ureq::Proxy>,
+) -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .root_certs(ureq::tls::RootCerts::Specific(roots.clone()))
+        .build();
+    ureq::config::Config::builder()
+        .user_agent(concat!("deltaapply/", env!("CARGO_PKG_VERSION")))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .max_redirects_will_error(false)
+        .proxy(proxy)
+        .tls_config(tls)
+        .timeout_resolve(Some(options.connect_timeout))
+        .timeout_connect(Some(options.connect_timeout))
+        .timeout_send_request(Some(options.read_timeout))
+        .timeout_recv_response(Some(options.read_timeout))
+        .timeout_per_read(Some(options.read_timeout))
+        .build()
+        .new_agent()
 }
 
 /// The key provider of the crypto provider that [`Client::new`] installs: the applier
@@ -86,53 +150,6 @@ impl rustls::crypto::KeyProvider for NoPrivateKeys {
     }
 }
 
-fn build(
-    options: &Options,
-    roots: Vec<reqwest::Certificate>,
-    with_system_roots: bool,
-) -> reqwest::Result<reqwest::blocking::Client> {
-    let allow_http = options.allow_http;
-    let max_redirects = options.max_redirects;
-    let builder = reqwest::blocking::Client::builder()
-        .user_agent(concat!("deltaapply/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(options.connect_timeout)
-        // The blocking client applies this to the wait for the headers and to every
-        // read of the body: an inactivity timeout, not a limit on the whole transfer.
-        .timeout(options.read_timeout)
-        .redirect(redirect::Policy::custom(move |attempt| {
-            let to = attempt.url();
-            let from = attempt.previous().last();
-            let problem = if attempt.previous().len() > max_redirects {
-                Some(RedirectProblem::TooMany)
-            } else if !matches!(to.scheme(), "http" | "https") {
-                Some(RedirectProblem::Scheme)
-            } else if to.scheme() == "http" && from.is_some_and(|f| f.scheme() == "https") {
-                Some(RedirectProblem::Downgrade)
-            } else if to.scheme() == "http" && !allow_http {
-                Some(RedirectProblem::PlainHttp)
-            } else {
-                None
-            };
-            match problem {
-                Some(problem) => {
-                    let refusal = Refusal {
-                        from: from.map(redacted).unwrap_or_default(),
-                        to: redacted(to),
-                        problem,
-                    };
-                    attempt.error(refusal)
-                }
-                None => attempt.follow(),
-            }
-        }));
-    if with_system_roots {
-        builder.tls_certs_merge(roots)
-    } else {
-        builder.tls_certs_only(roots)
-    }
-    .build()
-}
-
 /// GETs a file of at most `cap` bytes, reading at most `cap + 1`.
 pub(super) fn get_small(
     client: &Client,
@@ -140,24 +157,25 @@ pub(super) fn get_small(
     cap: u64,
     options: &Options,
 ) -> Result<Vec<u8>, FetchError> {
-    let resp = send(client, client.inner.get(url.clone()), url, options)?;
-    let at = redacted(resp.url());
+    let (resp, at) = send(client, url, &[], options)?;
     if resp.status().as_u16() != 200 {
         return Err(FetchError::Status {
             url: at,
             status: resp.status().as_u16(),
         });
     }
-    if let Some(len) = resp.content_length().filter(|&len| len > cap) {
+    let declared = resp.body().content_length();
+    if let Some(len) = declared.filter(|&len| len > cap) {
         return Err(FetchError::TooLarge {
             location: at,
             limit: cap,
             declared: Some(len),
         });
     }
-    let declared = resp.content_length();
     let mut bytes = Vec::new();
-    resp.take(cap.saturating_add(1))
+    resp.into_body()
+        .into_reader()
+        .take(cap.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| body_error(&at, e, bytes.len() as u64, options))?;
     if bytes.len() as u64 > cap {
@@ -193,15 +211,15 @@ pub(super) fn transfer(
     let mut restarted = false;
     loop {
         let offset = part.len();
-        let mut request = client.inner.get(url.clone());
+        let range = format!("bytes={offset}-");
+        let mut headers = Vec::new();
         if offset > 0 {
-            request = request.header(RANGE, format!("bytes={offset}-"));
+            headers.push((RANGE, range.as_str()));
             if let Some(v) = part.validator() {
-                request = request.header(IF_RANGE, v);
+                headers.push((IF_RANGE, v));
             }
         }
-        let resp = send(client, request, url, options)?;
-        let at = redacted(resp.url());
+        let (resp, at) = send(client, url, &headers, options)?;
         // Where the answer starts, and where its range ends for a 206.
         let (start, range_end) = match resp.status().as_u16() {
             // The whole file: the server ignored Range, or the file changed since the
@@ -229,7 +247,7 @@ pub(super) fn transfer(
             total: size,
         });
         let remaining = size - start;
-        let declared = resp.content_length();
+        let declared = resp.body().content_length();
         if let Some(len) = declared.filter(|&len| len > remaining) {
             part.restart(None)?;
             return Err(FetchError::TooLarge {
@@ -238,7 +256,10 @@ pub(super) fn transfer(
                 declared: Some(start.saturating_add(len)),
             });
         }
-        let mut body = resp.take(remaining.saturating_add(1));
+        let mut body = resp
+            .into_body()
+            .into_reader()
+            .take(remaining.saturating_add(1));
         let mut buf = vec![0u8; IO_CHUNK];
         loop {
             let n = match body.read(&mut buf) {
@@ -337,6 +358,7 @@ fn check_content_range(
     }
     if start != offset
         || resp
+            .body()
             .content_length()
             .is_some_and(|len| len != end - start + 1)
     {
@@ -378,67 +400,178 @@ fn validator(resp: &Response) -> Option<String> {
         .or_else(|| header(LAST_MODIFIED))
 }
 
-/// Sends a request and turns reqwest's failures into ours.
+/// GETs `url` with `headers`, following redirects (301, 302, 303, 307 and 308, at most
+/// [`Options::max_redirects`] in a row, never from https to http, nor to http when
+/// [`Options::allow_http`] is off), and turns ureq's failures into ours. Returns the
+/// answer and the URL it came from, for messages.
+///
+/// A user name and password in `url` are sent as Basic authorisation (percent-escapes
+/// decoded), never in the URL, and not after a redirect to another host, port or scheme;
+/// each redirected request names the URL that redirected as its `Referer`.
 fn send(
     client: &Client,
-    request: reqwest::blocking::RequestBuilder,
     url: &Url,
+    headers: &[(ureq::http::HeaderName, &str)],
     options: &Options,
-) -> Result<Response, FetchError> {
-    request.send().map_err(|source| {
-        let url = redacted(url);
-        if let Some(refusal) = find_refusal(&source) {
-            return FetchError::RedirectRefused {
-                from: refusal.from.clone(),
-                to: refusal.to.clone(),
-                problem: refusal.problem,
-            };
+) -> Result<(Response, String), FetchError> {
+    let (mut current, mut authorization) = split_credentials(url);
+    let mut referer: Option<String> = None;
+    let mut redirects = 0;
+    loop {
+        let mut request = client.agent(&current).get(current.as_str());
+        for (name, value) in headers {
+            request = request.header(name, *value);
         }
-        if source.is_connect() && is_tls_failure(&source) {
-            FetchError::Tls {
-                url,
-                no_system_roots: client.no_system_roots,
-                source: source.into(),
-            }
-        } else if source.is_connect() {
-            FetchError::Connect {
-                url,
-                source: source.into(),
-            }
-        } else if source.is_timeout() {
-            FetchError::Timeout {
-                url,
-                after: options.read_timeout,
-            }
+        if let Some(value) = &authorization {
+            request = request.header("authorization", value);
+        }
+        if let Some(value) = &referer {
+            request = request.header("referer", value);
+        }
+        let resp = request
+            .call()
+            .map_err(|e| request_error(client, url, e, options))?;
+        let to = match resp.status().as_u16() {
+            301 | 302 | 303 | 307 | 308 => resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|location| current.join(location).ok()),
+            _ => None,
+        };
+        // Not a redirect, or one without a usable Location: the answer as it is.
+        let Some(to) = to else {
+            return Ok((resp, redacted(&current)));
+        };
+        redirects += 1;
+        let problem = if redirects > client.max_redirects {
+            Some(RedirectProblem::TooMany)
+        } else if !matches!(to.scheme(), "http" | "https") {
+            Some(RedirectProblem::Scheme)
+        } else if to.scheme() == "http" && current.scheme() == "https" {
+            Some(RedirectProblem::Downgrade)
+        } else if to.scheme() == "http" && !client.allow_http {
+            Some(RedirectProblem::PlainHttp)
         } else {
-            FetchError::Request {
-                url,
-                source: source.into(),
-            }
+            None
+        };
+        if let Some(problem) = problem {
+            return Err(FetchError::RedirectRefused {
+                from: redacted(&current),
+                to: redacted(&to),
+                problem,
+            });
         }
-    })
+        let same_origin = to.host_str() == current.host_str()
+            && to.port_or_known_default() == current.port_or_known_default()
+            && to.scheme() == current.scheme();
+        if !same_origin {
+            authorization = None;
+        }
+        let mut from = current;
+        let _ = from.set_username("");
+        let _ = from.set_password(None);
+        from.set_fragment(None);
+        referer = Some(from.into());
+        current = to;
+    }
+}
+
+/// `url` without its user name and password, and those as an `Authorization` value
+/// (none when either is not UTF-8 once decoded).
+fn split_credentials(url: &Url) -> (Url, Option<String>) {
+    use base64::Engine;
+    if url.username().is_empty() && url.password().is_none() {
+        return (url.clone(), None);
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|s| s.into_owned())
+    };
+    let user = decode(url.username());
+    let password = url.password().map(decode);
+    let mut bare = url.clone();
+    // Cannot fail: the URL has a host, since it has a user name or password.
+    let _ = bare.set_username("");
+    let _ = bare.set_password(None);
+    let value = match (user, password) {
+        (Some(user), None) => Some(format!("{user}:")),
+        (Some(user), Some(Some(password))) => Some(format!("{user}:{password}")),
+        _ => None,
+    }
+    .map(|credentials| {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credentials);
+        format!("Basic {encoded}")
+    });
+    (bare, value)
+}
+
+/// A request's failure, before an answer arrived, as ours.
+fn request_error(client: &Client, url: &Url, e: ureq::Error, options: &Options) -> FetchError {
+    use ureq::Error as E;
+    let url = redacted(url);
+    if is_tls_failure(&e) {
+        return FetchError::Tls {
+            url,
+            no_system_roots: client.no_system_roots,
+            source: e.into(),
+        };
+    }
+    let connect = match &e {
+        E::HostNotFound | E::ConnectionFailed | E::ConnectProxyFailed(_) => true,
+        E::Timeout(ureq::Timeout::Resolve | ureq::Timeout::Connect) => true,
+        E::Io(io) => matches!(
+            io.kind(),
+            io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::HostUnreachable
+                | io::ErrorKind::NetworkUnreachable
+                | io::ErrorKind::NetworkDown
+                | io::ErrorKind::AddrNotAvailable
+                | io::ErrorKind::AddrInUse
+                | io::ErrorKind::PermissionDenied
+        ),
+        _ => false,
+    };
+    if connect {
+        FetchError::Connect {
+            url,
+            source: e.into(),
+        }
+    } else if matches!(e, E::Timeout(_)) {
+        FetchError::Timeout {
+            url,
+            after: options.read_timeout,
+        }
+    } else {
+        FetchError::Request {
+            url,
+            source: e.into(),
+        }
+    }
 }
 
 /// Whether rustls refused the connection (an untrusted or invalid certificate, a
-/// failed handshake). `io::Error` does not list its inner error as a source, so each
-/// one is opened.
-fn is_tls_failure(err: &reqwest::Error) -> bool {
-    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = next {
-        let mut wrapped = e;
-        loop {
-            if wrapped.is::<rustls::Error>() {
-                return true;
-            }
-            match wrapped
-                .downcast_ref::<io::Error>()
-                .and_then(io::Error::get_ref)
-            {
-                Some(inner) => wrapped = inner,
-                None => break,
-            }
+/// failed handshake). ureq passes rustls's errors on as its own, or inside an
+/// `io::Error`, which does not list its inner error as a source: each one is opened.
+fn is_tls_failure(err: &ureq::Error) -> bool {
+    let mut io = match err {
+        ureq::Error::Rustls(_) | ureq::Error::Tls(_) => return true,
+        ureq::Error::Io(io) => io.get_ref(),
+        _ => None,
+    };
+    while let Some(inner) = io {
+        if inner.is::<rustls::Error>() {
+            return true;
         }
-        next = e.source();
+        io = match inner.downcast_ref::<ureq::Error>() {
+            Some(ureq::Error::Rustls(_)) => return true,
+            Some(ureq::Error::Io(e)) => e.get_ref(),
+            _ => inner
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref),
+        };
     }
     false
 }
@@ -447,8 +580,8 @@ fn is_tls_failure(err: &reqwest::Error) -> bool {
 fn body_error(at: &str, e: io::Error, received: u64, options: &Options) -> FetchError {
     let timed_out = e.kind() == io::ErrorKind::TimedOut
         || e.get_ref()
-            .and_then(|inner| inner.downcast_ref::<reqwest::Error>())
-            .is_some_and(reqwest::Error::is_timeout);
+            .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+            .is_some_and(|e| matches!(e, ureq::Error::Timeout(_)));
     if timed_out {
         FetchError::Timeout {
             url: at.to_string(),
@@ -463,36 +596,25 @@ fn body_error(at: &str, e: io::Error, received: u64, options: &Options) -> Fetch
     }
 }
 
-/// The redirect policy's refusal, carried through reqwest's error.
-#[derive(Debug)]
-struct Refusal {
-    from: String,
-    to: String,
-    problem: RedirectProblem,
-}
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "redirect from {} to {} refused", self.from, self.to)
-    }
-}
-
-impl std::error::Error for Refusal {}
-
-fn find_refusal(err: &reqwest::Error) -> Option<&Refusal> {
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        if let Some(refusal) = s.downcast_ref::<Refusal>() {
-            return Some(refusal);
-        }
-        source = s.source();
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_leave_the_url() {
+        let split = |s: &str| split_credentials(&Url::parse(s).unwrap());
+        let (url, auth) = split("https://us%20er:p%40ss@example.com/pub/");
+        assert_eq!(url.as_str(), "https://example.com/pub/");
+        // base64("us er:p@ss")
+        assert_eq!(auth.as_deref(), Some("Basic dXMgZXI6cEBzcw=="));
+        let (url, auth) = split("https://user@example.com/");
+        assert_eq!(url.as_str(), "https://example.com/");
+        assert_eq!(auth.as_deref(), Some("Basic dXNlcjo="));
+        let (url, auth) = split("https://u:%ff@example.com/");
+        assert_eq!((url.as_str(), auth), ("https://example.com/", None));
+        let (url, auth) = split("https://example.com/");
+        assert_eq!((url.as_str(), auth), ("https://example.com/", None));
+    }
 
     #[test]
     fn content_ranges() {
