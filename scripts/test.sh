@@ -25,3 +25,5 @@ cargo test -p deltaapply --no-default-features --lib --locked
 cargo test -p deltaapply-apply -p deltaapply-fetch -p deltaapply-update --lib --locked
 # Doc tests are not part of --all-targets.
 cargo test --workspace --doc --locked
+# The applier's size budget (3.0 MB stripped): fails over it.
+bash scripts/applier-size.sh
