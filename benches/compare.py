@@ -11,13 +11,19 @@ right away, and compares the output with `new` byte for byte. Diff and apply eac
 under GNU time (`/usr/bin/time -f '%e %U %S %M'`) with a per-command timeout. Results go
 to a markdown table (--out, default benches/results/latest.md, also printed) and a JSON
 file beside it. Exit status 1 if any output mismatched or any tool errored, else 0.
+
+HDiffPatch (`hdiffz -m-6 -SD -c-zstd-21-24`, not packaged in Debian) runs beside the others
+when HDIFFPATCH_SRC names a source checkout: it is built in a copy under
+~/.cache/deltapack-bench (or $XDG_CACHE_HOME). Without it, its cells say "not measured".
 Python 3.11 stdlib only. See benches/README.md.
 """
 
 import argparse
 import contextlib
 import datetime
+import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -31,27 +37,20 @@ FETCH = ROOT.parent / "shared" / "corpus" / "fetch.sh"
 MiB = 1 << 20
 TAR = ["tar", "--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner", "--format=gnu"]
 
-# RECORDED, not measured by this script: patch bytes from /work/shared/corpus/PEERS.md
-# (2026-11-21, 2 cores). HDiffPatch 4.12 `hdiffz -m-6 -SD -c-zstd-21-24` is not packaged in
-# Debian, so its figure is only ever this copy. The peer columns are used only as a
-# fallback (marked †) when the peers are not run, e.g. with --only-ours. None = did not finish.
-RECORDED = {  # pair: (bsdiff, xdelta3, zstd, hdiffz -m)
-    "cryptography-so": (1_017_305, 1_526_483, 1_177_411, 901_366),
-    "cryptography-tree": (1_019_017, 1_600_750, 1_177_957, 902_066),
-    "cryptography-whl": (3_752_705, 3_715_909, 3_710_001, 3_714_704),
-    "esbuild-exe": (256_922, 829_845, 528_479, 251_603),
-    "polars-so": (10_658_828, 15_000_997, 13_005_104, 8_687_357),
-    "prettier-tree": (221_698, 284_004, 159_000, 173_061),
-    "synthetic-img": (None, 6_507_732, 7_030_160, 6_502_886),
-    "uv-exe": (4_326_055, 5_421_128, 4_177_138, 3_499_108),
-}
-PEERS = ("bsdiff", "xdelta3", "zstd")
+PEERS = ("bsdiff", "xdelta3", "zstd")  # the Debian peers
 OURS = ("auto", "bsdiff", "zstd")  # deltapack --method values
-TOOLS = (*PEERS, *(f"ours-{m}" for m in OURS))
+TOOLS = (*PEERS, "hdiffz", *(f"ours-{m}" for m in OURS))
 PEER_BINS = {"bsdiff": ("bsdiff", "bspatch"), "xdelta3": ("xdelta3",), "zstd": ("zstd",)}
-DP = ROOT / "target" / "release" / "deltapack"
-DA = ROOT / "target" / "applier" / "deltaapply"
-BIN = {"deltapack": DP, "deltaapply": DA}  # main() points these at snapshot copies
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+DP = TARGET / "release" / "deltapack"
+DA = TARGET / "applier" / "deltaapply"
+# main() points these at snapshot copies; hdiffz/hpatchz only when HDIFFPATCH_SRC builds.
+BIN = {"deltapack": DP, "deltaapply": DA}
+# HDiffPatch (not packaged in Debian) is built from a source checkout named by
+# HDIFFPATCH_SRC, in a copy under a cache directory (never in the checkout or the repo).
+HDP_MAKE = ["make", "LDEF=0", "ZLIB=2", "LZMA=0", "ZSTD=2", "MD5=0", "XXH=0", "BZIP2=2"]
+HDP_HEADERS = {"zstd.h": "libzstd-dev", "bzlib.h": "libbz2-dev", "zlib.h": "zlib1g-dev"}
+HDIFFZ_OPTS = ["-m-6", "-SD", "-c-zstd-21-24"]  # its best-size mode (PEERS.md)
 
 
 def xdelta_window(old):
@@ -70,6 +69,9 @@ def peer_cmds(tool, old, new, patch, out):
         b = xdelta_window(old)
         return (["xdelta3", "-f", "-e", "-9", "-S", "lzma", "-B", b, "-s", old, new, patch],
                 ["xdelta3", "-f", "-d", "-B", b, "-s", old, patch, out])
+    if tool == "hdiffz":
+        return ([str(BIN["hdiffz"]), *HDIFFZ_OPTS, "-d", "-f", old, new, patch],
+                [str(BIN["hpatchz"]), "-f", old, patch, out])
     return (["zstd", "-q", "-f", "-19", "--long=31", f"--patch-from={old}", new, "-o", patch],
             ["zstd", "-q", "-f", "-d", "--long=31", f"--patch-from={old}", patch, "-o", out])
 
@@ -221,6 +223,49 @@ def build_ours():
     return probe_ours()
 
 
+def hdp_cache_root():
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deltapack-bench"
+
+
+def build_hdiffz(src):
+    """Build hdiffz and hpatchz from the HDiffPatch checkout SRC (HDIFFPATCH_SRC) in a copy
+    under the cache directory, keyed by the checkout's file names, sizes and mtimes and the
+    make flags, so an unchanged checkout is built once. Returns (directory holding both
+    binaries, None) or (None, why not)."""
+    if not src:
+        return None, "HDIFFPATCH_SRC not set"
+    src = Path(src).expanduser().resolve()
+    if not (src / "hdiffz.cpp").is_file() or not (src / "Makefile").is_file():
+        return None, f"HDIFFPATCH_SRC={src} is not an HDiffPatch checkout (no hdiffz.cpp, Makefile)"
+    if lacking := [pkg for h, pkg in HDP_HEADERS.items() if not Path("/usr/include", h).exists()]:
+        return None, f"cannot build hdiffz: install {' '.join(lacking)} (apt-get install -y {' '.join(lacking)})"
+    key = hashlib.sha256(" ".join(HDP_MAKE).encode())
+    for f in sorted(src.rglob("*")):
+        rel = f.relative_to(src)
+        if rel.parts[0] != ".git" and f.is_file():
+            st = f.stat()
+            key.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    dest = hdp_cache_root() / f"hdiffpatch-{key.hexdigest()[:16]}"
+    if ROOT in dest.parents:
+        return None, f"refusing to build HDiffPatch inside the repository ({dest})"
+    if (dest / "hdiffz").is_file() and (dest / "hpatchz").is_file():
+        log(f"hdiffz: using the build cached in {dest}")
+        return dest, None
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns(".git"))
+    argv = [*HDP_MAKE, f"-j{os.cpu_count() or 1}"]
+    log(f"$ (cd {tmp} && {' '.join(argv)})  # HDiffPatch from {src}, ~40 s")
+    p = run(argv, cwd=tmp)
+    if p.returncode != 0 or not (tmp / "hdiffz").is_file() or not (tmp / "hpatchz").is_file():
+        log(p.stdout[-2000:] + p.stderr[-3000:])
+        last = (p.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        return None, f"HDiffPatch build failed (make exit {p.returncode}: {last})"
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest, None
+
+
 def probe_ours():
     for exe, sub, flag in ((DP, "diff", "--method"), (DA, "apply", "--max-memory")):
         if not exe.exists():
@@ -241,7 +286,16 @@ def first_line(argv):
     return line.strip("* ").split(", by ")[0].split(", Copyright")[0]
 
 
-def header_info(args):
+def hdiffz_version(hdp, why_not):
+    if why_not:
+        return f"hdiffz: not measured ({why_not})"
+    v = first_line([str(hdp / "hdiffz"), "-v"])
+    src = Path(os.environ["HDIFFPATCH_SRC"]).expanduser()
+    commit = run(["git", "-C", str(src), "rev-parse", "--short", "HEAD"]).stdout.strip()
+    return f"{v} (built from {src}" + (f" at {commit}" if commit else "") + ")"
+
+
+def header_info(args, hdp, hdp_missing):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     mem = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
     rev = run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT).stdout.strip() or "?"
@@ -255,6 +309,7 @@ def header_info(args):
             "zstd": first_line(["zstd", "--version"]),
             "xdelta3": first_line(["xdelta3", "-V"]),
             "bsdiff": "Debian bsdiff " + (run(["dpkg-query", "-W", "-f", "${Version}", "bsdiff"]).stdout or "?"),
+            "hdiffz": hdiffz_version(hdp, hdp_missing),
             "deltapack": f"git {rev}, {first_line(['rustc', '--version'])}",
         },
         "corpus": str(args.corpus),
@@ -274,68 +329,125 @@ def fnum(x, fmt="{:,}"):
     return "—" if x is None else fmt.format(x)
 
 
+def cell(r):
+    """Patch bytes of a verified run, else why there is no figure ("not run": not selected)."""
+    if r is None:
+        return "not run"
+    if r["verified"]:
+        return r["patch_bytes"]
+    if r["status"] == "not measured":
+        return f"not measured ({r['note']})"
+    return {"diff timeout": "did not finish", "not available": "not available"}.get(r["status"], "FAIL")
+
+
+def references(rows, pair):
+    """(hdiffz patch bytes or why none, (best Debian peer bytes, its name) or why none)."""
+    rs = {r["tool"]: r for r in rows if r["pair"] == pair}
+    hd = cell(rs.get("hdiffz"))
+    peers = [(cell(rs[p]), p) for p in PEERS if p in rs and isinstance(cell(rs[p]), int)]
+    if peers:
+        best = min(peers)
+    elif any(p in rs for p in PEERS):
+        best = "no verified Debian peer"
+    else:
+        best = "Debian peers not run"
+    return hd, best
+
+
+def ratio(x, ref):
+    """x / ref when both are figures, else the reason there is none."""
+    if not isinstance(x, int):
+        return None
+    if isinstance(ref, tuple):
+        ref = ref[0]
+    if isinstance(ref, int):
+        return x / ref
+    return "not measured" if ref.startswith("not measured") else ref
+
+
+def fratio(x):
+    return x if isinstance(x, str) else fnum(x, "{:.3f}")
+
+
 def table_rows(rows, timeout):
     dnf = f"did not finish (>{timeout:g} s)"
-    yield ("| pair | tool | new bytes | patch bytes | % of new | diff CPU s | diff peak RSS MiB "
-           "| apply wall s | apply peak RSS MiB | verified |")
-    yield "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+    yield ("| pair | tool | new bytes | patch bytes | % of new | / hdiffz | / best Debian peer "
+           "| diff CPU s | diff peak RSS MiB | apply wall s | apply peak RSS MiB | verified |")
+    yield "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     for r in rows:
         st, pb = r["status"], r.get("patch_bytes")
+        if st == "not measured":
+            yield (f"| {r['pair']} | {r['label']} | {r['new_bytes']:,} | not measured ({r['note']}) "
+                   "| — | — | — | — | — | — | — | — |")
+            continue
         patch = {"not available": "not available", "diff timeout": dnf, "diff error": "**error**"}.get(st, fnum(pb))
         pct = fnum(100 * pb / r["new_bytes"] if pb is not None else None, "{:.2f}")
+        hd, best = references(rows, r["pair"])
+        mine = pb if r["verified"] else None
         rss = lambda k: fnum(r[k] / 1024 if k in r else None, "{:.1f}")
         wall = dnf if st == "apply timeout" else fnum(r.get("apply_wall"), "{:.2f}")
         ver = {True: "ok", False: "**FAIL**"}.get(r["verified"], "—")
         note = f" ({r['note']})" if r.get("note") else ""
         yield (f"| {r['pair']} | {r['label']} | {r['new_bytes']:,} | {patch} | {pct} "
+               f"| {fratio(ratio(mine, hd))} | {fratio(ratio(mine, best))} "
                f"| {fnum(r.get('diff_cpu'), '{:.2f}')} | {rss('diff_rss_kib')} | {wall} "
                f"| {rss('apply_rss_kib')} | {ver}{note} |")
 
 
-def cell(r):
-    """Patch bytes of a verified run, else why there is no figure (None: not run)."""
-    if r is None or r["verified"]:
-        return r and r["patch_bytes"]
-    return {"diff timeout": "did not finish", "not available": "not available"}.get(r["status"], "FAIL")
+def geomean(xs):
+    xs = [x for x in xs if isinstance(x, float)]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
 
 
 def summary(rows, pairs):
-    """Per pair: each tool's patch bytes, the recorded hdiffz figure, and ratios."""
+    """Per pair: every tool's patch bytes (verified only) and our auto patch against hdiffz
+    and against the best Debian peer, all measured in this run."""
     out = []
     for pair in pairs:
         rs = {r["tool"]: r for r in rows if r["pair"] == pair}
         if not rs:
             continue
-        rec = RECORDED.get(pair, (None,) * 4)
-        s = {"pair": pair, "new_bytes": next(iter(rs.values()))["new_bytes"], "recorded": [],
-             "hdiffz -m (recorded)": rec[3]}
-        for i, p in enumerate(PEERS):
-            if p in rs:
-                s[p] = cell(rs[p])
-            else:  # peer not run: fall back to the PEERS.md figure
-                s[p] = rec[i] or "did not finish"
-                s["recorded"].append(p)
+        s = {"pair": pair, "new_bytes": next(iter(rs.values()))["new_bytes"]}
+        for t in (*PEERS, "hdiffz"):
+            s[t] = cell(rs.get(t))
         for m in OURS:
             s[f"deltapack {m}"] = cell(rs.get(f"ours-{m}"))
-        peers = [s[p] for p in PEERS if isinstance(s[p], int)]
-        s["best peer"] = min(peers) if peers else None
-        auto = s["deltapack auto"] if isinstance(s["deltapack auto"], int) else None
-        s["auto / best peer"] = auto / s["best peer"] if auto and s["best peer"] else None
-        s["auto / hdiffz"] = auto / rec[3] if auto and rec[3] else None
+        hd, best = references(rows, pair)
+        s["best Debian peer"] = best[0] if isinstance(best, tuple) else best
+        s["best Debian peer tool"] = best[1] if isinstance(best, tuple) else None
+        s["auto / hdiffz"] = ratio(s["deltapack auto"], hd)
+        s["auto / best Debian peer"] = ratio(s["deltapack auto"], best)
         out.append(s)
     return out
 
 
 def summary_table(summ):
-    cols = [*PEERS, "hdiffz -m (recorded)", *(f"deltapack {m}" for m in OURS)]
-    yield "| pair | new bytes | " + " | ".join(cols) + " | auto / best peer | auto / hdiffz |"
-    yield "|---|" + "---:|" * (len(cols) + 3)
+    cols = [*PEERS, "hdiffz", *(f"deltapack {m}" for m in OURS)]
+    yield ("| pair | new bytes | " + " | ".join(cols)
+           + " | best Debian peer | auto / hdiffz | auto / best Debian peer |")
+    yield "|---|" + "---:|" * (len(cols) + 4)
     for s in summ:
-        cells = [(fnum(s[c]) if not isinstance(s[c], str) else s[c].replace("FAIL", "**FAIL**"))
-                 + ("†" if c in s["recorded"] else "") for c in cols]
-        ratio = fnum(s["auto / best peer"], "{:.3f}") + ("†" if s["recorded"] and s["auto / best peer"] else "")
+        cells = [fnum(s[c]) if not isinstance(s[c], str) else s[c].replace("FAIL", "**FAIL**") for c in cols]
+        best = fnum(s["best Debian peer"]) if isinstance(s["best Debian peer"], int) else s["best Debian peer"]
+        if s["best Debian peer tool"]:
+            best += f" ({s['best Debian peer tool']})"
         yield (f"| {s['pair']} | {s['new_bytes']:,} | " + " | ".join(cells)
-               + f" | {ratio} | {fnum(s['auto / hdiffz'], '{:.3f}')} |")
+               + f" | {best} | {fratio(s['auto / hdiffz'])} | {fratio(s['auto / best Debian peer'])} |")
+    gm = {}
+    for k in ("auto / hdiffz", "auto / best Debian peer"):
+        vals = [s[k] for s in summ]
+        n = sum(isinstance(v, float) for v in vals)
+        g = geomean(vals)
+        if g is not None:
+            gm[k] = f"**{g:.3f}** ({n} of {len(vals)} pairs)"
+        else:
+            gm[k] = next((v for v in vals if isinstance(v, str)), "—")
+    yield ("| **geometric mean** | | " + " | ".join("" for _ in cols) + " | "
+           + f" | {gm['auto / hdiffz']} | {gm['auto / best Debian peer']} |")
+
+
+def summary_geomeans(summ):
+    return {k: geomean([s[k] for s in summ]) for k in ("auto / hdiffz", "auto / best Debian peer")}
 
 
 def render(head, rows, summ, progress):
@@ -344,18 +456,22 @@ def render(head, rows, summ, progress):
         "# deltapack benchmark", "",
         f"- date: {head['date']}{progress}",
         f"- machine: {head['machine']}",
-        f"- tools: {v['zstd']}; {v['xdelta3']}; {v['bsdiff']}; deltapack {v['deltapack']}",
+        f"- tools: {v['zstd']}; {v['xdelta3']}; {v['bsdiff']}; {v['hdiffz']}; deltapack {v['deltapack']}",
         f"- corpus: `{head['corpus']}`; per-command timeout {head['timeout_s']:g} s",
         f"- command: `{head['command']}`",
+        "", "Every figure below was measured in this run, on this machine; none is copied from "
+        "elsewhere.",
         "", "## Every run", "",
         "Diff: CPU seconds (user+sys) and peak RSS. Apply: wall seconds and peak RSS, run "
-        "right after the diff (warm cache). verified = output equals `new` byte for byte.",
+        "right after the diff (warm cache). verified = output equals `new` byte for byte. "
+        "/ hdiffz and / best Debian peer: this patch's bytes divided by hdiffz's and by the "
+        "smallest verified of bsdiff, xdelta3 and zstd for the same pair (below 1: smaller).",
         "", *table_rows(rows, head["timeout_s"]),
         "", "## Patch bytes side by side", "",
-        "Only verified patches are counted. auto / best peer = our auto patch divided by the "
-        "smallest of bsdiff, xdelta3 and zstd (below 1 means ours is smaller). hdiffz -m is "
-        "RECORDED from /work/shared/corpus/PEERS.md (not packaged, not measured here); "
-        "† = peer not run this time, figure recorded from PEERS.md.",
+        "Only verified patches are counted. best Debian peer = the smallest of bsdiff, xdelta3 "
+        f"and zstd; hdiffz = HDiffPatch `hdiffz {' '.join(HDIFFZ_OPTS)}`, built from "
+        "HDIFFPATCH_SRC. auto / X = our auto patch divided by X (below 1 means ours is smaller); "
+        "the geometric mean is over the pairs where both figures exist.",
         "", *summary_table(summ), "",
     ]
     return "\n".join(lines)
@@ -408,7 +524,13 @@ def main():
         if ours_missing:
             log(f"our tools not available ({ours_missing}); running the rest")
 
-    head = header_info(args)
+    hdp, hdp_missing = None, None
+    if "hdiffz" in tools:
+        hdp, hdp_missing = build_hdiffz(os.environ.get("HDIFFPATCH_SRC"))
+        if hdp_missing:
+            log(f"hdiffz: not measured ({hdp_missing}); running the rest")
+
+    head = header_info(args, hdp, hdp_missing)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="deltabench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -416,6 +538,10 @@ def main():
         (work / "bin").mkdir(exist_ok=True)
         for name, exe in BIN.items():
             BIN[name] = Path(shutil.copy2(exe, work / "bin" / name))
+    if hdp:
+        (work / "bin").mkdir(exist_ok=True)
+        for name in ("hdiffz", "hpatchz"):
+            BIN[name] = Path(shutil.copy2(hdp / name, work / "bin" / name))
     rows = []
     try:
         for i, pair in enumerate(pairs, 1):
@@ -426,11 +552,13 @@ def main():
                 log(f"[{pair}] {label(tool)} ...")
                 if tool.startswith("ours-") and ours_missing:
                     r = {"status": "not available", "verified": None, "note": ours_missing}
+                elif tool == "hdiffz" and hdp_missing:
+                    r = {"status": "not measured", "verified": None, "note": hdp_missing}
                 else:
                     r = bench_one(tool, old, new, wd, args.timeout, args.keep)
                 r.update(pair=pair, tool=tool, label=label(tool, r), new_bytes=os.path.getsize(new))
                 rows.append(r)
-                if r["status"] == "not available":
+                if r["status"] in ("not available", "not measured"):
                     continue
                 log(f"[{pair}] {r['label']}: {r['status']}, patch {fnum(r.get('patch_bytes'))} B, "
                     f"diff {fnum(r.get('diff_cpu'), '{:.2f}')} s CPU, apply {fnum(r.get('apply_wall'), '{:.2f}')} s, "
@@ -442,7 +570,8 @@ def main():
             md = render(head, rows, summ, progress)
             args.out.write_text(md)
             args.out.with_suffix(".json").write_text(json.dumps(
-                {"header": head, "partial": bool(progress), "rows": rows, "summary": summ}, indent=1) + "\n")
+                {"header": head, "partial": bool(progress), "rows": rows, "summary": summ,
+                 "geometric_means": summary_geomeans(summ)}, indent=1) + "\n")
     finally:
         if not args.keep and not args.work:
             shutil.rmtree(work, ignore_errors=True)

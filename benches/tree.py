@@ -18,10 +18,15 @@ Answers two questions for the corpus's directory pairs (default `cryptography-tr
        --format=gnu -C side -cf side.tar .`), `deltapack diff old.tar new.tar -o PATCH
        --json` (the single-file `auto` method) and `deltaapply apply old.tar PATCH -o
        out.tar --json`, checked byte for byte;
-   (c) the peers' figures RECORDED in ../shared/corpus/PEERS.md (HDiffPatch `hdiffz -m`
-       and its apply RSS, bsdiff, xdelta3, zstd, the zstd-19 full image), copied into
-       RECORDED below and never re-run here (HDiffPatch is not installed).
-   Each diff and apply runs --repeat times (default 3) under `/usr/bin/time -f '%e %U %S
+   (c) the peers, measured in the same run (every figure is measured, none recorded):
+       bsdiff, xdelta3 and zstd on the tars (benches/compare.py's commands), the new tar's
+       zstd-19 full image (`zstd -19 --long=27`), and HDiffPatch `hdiffz -m-6 -SD
+       -c-zstd-21-24` both on the tars and on the directories (its directory mode;
+       `hpatchz -f OLD_DIR PATCH OUT_DIR`, OUT checked as in (a), permission bits
+       reported apart since hdiffz does not promise them). hdiffz is built from the
+       checkout HDIFFPATCH_SRC names, as compare.py does; without it its rows say "not
+       measured". Peers run once each (their sizes are deterministic).
+   Our diffs and applies run --repeat times (default 3) under `/usr/bin/time -f '%e %U %S
    %M'`; the table shows the run with the median wall time. Applies read the old side
    from the page cache (the diff just read it).
 
@@ -69,26 +74,19 @@ import sys
 import tomllib
 from pathlib import Path
 
-from compare import TAR, last_json, same
+import compare
+from compare import HDIFFZ_OPTS, PEERS, TAR, build_hdiffz, hdiffz_version, last_json, peer_cmds, same
 from release_build import log, run, sha256_file, timed
 from update import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = {"deltapack": ROOT / "target/release/deltapack", "deltaapply": ROOT / "target/release/deltaapply"}
+TARGET = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
+BIN = {"deltapack": TARGET / "release/deltapack", "deltaapply": TARGET / "release/deltaapply"}
 BUILD = ["cargo", "build", "--release", "-p", "deltapack", "-p", "deltaapply-cli"]
 PAIRS = ("cryptography-tree", "prettier-tree")
 CREATED = ["2026-11-01T10:00:00Z", "2026-11-02T10:00:00Z"]
 VERSIONS = ["1.0", "2.0"]
 
-# RECORDED, not measured by this script: ../shared/corpus/PEERS.md (2026-11-21, 2 cores),
-# the peers on the deterministic tars of each tree. HDiffPatch 4.12 `hdiffz -m-6 -SD
-# -c-zstd-21-24` is not installed; its figures exist here only as this copy.
-RECORDED = {  # pair: full zstd-19, bsdiff, xdelta3 -9 -S lzma, zstd-19 patch-from, hdiffz -m, hpatchz RSS MiB
-    "cryptography-tree": {"new_tar": 11_376_640, "full_zstd19": 3_212_181, "bsdiff": 1_019_017,
-                          "xdelta3": 1_600_750, "zstd": 1_177_957, "hdiffz": 902_066, "hpatchz_rss_mib": 8},
-    "prettier-tree": {"new_tar": 7_751_680, "full_zstd19": 893_934, "bsdiff": 221_698,
-                      "xdelta3": 284_004, "zstd": 159_000, "hdiffz": 173_061, "hpatchz_rss_mib": 11},
-}
 TIMING_KEYS = ("wall", "cpu", "rss_kib", "others_cpu")
 
 
@@ -224,11 +222,95 @@ def measure_patches(pair, old_dir, new_dir, work, repeat, problems):
     rows["new_tree_bytes"] = tree_bytes(want)
     rows["new_entries"] = len(want)
     rows["old_tree_bytes"] = tree_bytes(listing(old_dir))
-    if rows["new_tar_bytes"] != RECORDED[pair]["new_tar"]:
-        problems.append(f"{pair}: new.tar is {rows['new_tar_bytes']:,} bytes, PEERS.md measured "
-                        f"{RECORDED[pair]['new_tar']:,}: the recorded figures are for another tar")
+    rows["peers"] = measure_peers(old_dir, new_dir, old_tar, new_tar, work, problems, want)
     for p in (old_tar, new_tar):
         p.unlink()
+    return rows
+
+
+HDP = {"dir": None, "missing": "HDIFFPATCH_SRC not set"}  # main() builds hdiffz
+
+
+def peer_run(key, label, diff_argv, apply_argv, patch, out, new, work, problems, want=None):
+    """One diff and apply of a peer tool, checked like ours (a directory output against the
+    new tree's listing: contents strictly, permission bits reported apart)."""
+    rmtree(patch)
+    rmtree(out)
+    log(f"  {label} ...")
+    row = {"label": label, "diff_argv": [str(a) for a in diff_argv],
+           "apply_argv": [str(a) for a in apply_argv] if apply_argv else None, "verified": False}
+    d = timed(diff_argv, work / "time.txt")
+    row.update(diff_wall=d["wall"], diff_cpu=d["cpu"], diff_rss_kib=d["rss_kib"])
+    if d["rc"] != 0 or not patch.exists():
+        row["note"] = f"diff exit {d['rc']}: {d['stderr'].strip()[-300:]}"
+        problems.append(f"{label}: {row['note']}")
+        return row
+    row["patch_bytes"] = patch.stat().st_size
+    if apply_argv is None:  # the full image: compressed size only
+        row["verified"] = None
+        rmtree(patch)
+        return row
+    a = timed(apply_argv, work / "time.txt")
+    row.update(apply_wall=a["wall"], apply_cpu=a["cpu"], apply_rss_kib=a["rss_kib"])
+    if a["rc"] != 0 or not out.exists():
+        row["note"] = f"apply exit {a['rc']}: {a['stderr'].strip()[-300:]}"
+    elif want is not None:
+        bad = tree_differences(want, out)
+        modes = [x for x in bad if x.startswith("differs") and mode_only(x, want, out)]
+        bad = [x for x in bad if x not in modes]
+        row["verified"] = not bad
+        if bad:
+            row["note"] = "; ".join(bad[:5])
+        elif modes:
+            row["note"] = f"contents ok; permission bits differ on {len(modes)} entries"
+    else:
+        row["verified"] = same(out, new)
+        if not row["verified"]:
+            row["note"] = "output differs from new"
+    if not row["verified"]:
+        problems.append(f"{label}: {row.get('note')}")
+    log(f"    {row['patch_bytes']:,} bytes; diff {d['cpu']:.2f} s CPU; apply {a['wall']:.2f} s; "
+        f"{'ok' if row['verified'] else 'FAIL'}")
+    rmtree(patch)
+    rmtree(out)
+    return row
+
+
+def mode_only(line, want, out_root):
+    """True when a `differs PATH` line of tree_differences is about permission bits only."""
+    path = line[len("differs "):].split(": ", 1)[0]
+    got = listing(out_root).get(path)
+    w = want.get(path)
+    return got is not None and w is not None and (got[0], got[2], got[3]) == (w[0], w[2], w[3])
+
+
+def measure_peers(old_dir, new_dir, old_tar, new_tar, work, problems, want):
+    """The peers in the same run: Debian's on the tars, the zstd-19 full image, and hdiffz
+    on the tars and on the directories (when HDIFFPATCH_SRC built it)."""
+    d = work / "peers"
+    d.mkdir(parents=True, exist_ok=True)
+    patch, out = d / "patch", d / "out"
+    rows = {}
+    for tool in PEERS:
+        bins = compare.PEER_BINS[tool]
+        if lacking := [b for b in bins if not shutil.which(b)]:
+            rows[tool] = {"label": tool, "verified": None, "note": f"not installed ({', '.join(lacking)})"}
+            continue
+        da = peer_cmds(tool, str(old_tar), str(new_tar), str(patch), str(out))
+        rows[tool] = peer_run(tool, f"{tool} (tars)", *da, patch, out, new_tar, d, problems)
+    if shutil.which("zstd"):
+        rows["full_zstd19"] = peer_run("full_zstd19", "full image zstd-19 (new tar)",
+                                       ["zstd", "-q", "-f", "-19", "--long=27", str(new_tar), "-o", str(patch)],
+                                       None, patch, out, new_tar, d, problems)
+    for kind, old, new in (("tar", old_tar, new_tar), ("dir", old_dir, new_dir)):
+        key = f"hdiffz-{kind}"
+        label = f"hdiffz -m ({'tars' if kind == 'tar' else 'directories'})"
+        if HDP["missing"]:
+            rows[key] = {"label": label, "verified": None, "not_measured": HDP["missing"]}
+            continue
+        da = peer_cmds("hdiffz", str(old), str(new), str(patch), str(out))
+        rows[key] = peer_run(key, label, *da, patch, out, new, d, problems,
+                             want if kind == "dir" else None)
     return rows
 
 
@@ -397,6 +479,8 @@ def render(r):
         f"- date: {h['date']}",
         f"- machine: {h['machine']}",
         f"- binaries: {h['build']}; `{' '.join(BUILD)}`, target/release/deltapack and deltaapply",
+        f"- peers: {h.get('hdiffz', 'hdiffz: not in this JSON')}; Debian bsdiff, xdelta3, zstd "
+        f"(benches/compare.py's commands; hdiffz `{' '.join(HDIFFZ_OPTS)} -d -f`)",
         f"- command: `{h['command']}`",
         f"- each diff, apply and update ran {r['repeat']} times under `/usr/bin/time -f '%e %U %S %M'`; "
         "the figures are those of the run with the median wall time",
@@ -419,41 +503,68 @@ def render(r):
                + [x["others_cpu"] for pr in r["pairs"] for u in pr["updates"] for x in u["runs"]] or [0])
 
     lines += ["", "## 1. Tree patch against the tar patch and the peers", "",
-              "*new bytes*: the new tree's file bytes (tree) or its tar's size. *% of full*: share of the "
-              "new tar's zstd-19 full image recorded in PEERS.md. Times are wall seconds (diff CPU in "
-              "brackets); RSS is the peak of the whole process. Peer rows are **recorded** figures from "
-              "`../shared/corpus/PEERS.md` (measured on the tars; not re-run here), with their apply RSS "
-              "only where PEERS.md gives it.", "",
+              "*new bytes*: the new tree's file bytes (tree, hdiffz on directories) or its tar's size. "
+              "*% of zstd-19 full*: share of the new tar's zstd-19 full image (`zstd -19 --long=27`), "
+              "measured in this run. Times are wall seconds (diff CPU in brackets); RSS is the peak of "
+              "the whole process. Every row was measured in this run; the peers ran once each, ours "
+              f"{r['repeat']} times (median shown).", "",
               "| pair | patch | new bytes | patch bytes | % of new | % of zstd-19 full | diff wall s (CPU s) "
               "| diff RSS MiB | apply wall s | apply RSS MiB | verified |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for pr in r["pairs"]:
-        pair, p, rec = pr["pair"], pr["patches"], RECORDED[pr["pair"]]
+        pair, p = pr["pair"], pr["patches"]
+        peers = p.get("peers", {})
+        full = (peers.get("full_zstd19") or {}).get("patch_bytes")
         for k, label, nb in (("tree", "deltapack tree patch (dirs)", p["new_tree_bytes"]),
                              ("tar", "deltapack on the tars (auto → "
                               f"{p['tar']['diff']['json'].get('method', '?')})", p["new_tar_bytes"])):
             d, a = p[k]["diff"], p[k]["apply"]
             lines.append(f"| {pair} | {label} | {nb:,} | {fnum(p[k]['patch_bytes'])} | {pct(p[k]['patch_bytes'], nb)} "
-                         f"| {pct(p[k]['patch_bytes'], rec['full_zstd19'])} | {d['wall']:.2f} ({d['cpu']:.2f}) "
+                         f"| {pct(p[k]['patch_bytes'], full)} | {d['wall']:.2f} ({d['cpu']:.2f}) "
                          f"| {mib(d['rss_kib'])} | {a['wall']:.2f} | {mib(a['rss_kib'])} "
                          f"| {'ok' if d['verified'] and a['verified'] else '**FAIL**'} |")
-        for k, label, rss in (("hdiffz", "hdiffz -m (recorded)", f"{rec['hpatchz_rss_mib']}"),
-                              ("bsdiff", "bsdiff (recorded)", "—"), ("xdelta3", "xdelta3 -9 -S lzma (recorded)", "—"),
-                              ("zstd", "zstd-19 patch-from (recorded)", "—"),
-                              ("full_zstd19", "full image zstd-19 (recorded)", "—")):
-            lines.append(f"| {pair} | {label} | {rec['new_tar']:,} | {rec[k]:,} | {pct(rec[k], rec['new_tar'])} "
-                         f"| {pct(rec[k], rec['full_zstd19'])} | — | — | — | {rss} | (recorded) |")
-    lines += ["", "Tree patch against the others (below 1.000 the tree patch is smaller):", "",
-              "| pair | tree patch | tree / tar patch | tree / hdiffz -m (recorded) | tree / best recorded peer "
-              "| our full tree image (publish) | tree patch recipes |",
-              "|---|---:|---:|---:|---:|---:|---|"]
+        if not peers:
+            lines.append(f"| {pair} | peers | — | not in this JSON (written before peers were measured) "
+                         "| — | — | — | — | — | — | — |")
+        for k in ("hdiffz-dir", "hdiffz-tar", *PEERS, "full_zstd19"):
+            x = peers.get(k)
+            if x is None:
+                continue
+            nb = p["new_tree_bytes"] if k == "hdiffz-dir" else p["new_tar_bytes"]
+            if "not_measured" in x or "patch_bytes" not in x:
+                why = f"not measured ({x['not_measured']})" if "not_measured" in x else x.get("note", "—")
+                lines.append(f"| {pair} | {x['label']} | {nb:,} | {why} | — | — | — | — | — | — | — |")
+                continue
+            ver = {True: "ok", False: "**FAIL**", None: "—"}[x["verified"]]
+            note = f" ({x['note']})" if x.get("note") else ""
+            lines.append(f"| {pair} | {x['label']} | {nb:,} | {x['patch_bytes']:,} | {pct(x['patch_bytes'], nb)} "
+                         f"| {pct(x['patch_bytes'], full)} | {x['diff_wall']:.2f} ({x['diff_cpu']:.2f}) "
+                         f"| {mib(x['diff_rss_kib'])} | {fnum(x.get('apply_wall'), '{:.2f}')} "
+                         f"| {mib(x['apply_rss_kib']) if 'apply_rss_kib' in x else '—'} | {ver}{note} |")
+    lines += ["", "Tree patch against the others, all measured in this run (below 1.000 the tree patch is "
+              "smaller; best Debian peer = smallest verified of bsdiff, xdelta3, zstd on the tars):", "",
+              "| pair | tree patch | tree / tar patch | tree / hdiffz (dirs) | tree / hdiffz (tars) "
+              "| tree / best Debian peer | our full tree image (publish) | tree patch recipes |",
+              "|---|---:|---:|---:|---:|---:|---:|---|"]
+
+    def over(t, x):
+        if x is None:
+            return "—"
+        if "not_measured" in x:
+            return "not measured"
+        return f"{t / x['patch_bytes']:.3f}" if x.get("verified") else "—"
+
     for pr in r["pairs"]:
-        p, rec = pr["patches"], RECORDED[pr["pair"]]
+        p = pr["patches"]
+        peers = p.get("peers", {})
         t = p["tree"]["patch_bytes"]
-        best = min(rec["bsdiff"], rec["xdelta3"], rec["zstd"], rec["hdiffz"])
+        best = min((peers[k] for k in PEERS if (peers.get(k) or {}).get("verified")),
+                   key=lambda x: x["patch_bytes"], default=None)
+        bcell = f"{over(t, best)} ({best['label'].split()[0]})" if best else "—"
         st = p["tree"]["diff"]["json"].get("stats")
-        lines.append(f"| {pr['pair']} | {t:,} | {t / p['tar']['patch_bytes']:.3f} | {t / rec['hdiffz']:.3f} "
-                     f"| {t / best:.3f} | {pr['publish']['full_image']:,} | {recipes(st)} |")
+        lines.append(f"| {pr['pair']} | {t:,} | {t / p['tar']['patch_bytes']:.3f} | {over(t, peers.get('hdiffz-dir'))} "
+                     f"| {over(t, peers.get('hdiffz-tar'))} | {bcell} "
+                     f"| {pr['publish']['full_image']:,} | {recipes(st)} |")
 
     lines += ["", "## 2. Updating an installed tree: per-file fallback against the whole image", "",
               "Release 1.0 = old tree, 2.0 = new tree, published with `deltapack build` into one directory "
@@ -551,8 +662,6 @@ def main():
         ap.error("--repeat must be at least 1")
     pairs = [p for p in args.pairs.split(",") if p]
     for p in pairs:
-        if p not in RECORDED:
-            sys.exit(f"error: no recorded peer figures for {p}; pairs: {', '.join(RECORDED)}")
         if not (args.corpus / "pairs" / p / "old").is_dir() or not (args.corpus / "pairs" / p / "new").is_dir():
             sys.exit(f"error: {args.corpus}/pairs/{p}/{{old,new}} are not directories "
                      "(build the corpus with ../shared/corpus/fetch.sh)")
@@ -572,7 +681,15 @@ def main():
             sys.exit(f"error: {exe} missing (run without --no-build)")
         BIN[name] = Path(shutil.copy2(exe, work / "bin" / name))
 
+    HDP["dir"], HDP["missing"] = build_hdiffz(os.environ.get("HDIFFPATCH_SRC"))
+    if HDP["missing"]:
+        log(f"hdiffz: not measured ({HDP['missing']})")
+    else:
+        for name in ("hdiffz", "hpatchz"):
+            compare.BIN[name] = Path(shutil.copy2(HDP["dir"] / name, work / "bin" / name))
+            BIN[name] = compare.BIN[name]
     header = header_info(args)
+    header["hdiffz"] = hdiffz_version(HDP["dir"], HDP["missing"])
     problems, notes, results = [], [], []
     for pair in pairs:
         old_dir, new_dir = args.corpus / "pairs" / pair / "old", args.corpus / "pairs" / pair / "new"
@@ -613,7 +730,7 @@ def main():
 
     problems[:] = list(dict.fromkeys(problems))
     report = {"header": header, "repeat": args.repeat, "corpus": str(args.corpus), "work": str(work),
-              "bins": {k: str(v) for k, v in BIN.items()}, "recorded": RECORDED, "pairs": results,
+              "bins": {k: str(v) for k, v in BIN.items()}, "pairs": results,
               "problems": problems, "notes": list(dict.fromkeys(notes))}
     report["notes"] = list(dict.fromkeys(notes))
     args.out.parent.mkdir(parents=True, exist_ok=True)
