@@ -55,11 +55,13 @@ mod proxy;
 /// How downloads behave. The defaults suit a device on a slow or flaky network.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
-    /// Longest wait for a TCP (and TLS) connection to be set up.
+    /// Longest wait for a TCP (and TLS) connection to be set up (and, apart, for the
+    /// host name to be looked up).
     pub connect_timeout: Duration,
-    /// Longest wait for a response's headers (from the start of the request, so it
-    /// also bounds the connection), or for any further bytes of its body: a stalled
-    /// transfer fails after this much silence, however long it has run.
+    /// Longest wait for a response's headers once the connection is up (also for
+    /// sending the request, and for each read during the TLS handshake), or for any
+    /// further bytes of its body: a stalled transfer fails after this much silence,
+    /// however long it has run.
     pub read_timeout: Duration,
     /// Attempts on one mirror after the first, for failures that may pass (connect
     /// errors, timeouts, interrupted transfers, HTTP 5xx, 408 and 429).
@@ -77,8 +79,9 @@ pub struct Options {
     pub allow_http: bool,
     /// DER-encoded certificates trusted as roots in addition to the system's, for
     /// update servers with a private certificate authority. On a system without CA
-    /// certificates (a minimal device image) they are the only ones trusted. (Android
-    /// cannot add roots this way.)
+    /// certificates (a minimal device image) they are the only ones trusted. The
+    /// system's are read where OpenSSL finds them (`SSL_CERT_FILE`, `SSL_CERT_DIR`, the
+    /// distribution's bundle), or from the trust store on macOS and Windows.
     pub extra_root_certificates: Vec<Vec<u8>>,
 }
 
