@@ -7,6 +7,7 @@
 /// tree.
 const FORBIDDEN_CRATES: &[&str] = &[
     "reqwest",
+    "ureq",
     "hyper",
     "tokio",
     "mio",
