@@ -48,7 +48,9 @@ fn scratch() -> &'static Path {
     DIR.get_or_init(|| {
         let shm = Path::new("/dev/shm");
         let dir = if shm.is_dir() {
-            tempfile::Builder::new().prefix("deltaapply-fuzz").tempdir_in(shm)
+            tempfile::Builder::new()
+                .prefix("deltaapply-fuzz")
+                .tempdir_in(shm)
         } else {
             tempfile::Builder::new().prefix("deltaapply-fuzz").tempdir()
         };
@@ -85,7 +87,11 @@ impl Files {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        let expected: &[&str] = if ok { &["new", "old", "patch"] } else { &["old", "patch"] };
+        let expected: &[&str] = if ok {
+            &["new", "old", "patch"]
+        } else {
+            &["old", "patch"]
+        };
         assert_eq!(names, expected, "scratch directory after a run (ok: {ok})");
         let out = ok.then(|| fs::read(&self.dest).unwrap());
         for p in [&self.old, &self.patch, &self.dest] {
@@ -114,9 +120,15 @@ pub fn fix_header(patch: &mut Vec<u8>, method: Method, old: &[u8]) {
     h[8..10].copy_from_slice(&container::VERSION.to_le_bytes());
     h[10..12].copy_from_slice(&(HEADER_LEN as u16).to_le_bytes());
     h[12] = method.code();
-    h[13] = 10 + h[13] % 15;
+    if !(10..=24).contains(&h[13]) {
+        h[13] = 10 + h[13] % 15;
+    }
     let window_log = h[13];
-    h[14] = if method == Method::Bsdiff { h[14] & 1 } else { 0 };
+    h[14] = if method == Method::Bsdiff {
+        h[14] & 1
+    } else {
+        0
+    };
     h[15] = 0;
     let source_size = if method == Method::Full {
         h[16..56].fill(0);
@@ -127,11 +139,19 @@ pub fn fix_header(patch: &mut Vec<u8>, method: Method, old: &[u8]) {
         old.len() as u64
     };
     let target = u64_at(h, 56);
-    let target = if target > MAX_OUTPUT { target % (MAX_OUTPUT + 1) } else { target };
+    let target = if target > MAX_OUTPUT {
+        target % (MAX_OUTPUT + 1)
+    } else {
+        target
+    };
     put(h, 56, target);
     put(h, 96, payload_len);
     h[104..136].copy_from_slice(&payload_sha.0);
-    put(h, 136, container::memory_bound(method, window_log, source_size, target));
+    put(
+        h,
+        136,
+        container::memory_bound(method, window_log, source_size, target),
+    );
     if method == Method::Bsdiff {
         let control = u64_at(h, 144).min(payload_len);
         let diff = u64_at(h, 152).min(payload_len - control);
@@ -182,7 +202,12 @@ pub fn apply_method(data: &[u8], method: Method) {
 }
 
 /// One zstd frame decoded in memory, with output buffers of random sizes.
-fn zstd_in_memory(frame: &[u8], prefix: Option<&[u8]>, window_log: u32, cap: usize) -> (Vec<u8>, End) {
+fn zstd_in_memory(
+    frame: &[u8],
+    prefix: Option<&[u8]>,
+    window_log: u32,
+    cap: usize,
+) -> (Vec<u8>, End) {
     let decoder = match prefix {
         Some(p) => zstd::stream::read::Decoder::with_ref_prefix(frame, p),
         None => zstd::stream::read::Decoder::with_buffer(frame),
@@ -216,7 +241,11 @@ pub fn foreign_bsdiff40(data: &[u8]) {
     let h = deltaapply::bsdiff40::Header::decode(patch, patch.len() as u64).unwrap();
     assert_eq!(out.len() as u64, h.new_size);
     let again = bspatch_in_memory(old, patch, &h);
-    assert_eq!(again.as_deref(), Some(&out[..]), "the in-memory bspatch differs");
+    assert_eq!(
+        again.as_deref(),
+        Some(&out[..]),
+        "the in-memory bspatch differs"
+    );
 }
 
 /// Target `foreign_zstd`: a `zstd --patch-from` frame, from `deltaapply::foreign`,
@@ -269,12 +298,20 @@ fn foreign_apply(old: &[u8], patch: &[u8], expected_size: Option<u64>) -> Option
 
 /// bspatch in memory, as `format-spec/foreign.md` describes it, over the format
 /// crate's checks ([`deltaapply::bsdiff40::Walk`]); `None` where it refuses the patch.
-fn bspatch_in_memory(old: &[u8], patch: &[u8], h: &deltaapply::bsdiff40::Header) -> Option<Vec<u8>> {
+fn bspatch_in_memory(
+    old: &[u8],
+    patch: &[u8],
+    h: &deltaapply::bsdiff40::Header,
+) -> Option<Vec<u8>> {
     let [c, d, e] = h.sections();
     let section = |(at, len): (u64, u64)| &patch[at as usize..(at + len) as usize];
     let mut sizes = ReadSizes::for_input(patch);
     let mut stream = |s| {
-        let (bytes, end) = read_all(&mut bzip2::read::BzDecoder::new(section(s)), &mut sizes, usize::MAX);
+        let (bytes, end) = read_all(
+            &mut bzip2::read::BzDecoder::new(section(s)),
+            &mut sizes,
+            usize::MAX,
+        );
         (end == End::Eof).then_some(bytes)
     };
     let (control, diff, extra) = (stream(c)?, stream(d)?, stream(e)?);
@@ -297,7 +334,11 @@ fn bspatch_in_memory(old: &[u8], patch: &[u8], h: &deltaapply::bsdiff40::Header)
         let diff = diff.get(di..di + add)?;
         for (k, &byte) in diff.iter().enumerate() {
             let at = step.old_pos + k as i64;
-            let o = usize::try_from(at).ok().and_then(|i| old.get(i)).copied().unwrap_or(0);
+            let o = usize::try_from(at)
+                .ok()
+                .and_then(|i| old.get(i))
+                .copied()
+                .unwrap_or(0);
             out.push(byte.wrapping_add(o));
         }
         out.extend_from_slice(extra.get(ei..ei + copy)?);
@@ -312,7 +353,10 @@ fn bspatch_in_memory(old: &[u8], patch: &[u8], h: &deltaapply::bsdiff40::Header)
 pub fn state_file(data: &[u8]) {
     if let Ok(state) = deltaapply::update::State::parse(data) {
         let text = state.render();
-        assert_eq!(deltaapply::update::State::parse(text.as_bytes()).unwrap(), state);
+        assert_eq!(
+            deltaapply::update::State::parse(text.as_bytes()).unwrap(),
+            state
+        );
         for product in state.products() {
             for channel in state.channels(product) {
                 assert!(state.accepted(product, channel).is_some());
