@@ -9,8 +9,11 @@ mod format_checks;
 
 use std::path::Path;
 
+/// One target's check.
+type Check = fn(&[u8]);
+
 /// Runs `check` on every file of `testdata/fuzz/<target>/`; returns how many.
-fn replay(target: &str, check: fn(&[u8])) -> usize {
+fn replay(target: &str, check: Check) -> usize {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../testdata/fuzz")
         .join(target);
@@ -36,7 +39,7 @@ fn replay(target: &str, check: fn(&[u8])) -> usize {
 
 #[test]
 fn fuzz_inputs_replay() {
-    let targets: [(&str, fn(&[u8])); 9] = [
+    let targets: [(&str, Check); 9] = [
         ("patch_header", format_checks::patch_header),
         ("control_stream", format_checks::control_stream),
         ("bsdiff40", format_checks::bsdiff40),
