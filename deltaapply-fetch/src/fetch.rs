@@ -357,6 +357,27 @@ impl FetchError {
     }
 }
 
+/// Parses a `Content-Range` value of a 206 answer, `bytes START-END/TOTAL` (TOTAL may
+/// be `*`), into START, END and TOTAL, with START ≤ END < TOTAL; `None` for anything
+/// else. No I/O: the HTTP download checks the answer's range with it, and the
+/// `content_range` fuzz target aims at it.
+pub fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let range = value.strip_prefix("bytes ")?;
+    let (span, total) = range.split_once('/')?;
+    let (start, end) = span.split_once('-')?;
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let (start, end) = (number(start)?, number(end)?);
+    let total = match total {
+        "*" => None,
+        t => Some(number(t)?),
+    };
+    (start <= end && total.is_none_or(|t| end < t)).then_some((start, end, total))
+}
+
 fn status_hint(status: u16) -> &'static str {
     match status {
         404 | 410 => {

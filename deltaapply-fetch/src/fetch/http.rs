@@ -11,7 +11,7 @@ use url::Url;
 
 use super::part::{self, Part};
 use super::proxy::{EnvProxies, Route};
-use super::{FetchError, Options, Progress, RedirectProblem};
+use super::{FetchError, Options, Progress, RedirectProblem, parse_content_range};
 use crate::source::redacted;
 use deltaapply_format::digest::IO_CHUNK;
 
@@ -365,24 +365,6 @@ fn check_content_range(
         return bad();
     }
     Ok((start, end))
-}
-
-/// Parses `bytes START-END/TOTAL` (TOTAL may be `*`) with START ≤ END.
-fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
-    let range = value.strip_prefix("bytes ")?;
-    let (span, total) = range.split_once('/')?;
-    let (start, end) = span.split_once('-')?;
-    let number = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
-    };
-    let (start, end) = (number(start)?, number(end)?);
-    let total = match total {
-        "*" => None,
-        t => Some(number(t)?),
-    };
-    (start <= end && total.is_none_or(|t| end < t)).then_some((start, end, total))
 }
 
 /// The answer's validator for a later `If-Range`: its ETag if strong (weak ones may

@@ -1,0 +1,74 @@
+//! Replays every input under `testdata/fuzz/<target>/` for the targets of the I/O-free
+//! parsers through the very checks the fuzz targets run (`fuzz/src/format_checks.rs`,
+//! compiled in here). An input the fuzzer found (a crash, or a slow input) is added
+//! there with the fix; see `README.md`, "Fuzzing".
+
+#[allow(dead_code, missing_docs)]
+#[path = "../../fuzz/src/format_checks.rs"]
+mod format_checks;
+
+use std::path::Path;
+
+/// One target's check.
+type Check = fn(&[u8]);
+
+/// Runs `check` on every file of `testdata/fuzz/<target>/`; returns how many.
+fn replay(target: &str, check: Check) -> usize {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../testdata/fuzz")
+        .join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        let started = std::time::Instant::now();
+        check(&data);
+        // The fuzzer's -timeout is 10 s in a release build; a debug build is slower.
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "{} is slow again",
+            path.display()
+        );
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn fuzz_inputs_replay() {
+    let targets: [(&str, Check); 9] = [
+        ("patch_header", format_checks::patch_header),
+        ("control_stream", format_checks::control_stream),
+        ("bsdiff40", format_checks::bsdiff40),
+        ("zstd_frame_header", format_checks::zstd_frame_header),
+        ("tree_index", format_checks::tree_index),
+        ("tree_listing", format_checks::tree_listing),
+        ("manifest", format_checks::manifest),
+        ("signature_file", format_checks::signature_file),
+        ("key_file", format_checks::key_file),
+    ];
+    for (target, check) in targets {
+        let n = replay(target, check);
+        eprintln!("{target}: {n} inputs");
+    }
+}
+
+/// The checks themselves accept what the producer makes (so that a vector that
+/// passes means something).
+#[test]
+fn the_checks_pass_on_valid_inputs() {
+    let vectors = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/vectors");
+    for name in [
+        "bsdiff-valid.dpatch",
+        "full-valid.dpatch",
+        "zstd-valid.dpatch",
+    ] {
+        format_checks::patch_header(&std::fs::read(vectors.join(name)).unwrap());
+    }
+    format_checks::key_file(&std::fs::read(vectors.join("test-key.pub")).unwrap());
+    format_checks::control_stream(b"\x01\x02\x03\x00\x05\x7f");
+    format_checks::tree_listing(b"\x01\xed\x01\x03bin");
+}

@@ -1,0 +1,9 @@
+#![no_main]
+//! Fuzz target `apply_bsdiff`: see `deltaapply_fuzz::apply_checks`.
+
+use deltaapply_fuzz::*;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    apply_checks::apply_method(data, deltaapply::Method::Bsdiff);
+});
