@@ -814,6 +814,17 @@ impl<'s, 'p> Sink<'s, 'p> {
         Ok(())
     }
 
+    /// Reads back `buf.len()` bytes written from `offset` (which must be below
+    /// [`Sink::written`]): what is buffered is flushed first.
+    pub(crate) fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let io_err = |source| Error::OutputIo {
+            path: self.path.to_path_buf(),
+            source,
+        };
+        self.out.flush().map_err(io_err)?;
+        read_exact_at(self.out.get_ref(), buf, offset).map_err(io_err)
+    }
+
     /// Bytes written so far.
     pub(crate) fn written(&self) -> u64 {
         self.written

@@ -18,7 +18,7 @@ pub mod tree;
 
 // The format core under the short paths the modules of this crate use.
 pub(crate) use deltaapply_format::{
-    bsdiff40, codec, container, control, digest, signature, zstd_frame,
+    bsdiff40, codec, container, control, digest, signature, vcdiff, zstd_frame,
 };
 
 /// Public keys and the set of keys an applier trusts ([`deltaapply_format::key`]), and
