@@ -23,6 +23,11 @@ pub const WINDOW: usize = 4 << 20;
 /// Bytes that agree with the old file are copied from a run of this many on; shorter
 /// runs cost less as part of the ADD around them.
 pub const MIN_COPY: usize = 4;
+/// Literal bytes that repeat this many bytes of the target window made so far are
+/// copied from there.
+pub const MIN_SELF_COPY: usize = 8;
+/// log2 of the slots of the hash table finding those repeats.
+const SELF_HASH_BITS: u32 = 18;
 /// A literal run of one byte this long is written as a RUN.
 pub const MIN_RUN: usize = 8;
 
@@ -115,7 +120,10 @@ impl Pieces<'_> {
             return;
         }
         match self.list.last_mut() {
-            Some(Piece { old_pos: None, len: l }) => *l += len,
+            Some(Piece {
+                old_pos: None,
+                len: l,
+            }) => *l += len,
             _ => self.list.push(Piece { old_pos: None, len }),
         }
     }
@@ -194,6 +202,7 @@ fn write_window(
     let mut addr = Vec::new();
     let mut ins = Vec::with_capacity(pieces.len() * 2);
     let mut cache = AddressCache::new();
+    let mut repeats = Repeats::new(new, start, end);
     let mut pos = start;
     for p in pieces {
         match p.old_pos {
@@ -202,7 +211,25 @@ fn write_window(
                 let mode = cache.encode((o - lo) as u64, here, &mut addr);
                 ins.push(Ins::Copy(p.len as u64, mode.number()));
             }
-            None => literal(&new[pos..pos + p.len], &mut ins, &mut data),
+            None => {
+                let mut lit = pos;
+                let stop = pos + p.len;
+                let mut i = pos;
+                while i + MIN_SELF_COPY <= stop {
+                    let Some((from, len)) = repeats.find(new, start, i, stop) else {
+                        i += 1;
+                        continue;
+                    };
+                    literal(&new[lit..i], &mut ins, &mut data);
+                    let here = seg_len + (i - start) as u64;
+                    let a = seg_len + (from - start) as u64;
+                    let mode = cache.encode(a, here, &mut addr);
+                    ins.push(Ins::Copy(len as u64, mode.number()));
+                    i += len;
+                    lit = i;
+                }
+                literal(&new[lit..stop], &mut ins, &mut data);
+            }
         }
         pos += p.len;
     }
@@ -227,6 +254,53 @@ fn write_window(
     out.extend_from_slice(&data);
     out.extend_from_slice(&inst);
     out.extend_from_slice(&addr);
+}
+
+/// Finds repeats of the target window within itself: a hash of [`MIN_SELF_COPY`]
+/// bytes at every position already passed, the latest position kept per slot.
+struct Repeats {
+    table: Vec<u32>,
+    /// Positions below this are in the table.
+    filled: usize,
+    end: usize,
+}
+
+impl Repeats {
+    fn new(_new: &[u8], start: usize, end: usize) -> Repeats {
+        Repeats {
+            table: vec![u32::MAX; 1 << SELF_HASH_BITS],
+            filled: start,
+            end,
+        }
+    }
+
+    fn hash(bytes: &[u8]) -> usize {
+        let mut k = [0u8; 8];
+        k.copy_from_slice(&bytes[..MIN_SELF_COPY]);
+        (u64::from_le_bytes(k).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SELF_HASH_BITS))
+            as usize
+    }
+
+    /// A repeat of `new[i..]` (at most up to `stop`) starting in `start..i`, of at
+    /// least [`MIN_SELF_COPY`] bytes: (where, length).
+    fn find(&mut self, new: &[u8], start: usize, i: usize, stop: usize) -> Option<(usize, usize)> {
+        while self.filled < i && self.filled + MIN_SELF_COPY <= self.end {
+            let h = Self::hash(&new[self.filled..]);
+            self.table[h] = (self.filled - start) as u32;
+            self.filled += 1;
+        }
+        let slot = self.table[Self::hash(&new[i..])];
+        if slot == u32::MAX {
+            return None;
+        }
+        let from = start + slot as usize;
+        let len = new[from..stop]
+            .iter()
+            .zip(&new[i..stop])
+            .take_while(|(a, b)| a == b)
+            .count();
+        (len >= MIN_SELF_COPY).then_some((from, len))
+    }
 }
 
 /// `bytes` as ADDs, with RUNs for runs of one byte of [`MIN_RUN`] or more.
