@@ -37,6 +37,17 @@ pub fn encode(old: &[u8], new: &[u8], settings: &Settings) -> Result<Vec<u8>, Di
     Ok(encode_with(&index, old, new, WINDOW)?)
 }
 
+/// [`encode`] in target windows of `window` bytes.
+pub fn encode_windowed(
+    old: &[u8],
+    new: &[u8],
+    settings: &Settings,
+    window: usize,
+) -> Result<Vec<u8>, DiffError> {
+    let index = SuffixIndex::build(old, settings.threads)?;
+    Ok(encode_with(&index, old, new, window)?)
+}
+
 /// [`encode`] with the suffix index of `old` already built, in target windows of
 /// `window` bytes (at least 1).
 pub fn encode_with(
@@ -80,6 +91,10 @@ pub fn encode_with(
         }
         write_window(&mut out, old, new, start, end, &these);
         start = end;
+    }
+    if new.is_empty() {
+        // One empty window: xdelta3 refuses a patch with none ("nothing to output").
+        write_window(&mut out, old, new, 0, 0, &[]);
     }
     Ok(out)
 }
