@@ -12,6 +12,7 @@ mod error;
 pub mod foreign;
 mod key_file;
 pub mod lock;
+mod positioned;
 pub mod read;
 pub mod stage;
 pub mod tree;
