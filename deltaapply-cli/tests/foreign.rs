@@ -475,6 +475,15 @@ fn inspect_names_each_format_in_text_and_json() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("1099511627776 bytes"));
     let out = run(&[
         "inspect".as_ref(),
+        dir.join("vcdiff-xdelta3-lzma.vcdiff").as_os_str(),
+    ]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("VCD_DECOMPRESS (secondary compressor 2, LZMA)")
+    );
+    let out = run(&[
+        "inspect".as_ref(),
         dir.join("vcdiff-code-table.vcdiff").as_os_str(),
     ]);
     assert_eq!(out.status.code(), Some(3));

@@ -67,7 +67,8 @@ pub(super) fn plan(
             index: windows,
             offset,
         };
-        let w = window_header(patch, &header, offset, place)?;
+        // `inspect` (no old file) shows compressed windows; applying refuses them.
+        let w = window_header(patch, &header, offset, place, old_size.is_some())?;
         w.check_segment(old_size.unwrap_or(u64::MAX), made, place)
             .map_err(|e| vcdiff_err(patch, e))?;
         made = made.checked_add(w.target_len).ok_or_else(|| {
@@ -99,16 +100,21 @@ pub(super) fn plan(
     })
 }
 
-/// The header of the window at `offset`, refused if its sections are compressed.
+/// The header of the window at `offset`, refused if `plain` and its sections are
+/// compressed.
 fn window_header(
     patch: &PatchFile,
     header: &FileHeader,
     offset: u64,
     place: Place,
+    plain: bool,
 ) -> Result<WindowHeader, ForeignError> {
     let head = patch.head(offset, MAX_WINDOW_HEADER)?;
     let w = WindowHeader::decode(&head, patch.len - offset, place)
-        .and_then(|w| w.require_plain(header, place).map(|()| w))
+        .and_then(|w| match plain {
+            true => w.require_plain(header, place).map(|()| w),
+            false => Ok(w),
+        })
         .map_err(|e| vcdiff_err(patch, e))?;
     Ok(w)
 }
@@ -133,7 +139,7 @@ pub(super) fn decode(
     let mut index = 0u64;
     while offset < patch.len {
         let place = Place::Window { index, offset };
-        let w = window_header(patch, &plan.header, offset, place)?;
+        let w = window_header(patch, &plan.header, offset, place, true)?;
         // The plan checked every window against the limit; a patch file that changed
         // since must still not write more than planned.
         w.check_segment(old.size, sink.written(), place)

@@ -249,10 +249,17 @@ pub fn inspect(path: &Path, format: Format, json: bool) -> i32 {
                         ),
                         None => "no source segment".into(),
                     };
-                    let sum = match w.adler32 {
+                    let mut sum = match w.adler32 {
                         Some(a) => format!(", adler32 {a:08x}"),
                         None => String::new(),
                     };
+                    if w.delta_indicator != 0 {
+                        sum.push_str(&format!(
+                            ", sections compressed (Delta_Indicator {:#04x}: not applicable \
+                             here)",
+                            w.delta_indicator
+                        ));
+                    }
                     line(
                         &format!("window {i}"),
                         format!(
