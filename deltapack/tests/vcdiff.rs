@@ -99,8 +99,11 @@ fn xdelta3_and_deltaapply_apply_ours_byte_for_byte() {
     }
 }
 
+/// On this synthetic pair only: on the real pairs of the shared corpus ours is 1-14%
+/// larger than `xdelta3 -9 -S none`, and larger still than xdelta3's default, which
+/// adds LZMA secondary compression (`format-spec/vcdiff.md` §5).
 #[test]
-fn ours_is_smaller_than_xdelta3_without_secondary_compression_on_a_release() {
+fn ours_is_smaller_than_xdelta3_without_secondary_compression_on_the_synthetic_pair() {
     let dir = Dir::new();
     let (old, new) = release_pair(300_000, 40);
     let ours = encode(&old, &new, &Settings::default()).unwrap();
