@@ -19,6 +19,8 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Read, Write};
+
+pub(crate) use crate::positioned::{read_at, read_exact_at};
 use std::path::{Path, PathBuf};
 
 use crate::codec::Reader;
@@ -814,6 +816,17 @@ impl<'s, 'p> Sink<'s, 'p> {
         Ok(())
     }
 
+    /// Reads back `buf.len()` bytes written from `offset` (which must be below
+    /// [`Sink::written`]): what is buffered is flushed first.
+    pub(crate) fn read_back(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let io_err = |source| Error::OutputIo {
+            path: self.path.to_path_buf(),
+            source,
+        };
+        self.out.flush().map_err(io_err)?;
+        read_exact_at(self.out.get_ref(), buf, offset).map_err(io_err)
+    }
+
     /// Bytes written so far.
     pub(crate) fn written(&self) -> u64 {
         self.written
@@ -958,37 +971,4 @@ impl Read for VerifiedSection<'_> {
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
-}
-
-/// A positioned read (no shared file offset).
-#[cfg(unix)]
-pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    std::os::unix::fs::FileExt::read_at(file, buf, offset)
-}
-
-/// A positioned read (no shared file offset).
-#[cfg(windows)]
-pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
-}
-
-/// Fills `buf` from `offset` of `file`; a file that ends first is an error.
-pub(crate) fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
-    while !buf.is_empty() {
-        match read_at(file, buf, offset) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "old file shrank while reading",
-                ));
-            }
-            Ok(n) => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

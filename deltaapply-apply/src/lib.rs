@@ -13,13 +13,14 @@ pub mod fault;
 pub mod foreign;
 mod key_file;
 pub mod lock;
+mod positioned;
 pub mod read;
 pub mod stage;
 pub mod tree;
 
 // The format core under the short paths the modules of this crate use.
 pub(crate) use deltaapply_format::{
-    bsdiff40, codec, container, control, digest, signature, zstd_frame,
+    bsdiff40, codec, container, control, digest, signature, vcdiff, zstd_frame,
 };
 
 /// Public keys and the set of keys an applier trusts ([`deltaapply_format::key`]), and

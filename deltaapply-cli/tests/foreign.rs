@@ -164,11 +164,14 @@ fn every_vector_does_what_vectors_json_says_through_the_library_and_the_binary()
 }
 
 /// The valid vectors every sweep starts from: (patch, the file it makes).
-const SWEPT: [&str; 4] = [
+const SWEPT: [&str; 7] = [
     "bsdiff40-debian.bsdiff",
     "bsdiff40-deltapack.bsdiff",
     "bsdiff40-qbsdiff.bsdiff",
     "zstd-cli.zst",
+    "vcdiff-xdelta3.vcdiff",
+    "vcdiff-deltapack-windows.vcdiff",
+    "vcdiff-target-window.vcdiff",
 ];
 
 /// Applies `bytes` as a patch of exe.old expecting exe.new; returns whether it
@@ -228,12 +231,21 @@ fn bit_flips_in_the_headers_are_refused_or_change_nothing() {
     let bench = Workbench::new();
     for name in SWEPT {
         let bytes = std::fs::read(foreign_dir().join(name)).unwrap();
-        // The BSDIFF40 header, or the zstd frame header and the first block header.
+        // The BSDIFF40 header, the zstd frame header and the first block header, or
+        // the VCDIFF file header, the first window's header and its first sections.
         let span = if name.ends_with(".zst") { 12 } else { 40 };
+        // xdelta3's application header (file names) is not read: start after it.
+        let from = if name.ends_with(".vcdiff") {
+            deltaapply::vcdiff::FileHeader::decode(&bytes, bytes.len() as u64)
+                .unwrap()
+                .len as usize
+        } else {
+            0
+        };
         let mut refused = 0;
         for bit in 0..span * 8 {
             let mut flipped = bytes.clone();
-            flipped[bit / 8] ^= 1 << (bit % 8);
+            flipped[from + bit / 8] ^= 1 << (bit % 8);
             let context = format!("{name} with bit {bit} flipped");
             // A flip that still applies must make exe.new exactly (try_apply checks):
             // the sign bit of a zero length, say, is -0, which is 0 in bspatch too.
@@ -432,6 +444,7 @@ fn inspect_names_each_format_in_text_and_json() {
     for (patch, format) in [
         (dir.join("bsdiff40-debian.bsdiff"), "BSDIFF40"),
         (dir.join("zstd-cli.zst"), "zstd frame"),
+        (dir.join("vcdiff-xdelta3.vcdiff"), "VCDIFF"),
         (ours, "deltapack"),
     ] {
         let out = run(&["inspect".as_ref(), patch.as_os_str()]);
@@ -456,9 +469,25 @@ fn inspect_names_each_format_in_text_and_json() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("control length is negative"));
     let out = run(&[
         "inspect".as_ref(),
-        dir.join("vcdiff-hook.vcdiff").as_os_str(),
+        dir.join("vcdiff-tib-window.vcdiff").as_os_str(),
+    ]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1099511627776 bytes"));
+    let out = run(&[
+        "inspect".as_ref(),
+        dir.join("vcdiff-xdelta3-lzma.vcdiff").as_os_str(),
+    ]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("VCD_DECOMPRESS (secondary compressor 2, LZMA)")
+    );
+    let out = run(&[
+        "inspect".as_ref(),
+        dir.join("vcdiff-code-table.vcdiff").as_os_str(),
     ]);
     assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("VCD_CODETABLE"));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! the bsdiff control stream, SHA-256 digests, ed25519 public keys and signature
 //! checks (`keys.md`, `signatures.md`), the release manifest (`manifest-v1.md`), and
 //! the tree listing and tree-patch index (`tree-v1.md`), and the foreign formats the
-//! applier also takes: BSDIFF40 and the zstd frame header (`foreign.md`).
+//! applier also takes: BSDIFF40, the zstd frame header (`foreign.md`) and VCDIFF (`vcdiff.md`).
 //!
 //! Nothing here opens a file, touches the network or knows about a command line: this
 //! is the part fuzz targets aim at, and what every other crate of the applier builds
@@ -24,6 +24,7 @@ pub mod method;
 pub mod relpath;
 pub mod signature;
 pub mod tree;
+pub mod vcdiff;
 pub mod zstd_frame;
 
 pub use container::{FileId, FormatError, Header};

@@ -1,6 +1,6 @@
 //! Builds the committed vectors of `format-spec/foreign.md` §6 in
-//! `testdata/vectors/foreign/`: BSDIFF40 patches and zstd frames made by the peer tools
-//! (Debian's `bsdiff` and `zstd`), by qbsdiff and by deltapack, and crafted ones that
+//! `testdata/vectors/foreign/`: BSDIFF40 patches, zstd frames and VCDIFF patches made by the peer tools
+//! (Debian's `bsdiff`, `zstd` and `xdelta3`), by qbsdiff and by deltapack, and crafted ones that
 //! an applier must refuse (the 32-byte qbsdiff crasher, negative and overflowing
 //! control values, sizes far past the input, decompression bombs...), with
 //! `vectors.json` (what each case must do) and `README.md` (the same, for people).
@@ -26,6 +26,9 @@ use deltaapply::bsdiff40::{Header, offtout};
 use deltaapply::zstd_frame::FrameHeader;
 use deltapack::Settings;
 use serde::Serialize;
+
+#[path = "foreign_vectors/vcdiff.rs"]
+mod vcdiff;
 
 const BAD_PATCH: i32 = deltaapply_cli::exit::BAD_PATCH;
 const USAGE: i32 = deltaapply_cli::exit::USAGE;
@@ -136,13 +139,7 @@ fn main() -> anyhow::Result<()> {
     };
     bsdiff40_cases(&mut set, &parent, &old, &new)?;
     zstd_cases(&mut set, &parent, &old, &new)?;
-    set.bad(
-        "vcdiff-hook.vcdiff",
-        &[0xD6, 0xC3, 0xC4, 0x00, 0x00, 0x00, 0x00],
-        BAD_PATCH,
-        "VCDIFF patch, which this applier cannot apply yet",
-        "VCDIFF's magic (RFC 3284): recognised, refused until the VCDIFF decoder is in",
-    )?;
+    vcdiff::cases(&mut set, &parent, &old, &new)?;
     set.bad(
         "not-a-patch.bin",
         b"#!/bin/sh\necho hello\n",
@@ -578,7 +575,7 @@ fn readme(set: &Set) -> String {
          must contain, with the destination untouched and no file left behind. The \
          same test sweeps every truncation and header bit flip of the valid patches.\n\n\
          The inputs are `../exe.old`, `../exe-wrong.old` and `../exe.new`. Regenerate \
-         with (needs Debian's `bsdiff` and `zstd`):\n\n\
+         with (needs Debian's `bsdiff`, `zstd` and `xdelta3`):\n\n\
          ```sh\ncargo run -p deltapack --example make_foreign_vectors -- testdata/vectors/foreign\n```\n\n\
          | file | old | expected size | memory limit | expect | error contains | what |\n\
          |---|---|---:|---:|---|---|---|"

@@ -1,7 +1,8 @@
 //! Patches in the formats the field already runs, applied with the same discipline as
 //! our own container (`format-spec/foreign.md`): BSDIFF40 from bsdiff 4.x or qbsdiff,
-//! and zstd frames from `zstd --patch-from`. [`Format::detect`] tells them (and our
-//! container, and VCDIFF, whose decoder is not here yet) apart by their first bytes.
+//! zstd frames from `zstd --patch-from`, and VCDIFF from xdelta3 (without secondary
+//! compression). [`Format::detect`] tells them (and our container) apart by their
+//! first bytes.
 //!
 //! A foreign patch names neither the old file it was made from nor a digest of the
 //! file it makes, so the caller says what the result must be ([`Check`]): its SHA-256,
@@ -11,9 +12,10 @@
 //! file removed. Memory is bounded before anything is decoded, against the caller's
 //! limit: BSDIFF40 streams over the old file (three bzip2 decoders, whose block size
 //! each stream's header gives), a zstd frame holds the old file plus the window its
-//! header declares.
+//! header declares, VCDIFF its largest window's target and sections.
 
 mod bsdiff40;
+mod vcdiff;
 mod zstd_frame;
 
 use std::fs::File;
@@ -25,6 +27,7 @@ use crate::bsdiff40::Bsdiff40Error;
 use crate::container::FileId;
 use crate::lock::{LockError, TargetLock};
 use crate::stage::{Staged, inherit_permissions};
+use crate::vcdiff::VcdiffError;
 use crate::zstd_frame::FrameError;
 use crate::{Error, ErrorKind};
 use deltaapply_format::Sha256Digest;
@@ -44,9 +47,6 @@ pub enum Format {
     Bsdiff40,
     /// A zstd frame, as `zstd --patch-from=OLD` writes it.
     ZstdFrame,
-    // HOOK(vcdiff): recognised by its magic; `apply_foreign` and `describe` refuse it
-    // with `ForeignError::Unsupported` until the VCDIFF decoder is plugged in at the
-    // two places marked HOOK(vcdiff) below.
     /// VCDIFF (RFC 3284): bytes `D6 C3 C4` and a version byte.
     Vcdiff,
 }
@@ -133,7 +133,7 @@ pub struct ForeignReport {
 }
 
 /// A foreign patch's header, for `inspect`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "format", rename_all = "kebab-case")]
 pub enum Described {
     /// A BSDIFF40 header and the memory its streams need to decode.
@@ -147,6 +147,19 @@ pub enum Described {
     ZstdFrame {
         /// The header.
         header: crate::zstd_frame::FrameHeader,
+    },
+    /// A VCDIFF file header and its windows.
+    Vcdiff {
+        /// The file header.
+        header: crate::vcdiff::FileHeader,
+        /// How many windows the patch has.
+        window_count: u64,
+        /// The size of the file it makes.
+        target_size: u64,
+        /// Memory applying needs: the largest window's target and sections.
+        apply_memory: u64,
+        /// The first windows' headers (at most 1000).
+        windows: Vec<crate::vcdiff::WindowHeader>,
     },
 }
 
@@ -166,11 +179,16 @@ pub fn describe(path: &Path) -> Result<Described, ForeignError> {
         Format::ZstdFrame => Ok(Described::ZstdFrame {
             header: zstd_frame::header(&patch)?,
         }),
-        // HOOK(vcdiff): describe a VCDIFF header here.
-        format @ Format::Vcdiff => Err(ForeignError::Unsupported {
-            path: patch.path,
-            format,
-        }),
+        Format::Vcdiff => {
+            let plan = vcdiff::plan(&patch, None, true)?;
+            Ok(Described::Vcdiff {
+                header: plan.header,
+                window_count: plan.windows,
+                target_size: plan.target_size,
+                apply_memory: plan.memory,
+                windows: plan.listed,
+            })
+        }
         Format::Deltapack => Err(ForeignError::NotForeign { path: patch.path }),
     }
 }
@@ -188,19 +206,13 @@ pub fn apply_foreign(
     let decoder = match format {
         Format::Bsdiff40 => Decoder::Bsdiff40(bsdiff40::plan(&patch)?),
         Format::ZstdFrame => Decoder::ZstdFrame(zstd_frame::plan(&patch, old.size)?),
-        // HOOK(vcdiff): plan the VCDIFF decoder here (its target size and memory
-        // bound), and decode it in the `match` below.
-        Format::Vcdiff => {
-            return Err(ForeignError::Unsupported {
-                path: patch.path,
-                format,
-            });
-        }
+        Format::Vcdiff => Decoder::Vcdiff(vcdiff::plan(&patch, Some(old.size), false)?),
         Format::Deltapack => return Err(ForeignError::NotForeign { path: patch.path }),
     };
     let (declared, apply_memory) = match &decoder {
         Decoder::Bsdiff40(p) => (Some(p.header.new_size), p.memory),
         Decoder::ZstdFrame(p) => (p.header.content_size, p.memory),
+        Decoder::Vcdiff(p) => (Some(p.target_size), p.memory),
     };
     let target_size = match (declared, req.expected_size) {
         (Some(d), Some(e)) if d != e => {
@@ -227,6 +239,7 @@ pub fn apply_foreign(
     match &decoder {
         Decoder::Bsdiff40(p) => bsdiff40::decode(&patch, p, &old, &mut sink)?,
         Decoder::ZstdFrame(p) => zstd_frame::decode(&patch, p, &old, target_size, &mut sink)?,
+        Decoder::Vcdiff(p) => vcdiff::decode(&patch, p, &old, &mut sink)?,
     }
     let (size, sha256) = sink.finish()?;
     if size != target_size {
@@ -263,6 +276,7 @@ pub fn apply_foreign(
 enum Decoder {
     Bsdiff40(bsdiff40::Plan),
     ZstdFrame(zstd_frame::Plan),
+    Vcdiff(vcdiff::Plan),
 }
 
 /// The patch file, opened once and read through that handle with positioned reads.
@@ -424,6 +438,15 @@ pub enum ForeignError {
         #[source]
         source: FrameError,
     },
+    /// A VCDIFF header, window or instruction is invalid.
+    #[error("{} is not a valid VCDIFF patch", path.display())]
+    Vcdiff {
+        /// The patch file.
+        path: PathBuf,
+        /// What is wrong, naming the window and the field.
+        #[source]
+        source: VcdiffError,
+    },
     /// A stream does not decode, or decodes to the wrong amount.
     #[error("patch {} is corrupt: {problem}", path.display())]
     Corrupt {
@@ -502,6 +525,7 @@ impl ForeignError {
             | ForeignError::Unsupported { .. }
             | ForeignError::Bsdiff40 { .. }
             | ForeignError::ZstdFrame { .. }
+            | ForeignError::Vcdiff { .. }
             | ForeignError::Corrupt { .. }
             | ForeignError::SizeMismatch { .. }
             | ForeignError::Mismatch { .. } => ErrorKind::BadInput,

@@ -161,7 +161,7 @@ pub fn inspect(path: &Path, format: Format, json: bool) -> i32 {
         }
     };
     let printed = if json {
-        let mut value = serde_json::to_value(described).unwrap_or_default();
+        let mut value = serde_json::to_value(&described).unwrap_or_default();
         value["ok"] = true.into();
         value["format"] = serde_json::to_value(format).unwrap_or_default();
         cli::print_json(&value)
@@ -205,6 +205,79 @@ pub fn inspect(path: &Path, format: Format, json: bool) -> i32 {
                 );
                 let checksum = if header.checksum { "XXH64" } else { "none" };
                 line("checksum", checksum.to_string());
+            }
+            Described::Vcdiff {
+                header,
+                window_count,
+                target_size,
+                apply_memory,
+                windows,
+            } => {
+                line("target", format!("{target_size} bytes"));
+                let mut flags = Vec::new();
+                if let Some(id) = header.compressor {
+                    flags.push(format!(
+                        "VCD_DECOMPRESS (secondary compressor {id}, {})",
+                        deltaapply::vcdiff::compressor_name(id)
+                    ));
+                }
+                if let Some(n) = header.app_header_len {
+                    flags.push(format!("VCD_APPHEADER ({n} bytes)"));
+                }
+                if flags.is_empty() {
+                    flags.push("none".into());
+                }
+                line(
+                    "header",
+                    format!(
+                        "Hdr_Indicator {:#04x}: {}",
+                        header.indicator,
+                        flags.join(", ")
+                    ),
+                );
+                line("windows", window_count.to_string());
+                for (i, w) in windows.iter().enumerate().take(20) {
+                    let seg = match w.segment {
+                        Some(s) => format!(
+                            "{} {}..{}",
+                            match s.file {
+                                deltaapply::vcdiff::SegmentIn::Source => "VCD_SOURCE",
+                                deltaapply::vcdiff::SegmentIn::Target => "VCD_TARGET",
+                            },
+                            s.pos,
+                            s.pos + s.len
+                        ),
+                        None => "no source segment".into(),
+                    };
+                    let mut sum = match w.adler32 {
+                        Some(a) => format!(", adler32 {a:08x}"),
+                        None => String::new(),
+                    };
+                    if w.delta_indicator != 0 {
+                        sum.push_str(&format!(
+                            ", sections compressed (Delta_Indicator {:#04x}: not applicable \
+                             here)",
+                            w.delta_indicator
+                        ));
+                    }
+                    line(
+                        &format!("window {i}"),
+                        format!(
+                            "{} bytes from {seg}; data {} + inst {} + addr {} bytes{sum}",
+                            w.target_len, w.data_len, w.inst_len, w.addr_len
+                        ),
+                    );
+                }
+                if window_count > 20 {
+                    line("", format!("... {} more windows", window_count - 20));
+                }
+                line(
+                    "apply memory",
+                    format!(
+                        "{} ({apply_memory} bytes): the largest window's target and sections",
+                        cli::human_bytes(apply_memory)
+                    ),
+                );
             }
         }
         line(

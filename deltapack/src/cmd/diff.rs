@@ -46,8 +46,9 @@ pub struct Args {
     /// Sign the patch with this secret key (PKCS#8 PEM, from `deltapack keygen`).
     #[arg(long, value_name = "FILE")]
     secret_key: Option<PathBuf>,
-    /// The patch's format: deltapack (our container), or bsdiff40 (bsdiff 4.x, for
-    /// devices with only `bspatch`: no signature, no digests, --method does not apply).
+    /// The patch's format: deltapack (our container), bsdiff40 (bsdiff 4.x, for
+    /// devices with only `bspatch`) or vcdiff (RFC 3284, for `xdelta3 -d`); the last
+    /// two have no signature and no digests, and --method does not apply.
     #[arg(long, default_value = "deltapack")]
     format: PatchFormat,
     /// Print the result as one line of JSON on stdout.
@@ -370,7 +371,7 @@ mod tree {
     }
 }
 
-/// `deltapack diff --format bsdiff40`: a patch in another tool's format.
+/// `deltapack diff --format bsdiff40|vcdiff`: a patch in another tool's format.
 mod foreign {
     use super::*;
     use deltaapply::foreign::{Described, describe};
@@ -387,7 +388,10 @@ mod foreign {
         let old = read(&args.old, "old")?;
         let new = read(&args.new, "new")?;
         let spinner = cli::Bar::spinner(!args.json, "diffing");
-        let made = deltapack::formats::bsdiff40::encode(&old, &new, &settings(&args));
+        let made = match format {
+            PatchFormat::Vcdiff => deltapack::formats::vcdiff::encode(&old, &new, &settings(&args)),
+            _ => deltapack::formats::bsdiff40::encode(&old, &new, &settings(&args)),
+        };
         spinner.finish();
         let bytes = made.with_context(|| {
             format!(
@@ -402,7 +406,9 @@ mod foreign {
         let apply_memory = match describe(&args.output)
             .context("the encoder wrote a patch its own decoder refuses")?
         {
-            Described::Bsdiff40 { apply_memory, .. } => apply_memory,
+            Described::Bsdiff40 { apply_memory, .. } | Described::Vcdiff { apply_memory, .. } => {
+                apply_memory
+            }
             Described::ZstdFrame { .. } => anyhow::bail!("the encoder wrote a zstd frame"),
         };
         let seconds = started.elapsed().as_secs_f64();

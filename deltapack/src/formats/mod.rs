@@ -1,9 +1,11 @@
 //! Patch formats other than our container that `deltapack diff --format` writes, for
 //! devices whose only applier is another tool's: BSDIFF40 ([`bsdiff40`], applied by
-//! bsdiff 4.x's `bspatch`, qbsdiff and `deltaapply`). Each is made from our own
+//! bsdiff 4.x's `bspatch`, qbsdiff and `deltaapply`) and VCDIFF ([`vcdiff`], applied
+//! by `xdelta3 -d`, open-vcdiff and `deltaapply`). Each is made from our own
 //! matcher, so it is as small as the format allows.
 
 pub mod bsdiff40;
+pub mod vcdiff;
 
 use std::str::FromStr;
 
@@ -15,6 +17,8 @@ pub enum PatchFormat {
     Deltapack,
     /// bsdiff 4.x (`format-spec/foreign.md` §2): no digests, no signature.
     Bsdiff40,
+    /// VCDIFF, RFC 3284 (`format-spec/vcdiff.md`): no digests, no signature.
+    Vcdiff,
 }
 
 impl PatchFormat {
@@ -23,6 +27,7 @@ impl PatchFormat {
         match self {
             PatchFormat::Deltapack => "deltapack",
             PatchFormat::Bsdiff40 => "bsdiff40",
+            PatchFormat::Vcdiff => "vcdiff",
         }
     }
 }
@@ -34,8 +39,9 @@ impl FromStr for PatchFormat {
         match s {
             "deltapack" => Ok(PatchFormat::Deltapack),
             "bsdiff40" => Ok(PatchFormat::Bsdiff40),
+            "vcdiff" => Ok(PatchFormat::Vcdiff),
             _ => Err(format!(
-                "unknown patch format {s:?} (deltapack or bsdiff40)"
+                "unknown patch format {s:?} (deltapack, bsdiff40 or vcdiff)"
             )),
         }
     }
