@@ -824,7 +824,7 @@ impl<'s, 'p> Sink<'s, 'p> {
             source,
         };
         self.out.flush().map_err(io_err)?;
-        read_exact_at(self.out.get_ref(), buf, offset).map_err(io_err)
+        read_exact_at(self.out.get_ref().0, buf, offset).map_err(io_err)
     }
 
     /// Bytes written so far.
