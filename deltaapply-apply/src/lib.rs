@@ -9,9 +9,11 @@
 
 mod apply;
 mod error;
+mod exe;
 pub mod foreign;
 mod key_file;
 pub mod lock;
+mod posread;
 pub mod read;
 pub mod stage;
 pub mod tree;

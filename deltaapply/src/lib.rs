@@ -40,7 +40,7 @@
 // The crates behind the facade, under the paths installers have always used.
 pub use deltaapply_apply::{foreign, key, lock, read, stage, tree};
 pub use deltaapply_fetch::{fetch, source};
-pub use deltaapply_format::{bsdiff40, container, control, manifest, signature, zstd_frame};
+pub use deltaapply_format::{bsdiff40, container, control, exe, manifest, signature, zstd_frame};
 pub use deltaapply_update as update;
 
 pub use deltaapply_apply::{
