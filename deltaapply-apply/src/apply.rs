@@ -20,7 +20,6 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Read, Write};
 
-pub(crate) use crate::positioned::{read_at, read_exact_at};
 use std::path::{Path, PathBuf};
 
 use crate::codec::Reader;
@@ -28,11 +27,14 @@ use crate::container::DiffCoding;
 use crate::container::{Body, FileId, HEADER_LEN, Header, StreamSizes};
 use crate::control::{OpReader, ZeroRunReader};
 use crate::digest::{Hasher, IO_CHUNK, hash_reader};
+use crate::exe::{ByteSink, FilteredOld, Output};
 use crate::key::TrustedKeys;
 use crate::lock::TargetLock;
+pub(crate) use crate::posread::{Section, read_at, read_exact_at};
 use crate::signature::{Origin, check_patch_origin};
 use crate::stage::{Staged, inherit_permissions};
 use crate::{Error, Method};
+use deltaapply_format::exe::{Range, TransformTable};
 
 /// Resource limits the applier enforces before it decodes anything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -252,11 +254,20 @@ impl Patch {
     /// diff and extra streams of the bsdiff method, else the whole payload.
     fn layout(&self) -> Vec<(u64, u64)> {
         match self.header.streams() {
-            Some(s) => vec![
-                (0, s.control),
-                (s.control, s.diff),
-                (s.control + s.diff, s.extra),
-            ],
+            Some(s) => {
+                // A transformed patch's table comes first (section 0).
+                let t = s.transform;
+                let streams = [
+                    (t, s.control),
+                    (t + s.control, s.diff),
+                    (t + s.control + s.diff, s.extra),
+                ];
+                (t > 0)
+                    .then_some((0, t))
+                    .into_iter()
+                    .chain(streams)
+                    .collect()
+            }
             None => vec![(0, self.header.payload.size)],
         }
     }
@@ -358,6 +369,24 @@ pub fn apply_unlocked(
         Body::Full | Body::Tree { .. } => Decode::Full,
     };
     let verified = patch.verify_sections(progress, &mut |_| {})?;
+    // The transform table is read and checked before anything is staged.
+    let table = match &decode {
+        Decode::Bsdiff(_, source_size, streams) if streams.transform > 0 => {
+            // At most MAX_TABLE_LEN bytes (the header checked), read and confirmed whole.
+            let (mut section, mut bytes) = (verified.section(patch, 0), Vec::new());
+            let read = (&mut section)
+                .take(streams.transform)
+                .read_to_end(&mut bytes);
+            read.map_err(|source| Error::PatchIo {
+                path: patch.path.clone(),
+                source,
+            })?;
+            section.confirm(patch, "transform table")?;
+            TransformTable::decode(&bytes, *source_size, header.target.size)
+                .map_err(|e| patch.corrupt(e))?
+        }
+        _ => TransformTable::default(),
+    };
 
     // Everything is decoded into a temporary file, which replaces the destination only
     // after the decoders have confirmed that they read the verified bytes and the
@@ -366,7 +395,8 @@ pub fn apply_unlocked(
     let mut sink = Sink::new(&staged, header.target.size, progress);
     match &decode {
         Decode::Bsdiff(src, source_size, streams) => {
-            apply_bsdiff(patch, &verified, src, *source_size, *streams, &mut sink)?
+            let old = (src, *source_size, &table.old[..]);
+            apply_bsdiff(patch, &verified, old, *streams, &table.new, &mut sink)?
         }
         Decode::Reference(src) => {
             // Loaded by `check_source(.., true, ..)` above; an empty prefix would only
@@ -577,15 +607,17 @@ fn check_source(
 fn apply_bsdiff(
     patch: &Patch,
     verified: &Verified,
-    old: &Source,
-    old_size: u64,
+    (old, old_size, old_ranges): (&Source, u64, &[Range]),
     streams: StreamSizes,
+    new_ranges: &[Range],
     sink: &mut Sink<'_, '_>,
 ) -> Result<(), Error> {
     let window_log = u32::from(patch.header.window_log);
     let control_window = window_log.min(u32::from(crate::container::MAX_CONTROL_WINDOW_LOG));
+    // Sections 0, 1, 2 are the streams; a transform table before them shifts them.
+    let first = usize::from(streams.transform > 0);
     let decoder = |k, log, name| -> Result<_, Error> {
-        let mut section = verified.section(patch, k);
+        let mut section = verified.section(patch, first + k);
         check_frame(patch, &mut section, log, name, None)?;
         let mut d = zstd::stream::read::Decoder::new(section)
             .map_err(|e| patch.corrupt(e))?
@@ -594,9 +626,14 @@ fn apply_bsdiff(
         Ok(d)
     };
     debug_assert_eq!(
-        verified.sections.iter().map(|s| s.1).collect::<Vec<_>>(),
+        verified.sections[first..]
+            .iter()
+            .map(|s| s.1)
+            .collect::<Vec<_>>(),
         [streams.control, streams.diff, streams.extra]
     );
+    let mut old_reader = FilteredOld::new(&old.file, &old.path, old_ranges, old_size);
+    let mut sink = Output::new(sink, new_ranges, patch.header.target.size);
     let mut ops = OpReader::new(io::BufReader::with_capacity(
         16 << 10,
         decoder(0, control_window, "control stream")?,
@@ -615,7 +652,7 @@ fn apply_bsdiff(
     let mut new_buf = vec![0u8; IO_CHUNK];
     let mut old_buf = vec![0u8; IO_CHUNK];
     while let Some(op) = ops.next_op().map_err(|e| patch.corrupt(e))? {
-        let remaining = target - sink.written;
+        let remaining = target - sink.written();
         let record = ops.records_read() - 1;
         if op.diff_len > remaining || op.extra_len > remaining - op.diff_len {
             return Err(patch.corrupt(format!(
@@ -640,12 +677,7 @@ fn apply_bsdiff(
         while left > 0 {
             let n = left.min(IO_CHUNK as u64) as usize;
             read_stream(patch, &mut diff, &mut new_buf[..n], "diff")?;
-            read_exact_at(&old.file, &mut old_buf[..n], cursor).map_err(|source| {
-                Error::SourceIo {
-                    path: old.path.clone(),
-                    source,
-                }
-            })?;
+            old_reader.read_exact_at(&mut old_buf[..n], cursor)?;
             for (d, o) in new_buf[..n].iter_mut().zip(&old_buf[..n]) {
                 *d = d.wrapping_add(*o);
             }
@@ -669,10 +701,11 @@ fn apply_bsdiff(
                 ))
             })?;
     }
-    if sink.written != target {
+    let produced = sink.written();
+    sink.finish()?;
+    if produced != target {
         return Err(patch.corrupt(format!(
-            "control stream produces {} bytes, the header says {target}",
-            sink.written
+            "control stream produces {produced} bytes, the header says {target}"
         )));
     }
     let left_over = |name: &str| patch.corrupt(format!("{name} stream has bytes left over"));
@@ -843,41 +876,12 @@ impl<'s, 'p> Sink<'s, 'p> {
     }
 }
 
-/// A bounded window of the patch file read with positioned reads, so several
-/// streams can read the same file at once without sharing a file offset.
-pub(crate) struct Section<'f> {
-    file: &'f File,
-    pos: u64,
-    end: u64,
-}
-
-impl<'f> Section<'f> {
-    /// The `len` bytes of `file` from `start`.
-    pub(crate) fn new(file: &'f File, start: u64, len: u64) -> Section<'f> {
-        Section {
-            file,
-            pos: start,
-            end: start.saturating_add(len),
-        }
+impl ByteSink for Sink<'_, '_> {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.write(bytes)
     }
-}
-
-impl Read for Section<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.end - self.pos;
-        let n = (buf.len() as u64).min(left) as usize;
-        if n == 0 {
-            return Ok(0);
-        }
-        let got = read_at(self.file, &mut buf[..n], self.pos)?;
-        if got == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "patch file shrank while reading",
-            ));
-        }
-        self.pos += got as u64;
-        Ok(got)
+    fn written(&self) -> u64 {
+        self.written
     }
 }
 

@@ -9,11 +9,12 @@
 
 mod apply;
 mod error;
+mod exe;
 pub mod fault;
 pub mod foreign;
 mod key_file;
 pub mod lock;
-mod positioned;
+mod posread;
 pub mod read;
 pub mod stage;
 pub mod tree;

@@ -97,16 +97,21 @@ struct StreamsDoc {
     extra: u64,
     /// `"plain"` or `"zero-run"` (`method_flags` bit 0, format-spec §5.2.5).
     diff_coding: String,
+    /// Length of the executable transform table (`method_flags` bit 2, §5.2.6);
+    /// absent for none.
+    #[serde(default)]
+    transform: u64,
 }
 
 impl StreamsDoc {
-    /// The `method_flags` byte this coding implies.
+    /// The `method_flags` byte this coding and transform imply.
     fn method_flags(&self) -> u8 {
-        match self.diff_coding.as_str() {
+        let coding = match self.diff_coding.as_str() {
             "plain" => 0,
             "zero-run" => 1,
             other => panic!("unknown diff_coding {other:?}"),
-        }
+        };
+        coding | if self.transform > 0 { 4 } else { 0 }
     }
 }
 
@@ -347,6 +352,7 @@ fn valid_headers_decode_to_the_documented_fields() {
                     DiffCoding::ZeroRun => "zero-run",
                 };
                 assert_eq!(coding, d.diff_coding, "{name}: diff_coding");
+                assert_eq!(s.transform, d.transform, "{name}: transform table length");
             }
             (None, None) => {}
             other => panic!("{name}: streams {other:?}"),
@@ -369,7 +375,8 @@ fn valid_headers_decode_to_the_documented_fields() {
             other => panic!("{name}: source for {other:?}"),
         }
         if let Some(s) = &doc.streams {
-            assert_eq!(s.control + s.diff + s.extra, doc.payload.size, "{name}");
+            let streams = s.transform + s.control + s.diff + s.extra;
+            assert_eq!(streams, doc.payload.size, "{name}");
         }
         let source_size = doc.source.as_ref().map_or(0, |s| s.size);
         assert_eq!(

@@ -44,6 +44,10 @@ pub struct StreamSizes {
     pub extra: u64,
     /// How the diff stream's bytes are coded before compression.
     pub diff_coding: DiffCoding,
+    /// Length of the executable transform table before the control stream
+    /// (`method_flags` bit 2, [`crate::exe`]); `0`: no transform.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub transform: u64,
 }
 
 /// The coding of a bsdiff patch's diff stream (header byte 14, `method_flags` bit 0).
@@ -59,8 +63,15 @@ pub enum DiffCoding {
     ZeroRun,
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// `method_flags` bit 0: the bsdiff diff stream is zero-run coded.
 const FLAG_ZERO_RUN_DIFF: u8 = 1;
+/// `method_flags` bit 2: the bsdiff payload starts with an executable transform table.
+/// (Bit 1 stays unassigned: a test vector checks that an unassigned bit is refused.)
+const FLAG_TRANSFORM: u8 = 4;
 
 /// The optional signature block of a patch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,10 +336,11 @@ impl Header {
         w.u16(HEADER_LEN as u16);
         w.u8(self.method().code());
         w.u8(self.window_log);
-        let zero_run = self
-            .streams()
-            .is_some_and(|s| s.diff_coding == DiffCoding::ZeroRun);
-        w.u8(if zero_run { FLAG_ZERO_RUN_DIFF } else { 0 });
+        let streams = self.streams().unwrap_or_default();
+        let zero_run = streams.diff_coding == DiffCoding::ZeroRun;
+        let transform = streams.transform > 0;
+        w.u8(if zero_run { FLAG_ZERO_RUN_DIFF } else { 0 }
+            | if transform { FLAG_TRANSFORM } else { 0 });
         w.zeros(1);
         let source = self.source().unwrap_or(FileId {
             size: 0,
@@ -433,6 +445,7 @@ impl Header {
             diff: r.u64("diff_size").map_err(truncated)?,
             extra: r.u64("extra_size").map_err(truncated)?,
             diff_coding: DiffCoding::Plain,
+            transform: 0,
         };
         expect_zero(&mut r, 8, truncated)?;
         r.expect_end("checked fields").map_err(truncated)?;
@@ -463,29 +476,55 @@ impl Header {
                     .control
                     .checked_add(streams.diff)
                     .and_then(|s| s.checked_add(streams.extra));
-                if sum != Some(payload.size) {
-                    return Err(bad(
-                        "stream sizes",
-                        format!(
-                            "control {} + diff {} + extra {} does not equal payload_size {}",
-                            streams.control, streams.diff, streams.extra, payload.size
-                        ),
-                    ));
-                }
-                let diff_coding = match method_flags {
-                    0 => DiffCoding::Plain,
-                    FLAG_ZERO_RUN_DIFF => DiffCoding::ZeroRun,
+                // With a transform, the table fills what the streams leave.
+                let transform = match sum {
+                    Some(sum) if method_flags & FLAG_TRANSFORM == 0 && sum == payload.size => 0,
+                    Some(sum) if method_flags & FLAG_TRANSFORM != 0 && sum <= payload.size => {
+                        let table = payload.size - sum;
+                        if !(crate::exe::MIN_TABLE_LEN..=crate::exe::MAX_TABLE_LEN).contains(&table)
+                        {
+                            return Err(bad(
+                                "stream sizes",
+                                format!(
+                                    "the transform table would be {table} bytes, outside {}..={}",
+                                    crate::exe::MIN_TABLE_LEN,
+                                    crate::exe::MAX_TABLE_LEN
+                                ),
+                            ));
+                        }
+                        table
+                    }
                     _ => {
+                        let table = if method_flags & FLAG_TRANSFORM != 0 {
+                            " + a transform table"
+                        } else {
+                            ""
+                        };
                         return Err(bad(
-                            "method_flags",
-                            format!("{method_flags:#04x} has unknown bits"),
+                            "stream sizes",
+                            format!(
+                                "control {} + diff {} + extra {}{table} does not equal payload_size {}",
+                                streams.control, streams.diff, streams.extra, payload.size
+                            ),
                         ));
                     }
+                };
+                if method_flags & !(FLAG_ZERO_RUN_DIFF | FLAG_TRANSFORM) != 0 {
+                    return Err(bad(
+                        "method_flags",
+                        format!("{method_flags:#04x} has unknown bits"),
+                    ));
+                }
+                let diff_coding = if method_flags & FLAG_ZERO_RUN_DIFF != 0 {
+                    DiffCoding::ZeroRun
+                } else {
+                    DiffCoding::Plain
                 };
                 Body::Bsdiff {
                     source,
                     streams: StreamSizes {
                         diff_coding,
+                        transform,
                         ..streams
                     },
                 }
@@ -636,6 +675,7 @@ mod tests {
                     diff: 15,
                     extra: 5,
                     diff_coding: DiffCoding::ZeroRun,
+                    transform: 0,
                 },
             },
             window_log: 20,

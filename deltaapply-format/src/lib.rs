@@ -18,6 +18,7 @@ pub mod codec;
 pub mod container;
 pub mod control;
 pub mod digest;
+pub mod exe;
 pub mod key;
 pub mod manifest;
 pub mod method;

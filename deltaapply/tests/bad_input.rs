@@ -394,6 +394,7 @@ fn consistent_headers_over_random_payloads_are_rejected() {
                 } else {
                     deltaapply::container::DiffCoding::ZeroRun
                 },
+                transform: 0,
             }
         });
         let header = deltaapply::Header {

@@ -27,6 +27,9 @@ use deltapack::Settings;
 use deltapack::keys::{SecretKey, public_key_file};
 use serde::Serialize;
 
+#[path = "vectors_exe/mod.rs"]
+mod vectors_exe;
+
 // Field offsets of the v1 header (format-spec §3.2).
 const VERSION_AT: usize = 8;
 const HEADER_LEN_AT: usize = 10;
@@ -526,6 +529,9 @@ fn settings() -> Settings {
         level: 19,
         threads: 1,
         max_apply_memory: 1 << 30,
+        // The vectors of revisions 1-4 stay byte-identical: no executable transform
+        // (revision 5's vectors ask for it explicitly).
+        transform: deltapack::exe::TransformChoice::None,
     }
 }
 
@@ -563,6 +569,7 @@ fn bsdiff_patch(
         diff: diff.len() as u64,
         extra: extra.len() as u64,
         diff_coding: coding,
+        transform: 0,
     };
     let payload = [control, diff, extra].concat();
     let header = Header::unsigned(
@@ -1545,6 +1552,7 @@ fn build() -> anyhow::Result<VectorSet> {
     )?;
 
     signed_vectors(&mut v, &bsdiff)?;
+    vectors_exe::vectors(&mut v)?;
 
     check(&v)?;
     Ok(v)

@@ -18,6 +18,7 @@
 
 pub mod build;
 pub mod config;
+pub mod exe;
 pub mod formats;
 pub mod keys;
 mod make;
@@ -45,6 +46,9 @@ pub struct Settings {
     /// Largest memory, in bytes, applying the patch may need (beyond the applier's
     /// baseline): methods and windows are chosen to fit.
     pub max_apply_memory: u64,
+    /// Whether the bsdiff method transforms executables' branch targets
+    /// (`format-spec/patch-v1.md` §5.2.6).
+    pub transform: exe::TransformChoice,
 }
 
 impl Default for Settings {
@@ -53,6 +57,7 @@ impl Default for Settings {
             level: 19,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             max_apply_memory: 32 << 20,
+            transform: exe::TransformChoice::Auto,
         }
     }
 }

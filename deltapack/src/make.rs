@@ -4,6 +4,9 @@
 use deltaapply::Method;
 use deltaapply::container::{MAX_WINDOW_LOG, MIN_WINDOW_LOG, memory_bound};
 
+use deltaapply::exe::{Direction, Filter, TransformTable, code_file};
+
+use crate::exe::{self, TransformChoice};
 use crate::{DiffError, MethodChoice, Settings, methods, suffix};
 
 /// One method's result while choosing.
@@ -185,6 +188,53 @@ fn trace_phase(name: &str, started: std::time::Instant) {
     }
 }
 
+fn bsdiff_plain(old: &[u8], new: &[u8], settings: &Settings, w: u8) -> Result<Vec<u8>, DiffError> {
+    let started = std::time::Instant::now();
+    let index = suffix::SuffixIndex::build(old, settings.threads)?;
+    trace_phase("suffix index", started);
+    let started = std::time::Instant::now();
+    let patch = methods::bsdiff(&index, old, new, settings, w)?;
+    trace_phase("bsdiff match + compress", started);
+    Ok(patch)
+}
+
+/// The bsdiff patch of old and new with their x86 code filtered (patch-v1 §5.2.6), if
+/// either is a recognised executable.
+fn bsdiff_transformed(
+    old: &[u8],
+    new: &[u8],
+    settings: &Settings,
+    w: u8,
+) -> Result<Option<Vec<u8>>, DiffError> {
+    let filter = match settings.transform {
+        TransformChoice::X86Branches => Filter::X86Branches,
+        _ => Filter::X86,
+    };
+    let table = TransformTable {
+        old: exe::code_ranges(old, filter),
+        new: exe::code_ranges(new, filter),
+    };
+    if table.old.is_empty() && table.new.is_empty() {
+        return Ok(None);
+    }
+    let started = std::time::Instant::now();
+    let filtered = |data: &[u8], ranges| {
+        let mut copy = data.to_vec();
+        code_file(&mut copy, ranges, Direction::Forward);
+        copy
+    };
+    let (old_f, new_f) = (filtered(old, &table.old), filtered(new, &table.new));
+    let index = suffix::SuffixIndex::build(&old_f, settings.threads)?;
+    let transform = methods::Transformed {
+        old,
+        new,
+        table: table.encode(),
+    };
+    let patch = methods::bsdiff_transformed(&index, &old_f, &new_f, settings, w, Some(transform))?;
+    trace_phase("bsdiff with the x86 transform", started);
+    Ok(Some(patch))
+}
+
 /// Makes one method's patch within the settings' memory budget.
 pub fn make_one(
     method: Method,
@@ -203,13 +253,24 @@ pub fn make_one(
         Method::Bsdiff => {
             let w = max_window_log(method, old_len, new_len, budget)
                 .ok_or_else(|| over(memory_bound(method, MIN_WINDOW_LOG, old_len, new_len)))?;
-            let started = std::time::Instant::now();
-            let index = suffix::SuffixIndex::build(old, settings.threads)?;
-            trace_phase("suffix index", started);
-            let started = std::time::Instant::now();
-            let patch = methods::bsdiff(&index, old, new, settings, w)?;
-            trace_phase("bsdiff match + compress", started);
-            Ok(patch)
+            let forced = matches!(
+                settings.transform,
+                TransformChoice::X86 | TransformChoice::X86Branches
+            );
+            let plain = (!forced)
+                .then(|| bsdiff_plain(old, new, settings, w))
+                .transpose()?;
+            let transformed = match settings.transform {
+                TransformChoice::None => None,
+                _ => bsdiff_transformed(old, new, settings, w)?,
+            };
+            // A transform that makes the patch larger is not used (ties: plain).
+            Ok(match (plain, transformed) {
+                (Some(p), Some(t)) if t.len() < p.len() => t,
+                (Some(p), _) => p,
+                (None, Some(t)) => t,
+                (None, None) => bsdiff_plain(old, new, settings, w)?,
+            })
         }
         Method::ZstdRef => {
             let w = methods::window_log_for(old_len + new_len).min(MAX_WINDOW_LOG);

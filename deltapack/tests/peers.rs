@@ -50,6 +50,7 @@ fn settings() -> Settings {
         level: 19,
         threads: 1,
         max_apply_memory: 1 << 30,
+        ..Settings::default()
     }
 }
 

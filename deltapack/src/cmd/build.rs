@@ -167,6 +167,7 @@ fn run_build(args: Args) -> anyhow::Result<()> {
             level: args.level.or(config.level).unwrap_or(19),
             threads: (cores / jobs).max(1),
             max_apply_memory,
+            ..Settings::default()
         },
         jobs,
     };

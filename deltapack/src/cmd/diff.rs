@@ -34,6 +34,17 @@ pub struct Args {
     /// Tree patches choose per file and accept only auto.
     #[arg(long, default_value = "auto", value_parser = parse_choice)]
     method: MethodChoice,
+    /// The bsdiff method's executable transform (branch and call targets of x86 code
+    /// made absolute, format-spec/patch-v1.md §5.2.6): auto (used when OLD or NEW is
+    /// an x86 ELF, PE or Mach-O file and the patch comes out smaller), none, x86
+    /// (call targets, used whenever such a file is recognised) or x86-branches (calls,
+    /// jumps and conditional jumps).
+    #[arg(
+        long,
+        default_value = "auto",
+        value_name = "auto|none|x86|x86-branches"
+    )]
+    transform: deltapack::exe::TransformChoice,
     /// zstd compression level, 1 to 22.
     #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(1..=22))]
     level: i32,
@@ -147,6 +158,7 @@ fn settings(args: &Args) -> Settings {
     let mut settings = Settings {
         level: args.level,
         max_apply_memory: args.max_apply_memory,
+        transform: args.transform,
         ..Settings::default()
     };
     if let Some(t) = args.threads {

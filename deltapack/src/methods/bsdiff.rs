@@ -25,6 +25,29 @@ pub fn encode(
     settings: &Settings,
     max_window_log: u8,
 ) -> io::Result<Vec<u8>> {
+    encode_transformed(index, old, new, settings, max_window_log, None)
+}
+
+/// The real files and transform table of a transformed bsdiff patch
+/// (`format-spec/patch-v1.md` §5.2.6), whose `old` and `new` are the filtered files.
+pub struct Transformed<'a> {
+    /// The old file as it is (its size and SHA-256 go in the header).
+    pub old: &'a [u8],
+    /// The new file as it is.
+    pub new: &'a [u8],
+    /// The encoded transform table.
+    pub table: Vec<u8>,
+}
+
+/// [`encode`] of filtered files, with the transform that filtered them.
+pub fn encode_transformed(
+    index: &SuffixIndex<'_>,
+    old: &[u8],
+    new: &[u8],
+    settings: &Settings,
+    max_window_log: u8,
+    transform: Option<Transformed<'_>>,
+) -> io::Result<Vec<u8>> {
     let window_log = window_log_for(new.len() as u64).min(max_window_log);
     let mut streams = Streams {
         old,
@@ -65,15 +88,20 @@ pub fn encode(
         diff: diff.len() as u64,
         extra: extra.len() as u64,
         diff_coding,
+        transform: transform.as_ref().map_or(0, |t| t.table.len() as u64),
     };
-    let mut payload = control;
+    let (real_old, real_new, mut payload) = match transform {
+        Some(t) => (t.old, t.new, t.table),
+        None => (old, new, Vec::new()),
+    };
+    payload.extend_from_slice(&control);
     payload.extend_from_slice(&diff);
     payload.extend_from_slice(&extra);
     Ok(assemble(
         Method::Bsdiff,
         window_log,
-        Some(old),
-        new,
+        Some(real_old),
+        real_new,
         Some(sizes),
         payload,
     ))

@@ -4,8 +4,8 @@
 mod bsdiff;
 mod single_frame;
 
-pub use bsdiff::encode as bsdiff;
 pub(crate) use bsdiff::literal_clusters;
+pub use bsdiff::{Transformed, encode as bsdiff, encode_transformed as bsdiff_transformed};
 pub use single_frame::{full, zstd_ref};
 
 use deltaapply::container::{FileId, Header, StreamSizes};
