@@ -199,7 +199,7 @@ impl Patch {
         let (mut at, mut k) = (0u64, 0usize);
         let mut done = 0;
         let section = self.section(0, total);
-        let (len, digest) = hash_reader(section, &mut |chunk| {
+        let (len, digest) = hash_reader(crate::cancel::Reader(section), &mut |chunk| {
             each(chunk);
             let mut rest = chunk;
             while let Some(&(offset, len)) = layout.get(k) {
@@ -220,9 +220,11 @@ impl Patch {
                 total,
             });
         })
-        .map_err(|source| Error::PatchIo {
-            path: self.path.clone(),
-            source,
+        .map_err(|source| {
+            Error::read(source, |source| Error::PatchIo {
+                path: self.path.clone(),
+                source,
+            })
         })?;
         if len != total {
             return Err(Error::Corrupt {
@@ -581,13 +583,13 @@ fn check_source(
     } else {
         None
     };
-    let (len, digest) = hash_reader(limited, &mut |chunk| {
+    let (len, digest) = hash_reader(crate::cancel::Reader(limited), &mut |chunk| {
         if let Some(b) = bytes.as_mut() {
             b.extend_from_slice(chunk);
         }
         report(chunk.len() as u64);
     })
-    .map_err(io_err)?;
+    .map_err(|e| Error::read(e, io_err))?;
     if len != expected.size || digest != expected.sha256 {
         return Err(Error::WrongSource {
             path: path.to_path_buf(),
@@ -830,6 +832,9 @@ impl<'s, 'p> Sink<'s, 'p> {
 
     /// Writes and hashes `bytes` (the caller keeps within the limit).
     pub(crate) fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        if crate::cancel::requested() {
+            return Err(Error::Cancelled);
+        }
         self.hasher.update(bytes);
         self.out
             .write_all(bytes)

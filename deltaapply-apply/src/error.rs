@@ -149,6 +149,10 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The caller cancelled the job ([`crate::cancel`]) before the output was
+    /// installed: the destination is untouched and the temporary file removed.
+    #[error("cancelled by the caller; nothing was installed")]
+    Cancelled,
     /// The output cannot be written or swapped in.
     #[error("cannot write {}", path.display())]
     OutputIo {
@@ -204,6 +208,8 @@ pub enum ErrorKind {
     Network,
     /// Another applier is updating the same target now.
     Busy,
+    /// The caller cancelled the job ([`crate::cancel`]); nothing was installed.
+    Cancelled,
 }
 
 /// What to do about a failed origin check (the reason itself is the error's source).
@@ -222,6 +228,16 @@ fn untrusted_advice(source: &SignatureError) -> &'static str {
 }
 
 impl Error {
+    /// A read error of `path` as `variant` makes it, or [`Error::Cancelled`] when the
+    /// read stopped because the job was cancelled ([`crate::cancel::Reader`]).
+    pub(crate) fn read(source: io::Error, variant: impl FnOnce(io::Error) -> Error) -> Error {
+        if crate::cancel::is_cancelled(&source) {
+            Error::Cancelled
+        } else {
+            variant(source)
+        }
+    }
+
     /// What kind of failure this is ([`ErrorKind`]).
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -237,6 +253,7 @@ impl Error {
                 ErrorKind::Failure
             }
             Error::Lock(e) => e.kind(),
+            Error::Cancelled => ErrorKind::Cancelled,
         }
     }
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod apply;
+pub mod cancel;
 mod error;
 mod exe;
 pub mod fault;

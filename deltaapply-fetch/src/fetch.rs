@@ -319,6 +319,10 @@ pub enum FetchError {
         #[source]
         source: io::Error,
     },
+    /// The caller cancelled the download ([`deltaapply_apply::cancel`]); what was
+    /// received is kept for the next attempt to resume.
+    #[error("download cancelled by the caller")]
+    Cancelled,
     /// Another process is downloading the same file into the same directory.
     #[error("{} is being downloaded by another process; wait for it to finish", path.display())]
     Busy {
@@ -354,6 +358,11 @@ impl FetchError {
     /// would fail the same way.
     pub fn is_local(&self) -> bool {
         matches!(self, FetchError::Write { .. } | FetchError::Busy { .. })
+    }
+
+    /// Whether the caller cancelled the download: no other mirror is tried.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, FetchError::Cancelled)
     }
 }
 
@@ -557,7 +566,7 @@ impl Fetcher {
         for mirror in source.mirrors() {
             match fetch(mirror) {
                 Ok(v) => return Ok(v),
-                Err(e) if e.is_local() => return Err(e),
+                Err(e) if e.is_local() || e.is_cancelled() => return Err(e),
                 Err(error) => failures.push(MirrorFailure {
                     mirror: mirror.to_string(),
                     error,
@@ -725,7 +734,7 @@ fn check_local(
         });
     }
     let mut done = 0;
-    let reader = file.take(expected.size.saturating_add(1));
+    let reader = deltaapply_apply::cancel::Reader(file.take(expected.size.saturating_add(1)));
     let (len, got) = deltaapply_format::hash_reader(reader, &mut |chunk| {
         done += chunk.len() as u64;
         progress(Progress {
@@ -733,7 +742,13 @@ fn check_local(
             total: expected.size,
         });
     })
-    .map_err(read_err)?;
+    .map_err(|e| {
+        if deltaapply_apply::cancel::is_cancelled(&e) {
+            FetchError::Cancelled
+        } else {
+            read_err(e)
+        }
+    })?;
     // The file may have changed since its size was read.
     if len != expected.size {
         return Err(FetchError::SizeMismatch {

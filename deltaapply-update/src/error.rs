@@ -192,6 +192,7 @@ impl UpdateError {
     /// What kind of failure this is ([`ErrorKind`]).
     pub fn kind(&self) -> ErrorKind {
         match self {
+            UpdateError::Fetch { source, .. } if source.is_cancelled() => ErrorKind::Cancelled,
             UpdateError::Fetch { source, .. } if source.is_local() => ErrorKind::Failure,
             UpdateError::Fetch { .. } => ErrorKind::Network,
             UpdateError::Signature { .. } => ErrorKind::Untrusted,
@@ -205,6 +206,7 @@ impl UpdateError {
                 // The most alarming problem decides: an attack before a dead mirror.
                 let codes: Vec<ErrorKind> = problems.iter().map(|p| p.error.kind()).collect();
                 [
+                    ErrorKind::Cancelled,
                     ErrorKind::Untrusted,
                     ErrorKind::Refused,
                     ErrorKind::BadInput,
@@ -230,6 +232,10 @@ impl UpdateError {
     /// when the failure is on this machine (the target cannot be written, the download
     /// directory is unusable), which the full image would hit too.
     pub(super) fn patch_specific(&self) -> bool {
+        // A cancelled job stops: the full image is not tried.
+        if self.kind() == ErrorKind::Cancelled {
+            return false;
+        }
         match self {
             UpdateError::Fetch { source, .. } => !source.is_local(),
             UpdateError::Apply(Error::OutputIo { .. }) | UpdateError::Cache { .. } => false,

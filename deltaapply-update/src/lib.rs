@@ -505,14 +505,21 @@ fn hash_installed(
     };
     let total = file.metadata().map(|m| m.len()).unwrap_or(0);
     let mut done = 0;
-    let (size, sha256) = deltaapply_format::hash_reader(file, &mut |chunk| {
+    let reader = deltaapply_apply::cancel::Reader(file);
+    let (size, sha256) = deltaapply_format::hash_reader(reader, &mut |chunk| {
         done += chunk.len() as u64;
         events(Event::Hashing { done, total });
     })
-    .map_err(|e| UpdateError::Target {
-        path: target.to_path_buf(),
-        problem: "cannot read it".into(),
-        source: Some(e),
+    .map_err(|e| {
+        if deltaapply_apply::cancel::is_cancelled(&e) {
+            UpdateError::Apply(deltaapply_apply::Error::Cancelled)
+        } else {
+            UpdateError::Target {
+                path: target.to_path_buf(),
+                problem: "cannot read it".into(),
+                source: Some(e),
+            }
+        }
     })?;
     Ok(Some(FileId { size, sha256 }))
 }

@@ -262,6 +262,9 @@ pub(super) fn transfer(
             .take(remaining.saturating_add(1));
         let mut buf = vec![0u8; IO_CHUNK];
         loop {
+            if deltaapply_apply::cancel::requested() {
+                return Err(FetchError::Cancelled);
+            }
             let n = match body.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
