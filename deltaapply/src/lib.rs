@@ -38,7 +38,7 @@
 #![forbid(unsafe_code)]
 
 // The crates behind the facade, under the paths installers have always used.
-pub use deltaapply_apply::{foreign, key, lock, read, stage, tree};
+pub use deltaapply_apply::{cancel, foreign, key, lock, read, stage, tree};
 pub use deltaapply_fetch::{fetch, source};
 pub use deltaapply_format::{
     bsdiff40, container, control, exe, manifest, signature, vcdiff, zstd_frame,
