@@ -74,8 +74,13 @@ impl Staged {
         self.tmp.path()
     }
 
-    /// Flushes the temporary file to disk and renames it over the destination.
+    /// Flushes the temporary file to disk and renames it over the destination, unless
+    /// the job was cancelled ([`crate::cancel`]).
     pub fn commit(self) -> Result<(), Error> {
+        // The last moment a cancelled job can stop: dropping `self` removes the file.
+        if crate::cancel::requested() {
+            return Err(Error::Cancelled);
+        }
         let tmp_path = self.tmp.path().to_path_buf();
         // An fsync error is final: the data may be lost, so the rename never follows.
         fault::reach(Point::Fsync)
