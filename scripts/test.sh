@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need first: the peer tools used by the
-# interoperability tests (Debian's bsdiff, xdelta3, zstd).
+# interoperability tests (Debian's bsdiff, xdelta3, zstd) and Go for the cgo example of
+# the C library (deltapack/tests/c_abi.rs, which fails without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,12 +9,14 @@ missing=()
 for tool in bsdiff xdelta3 zstd; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# Go is in Debian's golang-go package.
+command -v go >/dev/null 2>&1 || missing+=("golang-go")
 if ((${#missing[@]})); then
-  echo "installing peer tools for the interoperability tests: ${missing[*]}" >&2
+  echo "installing tools the tests need: ${missing[*]}" >&2
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq bsdiff xdelta3 zstd >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # The crash-point tests need the test-only crash hook in the deltaapply binary.

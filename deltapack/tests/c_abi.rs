@@ -280,3 +280,39 @@ fn every_c_entry_point_survives_bad_input() {
     assert!(std::fs::read(work.join(ARTIFACT)).unwrap() == p.v2);
     assert!(temp_files(work.path()).is_empty());
 }
+
+/// Builds `examples/go` with cgo against the static library into `out`.
+fn compile_go(out: &Path) -> PathBuf {
+    let exe = out.join("deltaapply-update");
+    let output = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&exe)
+        .arg(".")
+        .current_dir(ffi_dir().join("examples/go"))
+        .env("CGO_ENABLED", "1")
+        .env("CGO_LDFLAGS", format!("-L{}", library_dir().display()))
+        // The example has no dependencies: nothing is fetched.
+        .env("GOPROXY", "off")
+        .env("GOFLAGS", "-mod=mod")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run go ({e}): install Go (Debian: apt-get install golang-go; \
+                 scripts/test.sh does it)"
+            )
+        });
+    assert!(
+        output.status.success(),
+        "go build examples/go: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    exe
+}
+
+#[test]
+fn the_go_example_updates_from_a_directory_and_over_http() {
+    let p = Published::new(160 << 10, 4);
+    let build = Dir::new();
+    let program = compile_go(build.path());
+    updates_from_a_directory_and_over_http(&program, &p);
+}

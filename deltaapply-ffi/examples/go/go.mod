@@ -1,0 +1,3 @@
+module example.com/deltaapply-update
+
+go 1.19
