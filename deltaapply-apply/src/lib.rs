@@ -15,6 +15,7 @@ pub mod fault;
 pub mod foreign;
 mod key_file;
 pub mod lock;
+mod platform;
 mod posread;
 pub mod read;
 pub mod stage;

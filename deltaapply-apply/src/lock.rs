@@ -128,25 +128,16 @@ impl Drop for TargetLock {
     fn drop(&mut self) {
         // Removed while still locked, so that whoever opened it meanwhile finds, once
         // it has the lock, that it is no longer at the path (see `still_at`).
-        #[cfg(unix)]
-        let _ = fs::remove_file(&self.path);
+        if crate::platform::REMOVE_HELD_LOCK {
+            let _ = fs::remove_file(&self.path);
+        }
         let _ = self.file.unlock();
     }
 }
 
 /// Whether `file` is still the file at `path`.
-#[cfg(unix)]
 fn still_at(file: &File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), fs::symlink_metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-#[cfg(not(unix))]
-fn still_at(_: &File, _: &Path) -> bool {
-    true
+    crate::platform::same_file(file, path)
 }
 
 /// The directory a target is in and its name. A directory target is named by its

@@ -41,10 +41,10 @@ impl Staged {
         // Without permissions to copy, the file gets what any newly created file gets
         // (0666 less the umask), not the temporary file's private 0600: published
         // files must be readable by a web server, patches by other users.
-        #[cfg(unix)]
-        if permissions.is_none() {
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(Permissions::from_mode(0o666));
+        if permissions.is_none()
+            && let Some(p) = crate::platform::new_file_permissions()
+        {
+            builder.permissions(p);
         }
         let tmp = builder.tempfile_in(dir).map_err(|source| Error::OutputIo {
             path: dir.to_path_buf(),
@@ -109,17 +109,11 @@ impl Staged {
 /// Makes a rename in `path`'s directory durable. Directories cannot be opened for
 /// syncing on every platform; there it is a no-op.
 pub fn sync_parent(path: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(dir)?.sync_all()?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    crate::platform::sync_dir(dir)
 }
 
 /// The permissions a new file at `dest` should get: those of the file it replaces,
@@ -130,10 +124,5 @@ pub fn inherit_permissions(dest: &Path, like: Option<&Path>) -> Option<Permissio
         .filter(|m| m.is_file())
         .or_else(|| like.and_then(|p| fs::metadata(p).ok()))
         .map(|m| m.permissions());
-    #[cfg(unix)]
-    let found = found.or_else(|| {
-        use std::os::unix::fs::PermissionsExt;
-        Some(Permissions::from_mode(0o644))
-    });
-    found
+    found.or_else(crate::platform::default_permissions)
 }

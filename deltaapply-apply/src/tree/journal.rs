@@ -233,11 +233,7 @@ impl Journal {
         }
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
+        crate::platform::create_mode(&mut options, 0o600);
         let mut f = options.open(&tmp)?;
         f.write_all(self.encode().as_bytes())?;
         f.sync_all()?;
@@ -329,45 +325,17 @@ pub fn check_private(meta: &fs::Metadata, dir: bool) -> Result<(), String> {
         let wanted = if dir { "a directory" } else { "a regular file" };
         return Err(format!("it is not {wanted} (a link is never followed)"));
     }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let me = rustix::process::geteuid().as_raw();
-        if meta.uid() != me {
-            return Err(format!(
-                "it is owned by user {}, not by the user running the update ({me})",
-                meta.uid()
-            ));
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Err(format!(
-                "others may write to it (mode {:o})",
-                meta.mode() & 0o777
-            ));
-        }
-    }
-    Ok(())
+    crate::platform::check_owner(meta)
 }
 
 /// Opens a file for reading without following a link in its last component.
 fn open_nofollow(path: &Path) -> io::Result<fs::File> {
-    let mut options = OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
-    }
-    options.open(path)
+    crate::platform::open_nofollow(path)
 }
 
 /// Syncs a directory (no-op where directories cannot be opened).
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    fs::File::open(dir)?.sync_all()?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
+    crate::platform::sync_dir(dir)
 }
 
 #[cfg(test)]

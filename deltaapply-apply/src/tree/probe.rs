@@ -251,19 +251,8 @@ impl Prober {
     }
 }
 
-#[cfg(unix)]
 fn permission_bits(meta: &fs::Metadata) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    meta.permissions().mode() & MODE_MASK
-}
-
-#[cfg(not(unix))]
-fn permission_bits(meta: &fs::Metadata) -> u32 {
-    if meta.permissions().readonly() {
-        0o444
-    } else {
-        0o644
-    }
+    crate::platform::permission_bits(meta) & MODE_MASK
 }
 
 #[cfg(all(test, unix))]

@@ -14,11 +14,7 @@ use crate::tree::path::TreePath;
 /// Creates the staging directory, private to its owner.
 pub(super) fn create_stage(stage: &Path) -> Result<()> {
     let mut builder = fs::DirBuilder::new();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
+    crate::platform::private_dir(&mut builder);
     builder.create(stage).map_err(io_err("create", stage))
 }
 
@@ -174,26 +170,14 @@ pub(super) fn hash_copy(
 fn create_new(path: &Path, mode: u32) -> Result<File> {
     let mut options = OpenOptions::new();
     options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
+    crate::platform::create_mode(&mut options, mode);
     let f = options.open(path).map_err(io_err("create", path))?;
     set_mode_of(&f, path, mode)?;
     Ok(f)
 }
 
 pub(super) fn set_mode_of(f: &File, path: &Path, mode: u32) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(io_err("set the mode of", path))?;
-    }
-    #[cfg(not(unix))]
-    let _ = (f, path, mode);
-    Ok(())
+    crate::platform::set_mode_of(f, mode).map_err(io_err("set the mode of", path))
 }
 
 /// Sets the mode of a path already checked to be a file or directory, never through
@@ -202,68 +186,31 @@ pub(super) fn set_mode_of(f: &File, path: &Path, mode: u32) -> Result<()> {
 /// its owner may not read (which cannot be opened) is set by path, after checking once
 /// more that it is no link.
 pub(super) fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use rustix::fs::{Mode, OFlags};
-        let err = |e: io::Error| io_err("set the mode of", path)(e);
-        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
-        match rustix::fs::open(path, flags, Mode::empty()) {
-            Ok(fd) => {
-                let stat = rustix::fs::fstat(&fd).map_err(|e| err(e.into()))?;
-                let kind = rustix::fs::FileType::from_raw_mode(stat.st_mode);
-                if !matches!(
-                    kind,
-                    rustix::fs::FileType::RegularFile | rustix::fs::FileType::Directory
-                ) {
-                    return Err(TreeApplyError::Conflict {
-                        path: path.to_path_buf(),
-                        problem: "is not a file or directory".into(),
-                    });
-                }
-                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| err(e.into()))?;
-            }
-            Err(rustix::io::Errno::ACCESS) if disk(path)? != Disk::Link => {
-                use std::os::unix::fs::PermissionsExt;
-                fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(err)?;
-            }
-            Err(rustix::io::Errno::LOOP) => {
-                return Err(TreeApplyError::ThroughSymlink {
-                    path: path.to_path_buf(),
-                });
-            }
-            Err(e) => return Err(err(e.into())),
+    use crate::platform::ModeSet;
+    let err = |e: io::Error| io_err("set the mode of", path)(e);
+    match crate::platform::set_mode_nofollow(path, mode).map_err(err)? {
+        ModeSet::Set => Ok(()),
+        ModeSet::NotFileOrDir => Err(TreeApplyError::Conflict {
+            path: path.to_path_buf(),
+            problem: "is not a file or directory".into(),
+        }),
+        ModeSet::Denied if disk(path)? != Disk::Link => {
+            crate::platform::set_mode_by_path(path, mode).map_err(err)
         }
+        ModeSet::Denied => Err(err(io::Error::from(io::ErrorKind::PermissionDenied))),
+        ModeSet::Link => Err(TreeApplyError::ThroughSymlink {
+            path: path.to_path_buf(),
+        }),
     }
-    #[cfg(not(unix))]
-    let _ = (path, mode);
-    Ok(())
 }
 
 pub(super) fn mode_of(path: &Path) -> Result<u32> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let m = fs::symlink_metadata(path).map_err(io_err("inspect", path))?;
-        Ok(m.permissions().mode() & crate::tree::format::MODE_MASK)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        Ok(0)
-    }
+    let m = fs::symlink_metadata(path).map_err(io_err("inspect", path))?;
+    Ok(crate::platform::permission_bits(&m) & crate::tree::format::MODE_MASK)
 }
 
 pub(super) fn symlink(target: &str, path: &Path) -> Result<()> {
-    #[cfg(unix)]
-    return std::os::unix::fs::symlink(target, path).map_err(io_err("create link", path));
-    #[cfg(not(unix))]
-    {
-        let _ = target;
-        Err(io_err("create link", path)(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "symbolic links in trees are supported on Unix only",
-        )))
-    }
+    crate::platform::symlink(target, path).map_err(io_err("create link", path))
 }
 
 pub(super) fn sync_parent(path: &Path) -> Result<()> {
