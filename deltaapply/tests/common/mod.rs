@@ -251,6 +251,7 @@ pub fn error_kind(e: &Error) -> String {
         Error::NotTreePatch { .. } => "NotTreePatch".into(),
         Error::TreeFormat { .. } => "TreeFormat".into(),
         Error::Lock(_) => "Lock".into(),
+        Error::Cancelled => "Cancelled".into(),
     }
 }
 
