@@ -1,6 +1,8 @@
 //! The codes every entry point returns, and a failure as the C side sees it: a code
 //! and a message.
 
+use std::ffi::CStr;
+
 use deltaapply::ErrorKind;
 
 /// Success.
@@ -36,25 +38,26 @@ pub const E_INTERNAL: i32 = 13;
 /// The handle is running a job on another thread.
 pub const E_HANDLE_BUSY: i32 = 14;
 
-/// The name of a code, as the header spells its constant.
-pub fn name(code: i32) -> &'static str {
+/// The name of a code, as the header spells its constant (a C string, so that
+/// `deltaapply_code_name` can hand it out as is).
+pub fn name(code: i32) -> &'static CStr {
     match code {
-        OK => "DELTAAPPLY_OK",
-        E_FAILURE => "DELTAAPPLY_E_FAILURE",
-        E_USAGE => "DELTAAPPLY_E_USAGE",
-        E_BAD_PATCH => "DELTAAPPLY_E_BAD_PATCH",
-        E_WRONG_SOURCE => "DELTAAPPLY_E_WRONG_SOURCE",
-        E_LIMIT => "DELTAAPPLY_E_LIMIT",
-        E_UNTRUSTED => "DELTAAPPLY_E_UNTRUSTED",
-        E_REFUSED => "DELTAAPPLY_E_REFUSED",
-        E_NO_ROUTE => "DELTAAPPLY_E_NO_ROUTE",
-        E_NETWORK => "DELTAAPPLY_E_NETWORK",
-        E_BUSY => "DELTAAPPLY_E_BUSY",
-        E_CANCELLED => "DELTAAPPLY_E_CANCELLED",
-        E_INVALID_ARGUMENT => "DELTAAPPLY_E_INVALID_ARGUMENT",
-        E_INTERNAL => "DELTAAPPLY_E_INTERNAL",
-        E_HANDLE_BUSY => "DELTAAPPLY_E_HANDLE_BUSY",
-        _ => "DELTAAPPLY_E_UNKNOWN",
+        OK => c"DELTAAPPLY_OK",
+        E_FAILURE => c"DELTAAPPLY_E_FAILURE",
+        E_USAGE => c"DELTAAPPLY_E_USAGE",
+        E_BAD_PATCH => c"DELTAAPPLY_E_BAD_PATCH",
+        E_WRONG_SOURCE => c"DELTAAPPLY_E_WRONG_SOURCE",
+        E_LIMIT => c"DELTAAPPLY_E_LIMIT",
+        E_UNTRUSTED => c"DELTAAPPLY_E_UNTRUSTED",
+        E_REFUSED => c"DELTAAPPLY_E_REFUSED",
+        E_NO_ROUTE => c"DELTAAPPLY_E_NO_ROUTE",
+        E_NETWORK => c"DELTAAPPLY_E_NETWORK",
+        E_BUSY => c"DELTAAPPLY_E_BUSY",
+        E_CANCELLED => c"DELTAAPPLY_E_CANCELLED",
+        E_INVALID_ARGUMENT => c"DELTAAPPLY_E_INVALID_ARGUMENT",
+        E_INTERNAL => c"DELTAAPPLY_E_INTERNAL",
+        E_HANDLE_BUSY => c"DELTAAPPLY_E_HANDLE_BUSY",
+        _ => c"DELTAAPPLY_E_UNKNOWN",
     }
 }
 
