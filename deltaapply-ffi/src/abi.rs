@@ -416,3 +416,42 @@ pub unsafe extern "C" fn deltaapply_inspect(
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_the_internal_code_with_its_message() {
+        let mut message: *mut c_char = std::ptr::null_mut();
+        let code = unsafe { entry(&mut message, || panic!("boom")) };
+        assert_eq!(code, E_INTERNAL);
+        let text = unsafe { CStr::from_ptr(message) }
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(text.contains("boom"), "{text}");
+        unsafe { deltaapply_string_free(message) };
+        // Freed: a second free is ignored.
+        unsafe { deltaapply_string_free(message) };
+    }
+
+    #[test]
+    fn a_handle_stays_usable_after_a_panic_in_a_job() {
+        let mut h = 0;
+        assert_eq!(unsafe { deltaapply_open(&mut h, std::ptr::null_mut()) }, OK);
+        let code = unsafe {
+            job(h, std::ptr::null_mut(), std::ptr::null_mut(), |_, _| {
+                panic!("in a job")
+            })
+        };
+        assert_eq!(code, E_INTERNAL);
+        let code = unsafe {
+            job(h, std::ptr::null_mut(), std::ptr::null_mut(), |_, _| {
+                Ok(Value::Null)
+            })
+        };
+        assert_eq!(code, OK, "the handle was left marked busy");
+        assert_eq!(unsafe { deltaapply_close(h, std::ptr::null_mut()) }, OK);
+    }
+}
