@@ -316,3 +316,98 @@ fn the_go_example_updates_from_a_directory_and_over_http() {
     let program = compile_go(build.path());
     updates_from_a_directory_and_over_http(&program, &p);
 }
+
+/// Two releases of a tree (the second with its program edited, a file added and one
+/// removed) and the tree patch between them, made by `deltapack diff`.
+fn tree_releases(dir: &Dir) -> (PathBuf, PathBuf, PathBuf) {
+    use common::trees::{copy_tree, gen_tree, put, remove};
+    let (old, new) = (dir.join("1.0"), dir.join("1.1"));
+    gen_tree(&old, 11);
+    copy_tree(&old, &new);
+    let (_, app) = release_pair(160 << 10, 11);
+    put(&new, "bin/app", &app);
+    put(&new, "share/doc/NEWS", b"1.1: faster\n");
+    remove(&new, "share/data/blob-0");
+    let patch = dir.join("tree.dpatch");
+    let out = Command::new(env!("CARGO_BIN_EXE_deltapack"))
+        .arg("diff")
+        .arg(&old)
+        .arg(&new)
+        .arg("-o")
+        .arg(&patch)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "deltapack diff: {out:?}");
+    (old, new, patch)
+}
+
+/// The names beside `path` that an interrupted tree apply would leave (staging
+/// directories, journals, temporary files).
+fn leftovers_beside(path: &Path) -> Vec<String> {
+    std::fs::read_dir(path.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("deltaapply") && !n.ends_with("-lock"))
+        .collect()
+}
+
+#[test]
+fn a_tree_apply_cancelled_from_c_while_staging_leaves_the_tree_and_the_commit_completes() {
+    use common::trees::{assert_same_tree, copy_tree, snapshot_tree};
+    let dir = Dir::new();
+    let (old, new, patch) = tree_releases(&dir);
+    let build = Dir::new();
+    let program = compile_c("cancel_tree", build.path());
+    let (old_snap, new_snap) = (snapshot_tree(&old), snapshot_tree(&new));
+    let stage = "7";
+    let commit = "8";
+
+    // Out of place, cancelled while the files are made: no new tree, nothing beside.
+    let work = Dir::new();
+    let dest = work.join("out");
+    let (code, stdout, _) = run(Command::new(&program)
+        .arg(stage)
+        .arg(&old)
+        .arg(&patch)
+        .arg(&dest));
+    assert_eq!(code, 11, "{stdout}");
+    assert!(stdout.contains("seen 7"), "{stdout}");
+    assert!(
+        !dest.exists(),
+        "a cancelled out-of-place apply made {}",
+        dest.display()
+    );
+    assert_eq!(leftovers_beside(&dest), Vec::<String>::new());
+    assert_same_tree(&snapshot_tree(&old), &old_snap, "the old tree");
+
+    // In place, cancelled while the files are made: the old tree, entry for entry.
+    let installed = work.join("installed");
+    copy_tree(&old, &installed);
+    let (code, stdout, _) = run(Command::new(&program)
+        .arg(stage)
+        .arg(&installed)
+        .arg(&patch)
+        .arg(&installed));
+    assert_eq!(code, 11, "{stdout}");
+    assert_same_tree(
+        &snapshot_tree(&installed),
+        &old_snap,
+        "the tree after a cancel",
+    );
+    assert_eq!(leftovers_beside(&installed), Vec::<String>::new());
+
+    // In place, a cancel asked during the commit: the commit runs to its end.
+    let (code, stdout, _) = run(Command::new(&program)
+        .arg(commit)
+        .arg(&installed)
+        .arg(&patch)
+        .arg(&installed));
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("seen 8"), "{stdout}");
+    assert_same_tree(
+        &snapshot_tree(&installed),
+        &new_snap,
+        "the tree after its commit",
+    );
+    assert_eq!(leftovers_beside(&installed), Vec::<String>::new());
+}
