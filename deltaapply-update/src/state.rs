@@ -162,6 +162,13 @@ impl State {
         raised
     }
 
+    /// Forgets every sequence accepted for `product`; returns whether there was one.
+    pub fn forget_product(&mut self, product: &str) -> bool {
+        let before = self.accepted.len();
+        self.accepted.retain(|(p, _), _| p != product);
+        self.accepted.len() != before
+    }
+
     /// Writes the state to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
         let io = |source| StateError::Io {
