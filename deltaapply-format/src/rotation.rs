@@ -293,3 +293,108 @@ pub fn verify_self_signed(
     )?;
     Ok(parsed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signature::MANIFEST_CONTEXT;
+
+    const A: &str = "ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a";
+    const B: &str = "ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c";
+
+    fn doc(body: &str) -> Result<KeysDocument, RotationError> {
+        KeysDocument::parse(body.as_bytes())
+    }
+
+    #[test]
+    fn parses_and_encodes() {
+        let text = format!(
+            "format = \"deltapack-keys-v1\"\nproduct = \"app\"\nversion = 3\nthreshold = 2\n\
+             expires = 2030-01-01T00:00:00Z\nkeys = [\"{A}\", \"{B}\"]\n"
+        );
+        let d = doc(&text).unwrap();
+        assert_eq!((d.version, d.threshold, d.keys.len()), (3, 2, 2));
+        assert_eq!(d.trusted().threshold(), 2);
+        assert_eq!(KeysDocument::parse(d.encode().as_bytes()).unwrap(), d);
+        assert!(d.is_expired(Timestamp::parse("2030-01-01T00:00:01Z").unwrap()));
+        assert!(!d.is_expired(Timestamp::parse("2029-12-31T23:59:59Z").unwrap()));
+    }
+
+    #[test]
+    fn bad_documents_are_refused() {
+        // A small-order point (the identity) and a non-canonical encoding (ADVERSARIAL
+        // case 5: weak keys in a rotation document).
+        let weak = "ed25519:0100000000000000000000000000000000000000000000000000000000000000";
+        let noncanonical =
+            "ed25519:edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f";
+        let head = "format = \"deltapack-keys-v1\"\nproduct = \"app\"\n";
+        for (body, says) in [
+            (
+                format!("{head}version = 1\nthreshold = 1\nkeys = [\"{weak}\"]\n"),
+                "key 1",
+            ),
+            (
+                format!("{head}version = 1\nthreshold = 1\nkeys = [\"{noncanonical}\"]\n"),
+                "key 1",
+            ),
+            (
+                format!("{head}version = 1\nthreshold = 1\nkeys = [\"{A}\", \"{A}\"]\n"),
+                "twice",
+            ),
+            (
+                format!("{head}version = 1\nthreshold = 0\nkeys = [\"{A}\"]\n"),
+                "threshold",
+            ),
+            (
+                format!("{head}version = 1\nthreshold = 2\nkeys = [\"{A}\"]\n"),
+                "threshold",
+            ),
+            (
+                format!("{head}version = 0\nthreshold = 1\nkeys = [\"{A}\"]\n"),
+                "version",
+            ),
+            (
+                format!("{head}version = 1\nthreshold = 1\nkeys = []\n"),
+                "1 to 16",
+            ),
+            (
+                format!("{head}version = 1\nthreshold = 1\nkeys = [\"{A}\"]\nextra = 1\n"),
+                "unknown",
+            ),
+            (
+                format!(
+                    "format = \"deltapack-keys-v2\"\nproduct = \"app\"\nversion = 1\nthreshold = 1\nkeys = [\"{A}\"]\n"
+                ),
+                "format",
+            ),
+            (
+                format!(
+                    "format = \"deltapack-keys-v1\"\nproduct = \"a b\"\nversion = 1\nthreshold = 1\nkeys = [\"{A}\"]\n"
+                ),
+                "product",
+            ),
+        ] {
+            let err = doc(&body).unwrap_err().to_string();
+            assert!(err.contains(says), "{body}: {err}");
+        }
+        let huge = vec![b'#'; MAX_KEYS_DOCUMENT as usize + 1];
+        assert!(matches!(
+            KeysDocument::parse(&huge),
+            Err(RotationError::TooLarge { .. })
+        ));
+        assert!(doc("\u{0}\u{ff}").is_err());
+    }
+
+    #[test]
+    fn keys_and_manifest_signatures_are_domain_separated() {
+        // ADVERSARIAL case 7: a signature over a keys document is not one over the same
+        // bytes as a manifest, and the reverse.
+        assert_ne!(KEYS_CONTEXT, MANIFEST_CONTEXT);
+        let bytes = b"same bytes";
+        assert_ne!(
+            keys_message(bytes),
+            crate::signature::manifest_message(bytes)
+        );
+        assert!(keys_message(bytes).starts_with(KEYS_CONTEXT));
+    }
+}

@@ -8,6 +8,7 @@ use super::{
 };
 use deltaapply_apply::key::KeyId;
 use deltaapply_fetch::source::Source;
+use deltaapply_format::Sha256Digest;
 use deltaapply_format::container::FileId;
 use deltaapply_format::manifest::{
     ArtifactKind, MANIFEST_FILE, MAX_MANIFEST_SIZE, Manifest, RelPath, SIGNATURE_FILE, Timestamp,
@@ -23,6 +24,8 @@ pub(super) struct Accepted {
     pub(super) expired: bool,
     /// Where the key chain ended, when the updater follows one.
     pub(super) keys: Option<Walked>,
+    /// The SHA-256 of the manifest's bytes.
+    pub(super) digest: Sha256Digest,
 }
 
 impl Updater {
@@ -55,6 +58,7 @@ impl Updater {
             manifest_from: accepted.from,
             signed_by: accepted.signed_by,
             keys_version: accepted.keys.as_ref().map(|w| w.document.version),
+            manifest_sha256: accepted.digest,
             product: manifest.product.clone(),
             channel: manifest.channel.clone(),
             newest_version: manifest.version.clone(),
@@ -185,6 +189,23 @@ impl Updater {
                 state: self.state_path().to_path_buf(),
             });
         }
+        // The same sequence with other bytes: two different releases under one number
+        // (a replay of a compromised key's or an equivocating publisher's manifest).
+        let digest = Sha256Digest::of(&bytes);
+        if !revoked
+            && state.accepted(&manifest.product, &manifest.channel) == Some(manifest.sequence)
+            && state
+                .accepted_digest(&manifest.product, &manifest.channel)
+                .is_some_and(|d| d != digest)
+        {
+            return Err(UpdateError::SameSequence {
+                mirror: mirror.to_string(),
+                product: manifest.product,
+                channel: manifest.channel,
+                sequence: manifest.sequence,
+                state: self.state_path().to_path_buf(),
+            });
+        }
         let now = Timestamp::now();
         let expired = manifest.is_expired(now);
         if expired && !self.policy.allow_expired {
@@ -200,6 +221,7 @@ impl Updater {
             signed_by,
             expired,
             keys: walked,
+            digest,
         })
     }
 

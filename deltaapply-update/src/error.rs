@@ -59,6 +59,25 @@ pub enum UpdateError {
         #[source]
         source: deltaapply_format::rotation::RotationError,
     },
+    /// The manifest has the sequence accepted before but other bytes.
+    #[error(
+        "the manifest from {mirror} has sequence {sequence}, already accepted for {product} \
+         {channel} with other bytes (state file {}); two releases under one sequence number \
+         are refused, nothing was changed",
+        state.display()
+    )]
+    SameSequence {
+        /// The mirror.
+        mirror: String,
+        /// The product.
+        product: String,
+        /// The channel.
+        channel: String,
+        /// The sequence.
+        sequence: u64,
+        /// The state file.
+        state: PathBuf,
+    },
     /// The newest keys document the chain reached has expired.
     #[error(
         "the newest trusted keys (version {version}, from {mirror}) expired at {expires} (now \
@@ -240,7 +259,9 @@ impl UpdateError {
                 }
                 _ => ErrorKind::Untrusted,
             },
-            UpdateError::KeysExpired { .. } => ErrorKind::Refused,
+            UpdateError::KeysExpired { .. } | UpdateError::SameSequence { .. } => {
+                ErrorKind::Refused
+            }
             UpdateError::KeysFile { .. } => ErrorKind::Failure,
             UpdateError::Lock(e) => e.kind(),
             UpdateError::Manifest { .. } | UpdateError::Mismatch { .. } => ErrorKind::BadInput,

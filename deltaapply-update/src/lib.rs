@@ -118,6 +118,8 @@ pub struct Check {
     /// The version of the key chain whose keys verified the manifest, when the
     /// updater follows one ([`Updater::key_chain`]).
     pub keys_version: Option<u64>,
+    /// The SHA-256 of the manifest accepted.
+    pub manifest_sha256: deltaapply_format::Sha256Digest,
     /// The manifest's product.
     pub product: String,
     /// The manifest's channel.
@@ -349,7 +351,12 @@ impl Updater {
             walked.as_ref().is_some_and(|w| w.revoked) && state.forget_product(&check.product);
         // Recorded before anything is downloaded: once a manifest is accepted, no older
         // one is, even if this update fails.
-        let state_updated = state.accept(&check.product, &check.channel, check.sequence) || revoked;
+        let state_updated = state.accept(
+            &check.product,
+            &check.channel,
+            check.sequence,
+            check.manifest_sha256,
+        ) || revoked;
         if state_updated {
             state.save(state_path)?;
         }

@@ -153,6 +153,21 @@ impl Publisher {
         );
     }
 
+    /// `deltapack verify out --key KEY --json`: exit code and report.
+    fn verify(&self, out: &Path, key: &str) -> (i32, Value) {
+        let output = deltapack()
+            .arg("verify")
+            .arg(out)
+            .arg("--key")
+            .arg(self.public(key))
+            .arg("--json")
+            .output()
+            .unwrap();
+        let report = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+        (output.status.code().unwrap_or(-1), report)
+    }
+
     fn load(&self, name: &str) -> SecretKey {
         SecretKey::load(&self.secret(name)).unwrap()
     }
@@ -262,7 +277,19 @@ fn rotation_happy_path_over_http_and_from_a_directory() {
     assert!(text.contains("not one of the keys of version 1"), "{text}");
 
     p.rotate_ok(&["b"], &["a", "b"], &[]);
+    // Until a release is signed by the new key, verify says devices would refuse it.
+    let (code, report) = p.verify(&p.out(), "a");
+    assert_ne!(code, OK, "{report}");
+    assert!(
+        report
+            .to_string()
+            .contains("following the key chain (version 2)"),
+        "{report}"
+    );
     p.build_ok("b", "1.1", &v1);
+    let (code, report) = p.verify(&p.out(), "b");
+    assert_eq!(code, OK, "{report}");
+    assert_eq!(report["keys_version"], 2, "{report}");
     server.put_dir("/", &p.out());
     let updated = device.update(&url, OK, &v1);
     assert_eq!(updated["keys_version"], 2, "{updated}");

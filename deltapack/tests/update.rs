@@ -424,12 +424,21 @@ impl Device {
     }
 
     /// The state file's `accepted` lines.
+    /// The state file's `accepted PRODUCT CHANNEL SEQUENCE` lines, without the
+    /// manifest digest each one ends with (checked to be 64 hex digits).
     fn accepted(&self) -> Vec<String> {
         std::fs::read_to_string(self.state_file())
             .unwrap()
             .lines()
             .filter(|l| l.starts_with("accepted "))
-            .map(str::to_string)
+            .map(|l| {
+                let (entry, digest) = l.rsplit_once(' ').unwrap();
+                assert!(
+                    digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{l}"
+                );
+                entry.to_string()
+            })
             .collect()
     }
 }
@@ -1075,6 +1084,7 @@ fn rolled_back_manifest_is_refused() {
     let json = dev.update(&[&url], &[], code::OK, Some(&v[2]));
     assert_eq!(json["sequence"], 3);
     assert_eq!(dev.accepted(), ["accepted example-app stable 3"]);
+    let state = std::fs::read_to_string(dev.state_file()).unwrap();
 
     // The server now serves the older, validly signed directory.
     server.put_dir("/", &old);
@@ -1096,6 +1106,28 @@ fn rolled_back_manifest_is_refused() {
             "{json}"
         );
     }
+    // The same sequence with other bytes (here a manifest re-made with another
+    // creation time, validly signed): refused, the state keeps the first.
+    std::fs::write(dev.state_file(), &state).unwrap();
+    let other = p.dir.join("publish-seq3-other");
+    copy_dir(&old, &other);
+    p.build_into(&other, "1.2", &v[2], &[]);
+    assert_eq!(Publisher::manifest(&other).sequence, 3);
+    assert_ne!(
+        std::fs::read(other.join(MANIFEST_FILE)).unwrap(),
+        std::fs::read(p.out().join(MANIFEST_FILE)).unwrap()
+    );
+    server.put_dir("/", &other);
+    for sub in ["update", "check"] {
+        let json = dev.run(sub, &[&url], &[], code::REFUSED, Some(&v[2]));
+        let error = json["error"].as_str().unwrap();
+        assert!(error.contains("with other bytes"), "{error}");
+    }
+    assert_eq!(std::fs::read_to_string(dev.state_file()).unwrap(), state);
+    // The same bytes again are accepted (up to date).
+    server.put_dir("/", &p.out());
+    dev.update(&[&url], &[], code::OK, Some(&v[2]));
+    server.put_dir("/", &old);
     // A device that never saw sequence 3 takes it.
     let fresh = Device::new(&p.public_key(), Some(&v[0]));
     fresh.update(&[&url], &[], code::OK, Some(&v[1]));

@@ -409,6 +409,29 @@ pub fn signature_file(data: &[u8]) {
     }
 }
 
+/// Target `keys_document`: a key-rotation keys document (`format-spec/rotation.md`);
+/// one that parses re-encodes to a document that parses to the same value, and, when
+/// the input also splits into a document and a signature file at the first NUL, the
+/// rotation step from that document to itself is checked without panicking.
+pub fn keys_document(data: &[u8]) {
+    use deltaapply_format::rotation::{self, KeysDocument};
+    let (doc, sig) = match data.iter().position(|&b| b == 0) {
+        Some(at) => (&data[..at], Some(&data[at + 1..])),
+        None => (data, None),
+    };
+    let Ok(parsed) = KeysDocument::parse(doc) else {
+        return;
+    };
+    let again = KeysDocument::parse(parsed.encode().as_bytes()).unwrap();
+    assert_eq!(again, parsed);
+    assert!((1..=parsed.keys.len()).contains(&parsed.threshold));
+    let _ = parsed.trusted();
+    if let Some(sig) = sig {
+        let _ = rotation::verify_self_signed(doc, sig);
+        let _ = rotation::verify_rotation(&parsed, doc, sig);
+    }
+}
+
 /// Target `key_file`: a public key file's content, the one-line key form and the
 /// key list of `DELTAAPPLY_KEY`.
 pub fn key_file(data: &[u8]) {
