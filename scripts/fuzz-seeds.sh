@@ -53,6 +53,7 @@ jq -r '.[] | [.file, (.old // "")] | join("|")' "$v/foreign/vectors.json" |
     case "$file" in
       *.bsdiff) with_old foreign_bsdiff40 "$old" "$v/foreign/$file"; seed bsdiff40 "$v/foreign/$file" ;;
       *.zst) with_old foreign_zstd "$old" "$v/foreign/$file"; seed zstd_frame_header "$v/foreign/$file" ;;
+      *.vcdiff) with_old foreign_vcdiff "$old" "$v/foreign/$file"; seed vcdiff "$v/foreign/$file" ;;
     esac
   done
 # Tree index: the payload of each tree patch.

@@ -39,7 +39,7 @@ fn replay(target: &str, check: Check) -> usize {
 
 #[test]
 fn fuzz_inputs_replay() {
-    let targets: [(&str, Check); 10] = [
+    let targets: [(&str, Check); 11] = [
         ("patch_header", format_checks::patch_header),
         ("control_stream", format_checks::control_stream),
         ("bsdiff40", format_checks::bsdiff40),
@@ -50,6 +50,9 @@ fn fuzz_inputs_replay() {
         ("signature_file", format_checks::signature_file),
         ("key_file", format_checks::key_file),
         ("keys_document", format_checks::keys_document),
+        ("vcdiff", |d| {
+            let _ = format_checks::vcdiff(d);
+        }),
     ];
     for (target, check) in targets {
         let n = replay(target, check);
