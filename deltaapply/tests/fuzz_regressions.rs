@@ -85,7 +85,11 @@ fn the_checks_pass_on_valid_inputs() {
     apply_checks::apply_method(&with_old("", "full-valid.dpatch"), Method::Full);
     apply_checks::foreign_bsdiff40(&with_old("exe.old", "foreign/bsdiff40-debian.bsdiff"));
     apply_checks::foreign_zstd(&with_old("exe.old", "foreign/zstd-cli.zst"));
-    for vcdiff in ["vcdiff-xdelta3", "vcdiff-deltapack-windows", "vcdiff-target-window"] {
+    for vcdiff in [
+        "vcdiff-xdelta3",
+        "vcdiff-deltapack-windows",
+        "vcdiff-target-window",
+    ] {
         let patch = format!("foreign/{vcdiff}.vcdiff");
         let declared = format_checks::vcdiff(&std::fs::read(v.join(&patch)).unwrap());
         assert!(declared.is_some_and(|d| d > 0), "{patch}");
