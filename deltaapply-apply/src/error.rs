@@ -149,6 +149,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The output's filesystem has no room for it: found before anything was written.
+    #[error("no room for {needed} bytes beside the target ({})", path.display())]
+    NoSpace {
+        /// The temporary file the space was reserved for.
+        path: PathBuf,
+        /// The bytes the new file needs.
+        needed: u64,
+        /// The error of the reservation (ENOSPC or EDQUOT).
+        #[source]
+        source: io::Error,
+    },
     /// The output cannot be written or swapped in.
     #[error("cannot write {}", path.display())]
     OutputIo {
@@ -233,9 +244,10 @@ impl Error {
             Error::TreeFormat { .. } => ErrorKind::BadInput,
             Error::MemoryLimit { .. } => ErrorKind::Limit,
             Error::Untrusted { .. } => ErrorKind::Untrusted,
-            Error::PatchIo { .. } | Error::SourceIo { .. } | Error::OutputIo { .. } => {
-                ErrorKind::Failure
-            }
+            Error::PatchIo { .. }
+            | Error::SourceIo { .. }
+            | Error::OutputIo { .. }
+            | Error::NoSpace { .. } => ErrorKind::Failure,
             Error::Lock(e) => e.kind(),
         }
     }

@@ -64,6 +64,32 @@ impl Staged {
         })
     }
 
+    /// Reserves `size` bytes of disk for the temporary file before anything is
+    /// written (`fallocate` with `KEEP_SIZE` on Linux), so that a filesystem without
+    /// room for the new file fails at once, with nothing decoded yet, rather than in
+    /// the middle of the write. A filesystem that cannot reserve space is not an error.
+    pub fn reserve(&self, size: u64) -> Result<(), Error> {
+        #[cfg(target_os = "linux")]
+        if size > 0 {
+            use rustix::fs::{FallocateFlags, fallocate};
+            match fallocate(self.file(), FallocateFlags::KEEP_SIZE, 0, size) {
+                Ok(()) => {}
+                Err(e) if e == rustix::io::Errno::NOSPC || e == rustix::io::Errno::DQUOT => {
+                    return Err(Error::NoSpace {
+                        path: self.path().to_path_buf(),
+                        needed: size,
+                        source: e.into(),
+                    });
+                }
+                // Not supported here (EOPNOTSUPP, ENOSYS...): the writes report ENOSPC.
+                Err(_) => {}
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = size;
+        Ok(())
+    }
+
     /// The temporary file, for writing.
     pub fn file(&self) -> &File {
         self.tmp.as_file()
