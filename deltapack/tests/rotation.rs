@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use common::{Dir, release_pair};
+use common::{Dir, copy_dir, release_pair};
 use deltaapply::manifest::{MANIFEST_FILE, SIGNATURE_FILE, Timestamp};
 use deltaapply::rotation::{KeysDocument, document_path, signature_path};
 use deltaapply::signature::encode_signature_file;
@@ -229,20 +229,6 @@ impl Device {
 
 fn local(dir: &Path) -> String {
     dir.display().to_string()
-}
-
-/// A copy of directory `from` at `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
 }
 
 fn error_of(v: &Value) -> String {

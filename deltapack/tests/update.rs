@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use common::{Dir, Rng, release_pair, snapshot};
+use common::{Dir, Rng, copy_dir, release_pair, snapshot};
 use deltaapply::manifest::{MANIFEST_FILE, Manifest, SIGNATURE_FILE, Timestamp};
 use http::{Fault, Logged, Server};
 use serde_json::Value;
@@ -218,20 +218,6 @@ fn full_of(out: &Path) -> (String, u64) {
     let m = Publisher::manifest(out);
     let f = &m.artifacts[0].full;
     (format!("/{}", f.path), f.size)
-}
-
-/// A copy of directory `from` at `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
 }
 
 /// The paths requested in `log`, in order.
