@@ -811,8 +811,8 @@ pub(crate) struct Sink<'s, 'p> {
 }
 
 impl<'s, 'p> Sink<'s, 'p> {
-    /// A sink into `staged` that will be given at most `limit` bytes, reserved on disk
-    /// first ([`Staged::reserve`]).
+    /// A sink into `staged` that will be given at most `limit` bytes, once the
+    /// filesystem is known to have room for them ([`Staged::reserve`]).
     pub(crate) fn new(
         staged: &'s Staged,
         limit: u64,

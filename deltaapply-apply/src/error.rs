@@ -150,15 +150,18 @@ pub enum Error {
         source: io::Error,
     },
     /// The output's filesystem has no room for it: found before anything was written.
-    #[error("no room for {needed} bytes beside the target ({})", path.display())]
+    #[error(
+        "no room for the {needed} bytes of the new file beside the target: {free} bytes free \
+         for {} (No space left on device)",
+        path.display()
+    )]
     NoSpace {
-        /// The temporary file the space was reserved for.
+        /// The temporary file that would hold the new file.
         path: PathBuf,
         /// The bytes the new file needs.
         needed: u64,
-        /// The error of the reservation (ENOSPC or EDQUOT).
-        #[source]
-        source: io::Error,
+        /// The bytes free on its filesystem.
+        free: u64,
     },
     /// The output cannot be written or swapped in.
     #[error("cannot write {}", path.display())]

@@ -64,28 +64,27 @@ impl Staged {
         })
     }
 
-    /// Reserves `size` bytes of disk for the temporary file before anything is
-    /// written (`fallocate` with `KEEP_SIZE` on Linux), so that a filesystem without
-    /// room for the new file fails at once, with nothing decoded yet, rather than in
-    /// the middle of the write. A filesystem that cannot reserve space is not an error.
+    /// Checks that the temporary file's filesystem has `size` bytes free for
+    /// unprivileged writers (`fstatvfs`), so that a filesystem without room for the
+    /// new file fails at once, with nothing decoded yet, rather than in the middle of
+    /// the write. Nothing is allocated: a patch that declares an absurd size is
+    /// refused, not given the space. The writes still report ENOSPC should the space
+    /// be taken meanwhile.
     pub fn reserve(&self, size: u64) -> Result<(), Error> {
-        #[cfg(target_os = "linux")]
-        if size > 0 {
-            use rustix::fs::{FallocateFlags, fallocate};
-            match fallocate(self.file(), FallocateFlags::KEEP_SIZE, 0, size) {
-                Ok(()) => {}
-                Err(e) if e == rustix::io::Errno::NOSPC || e == rustix::io::Errno::DQUOT => {
-                    return Err(Error::NoSpace {
-                        path: self.path().to_path_buf(),
-                        needed: size,
-                        source: e.into(),
-                    });
-                }
-                // Not supported here (EOPNOTSUPP, ENOSYS...): the writes report ENOSPC.
-                Err(_) => {}
+        #[cfg(unix)]
+        if size > 0
+            && let Ok(fs) = rustix::fs::fstatvfs(self.file())
+        {
+            let free = fs.f_bavail.saturating_mul(fs.f_frsize);
+            if free < size {
+                return Err(Error::NoSpace {
+                    path: self.path().to_path_buf(),
+                    needed: size,
+                    free,
+                });
             }
         }
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(not(unix))]
         let _ = size;
         Ok(())
     }

@@ -145,7 +145,7 @@ fn no_temporaries(listing: &[String], what: &str) {
 
 /// Case 34 on a real filesystem: a tmpfs with room for the old release and the patch
 /// but not for the new release beside it. The update fails before it decodes anything
-/// (exit 1, "no room for N bytes": the applier reserves the new file's size first), the
+/// (exit 1, "no room for the N bytes": the applier checks the free space first), the
 /// target is the old release byte for byte and nothing half-written is left; once the
 /// filesystem is larger, the same command completes.
 #[test]
@@ -164,7 +164,7 @@ run_update roomy
     );
     let (full, roomy) = (&runs[0], &runs[1]);
     assert_eq!(full.code, 1, "{full:?}");
-    // Found by the reservation before anything is decoded (the preflight of case 34).
+    // Found by the free-space check before anything is decoded (the preflight of case 34).
     let error = full.json["error"].as_str().unwrap_or_default();
     assert!(
         error.contains("no room for") && error.contains("No space left"),

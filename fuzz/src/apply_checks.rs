@@ -281,14 +281,14 @@ pub fn foreign_zstd(data: &[u8]) {
 /// left behind.
 pub fn foreign_vcdiff(data: &[u8]) {
     let (old, patch) = split_old(data);
-    let declared = super::format_checks::vcdiff(patch);
-    if declared.is_none_or(|d| d > MAX_OUTPUT) {
-        // Still through the applier's own refusals, without producing output.
-        if declared.is_none() {
-            let _ = foreign_apply(old, patch, None);
-        }
+    if !patch.starts_with(&deltaapply::vcdiff::MAGIC) {
         return;
     }
+    let declared = super::format_checks::vcdiff(patch);
+    if declared.is_some_and(|d| d > MAX_OUTPUT) {
+        return;
+    }
+    // Headers that do not decode go through the applier's own refusals too.
     if let Some(out) = foreign_apply(old, patch, None) {
         assert_eq!(Some(out.len() as u64), declared, "output length");
     }
