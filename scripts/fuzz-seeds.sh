@@ -53,6 +53,7 @@ jq -r '.[] | [.file, (.old // "")] | join("|")' "$v/foreign/vectors.json" |
     case "$file" in
       *.bsdiff) with_old foreign_bsdiff40 "$old" "$v/foreign/$file"; seed bsdiff40 "$v/foreign/$file" ;;
       *.zst) with_old foreign_zstd "$old" "$v/foreign/$file"; seed zstd_frame_header "$v/foreign/$file" ;;
+      *.vcdiff) with_old foreign_vcdiff "$old" "$v/foreign/$file"; seed vcdiff "$v/foreign/$file" ;;
     esac
   done
 # Tree index: the payload of each tree patch.
@@ -63,6 +64,7 @@ printf '\x01\xed\x01\x03bin\x00\xa4\x01\x07bin/app\x00\x00\x00\x00\x00\x00\x00\x
 m=testdata/manifest-vectors
 for f in "$m"/cases/*.toml "$m"/publish/manifest.toml; do seed manifest "$f"; done
 for f in "$m"/cases/*.sig "$m"/publish/manifest.toml.sig; do seed signature_file "$f"; done
+for f in testdata/keys-vectors/chain/*.toml testdata/keys-vectors/refused/*.toml; do seed keys_document "$f"; done
 for f in "$v"/*.pub; do seed key_file "$f"; done
 mkdir -p "$c/state_file" "$c/content_range"
 printf 'deltaapply-state v1\naccepted example-app stable 42\naccepted example-app beta 7\n' > "$c/state_file/two"

@@ -394,7 +394,7 @@ pub fn apply_unlocked(
     // after the decoders have confirmed that they read the verified bytes and the
     // output has its expected hash; dropping it on any error removes it.
     let staged = Staged::beside(dest, inherit_permissions(dest, old))?;
-    let mut sink = Sink::new(&staged, header.target.size, progress);
+    let mut sink = Sink::new(&staged, header.target.size, progress)?;
     match &decode {
         Decode::Bsdiff(src, source_size, streams) => {
             let old = (src, *source_size, &table.old[..]);
@@ -813,13 +813,15 @@ pub(crate) struct Sink<'s, 'p> {
 }
 
 impl<'s, 'p> Sink<'s, 'p> {
-    /// A sink into `staged` that will be given at most `limit` bytes.
+    /// A sink into `staged` that will be given at most `limit` bytes, once the
+    /// filesystem is known to have room for them ([`Staged::reserve`]).
     pub(crate) fn new(
         staged: &'s Staged,
         limit: u64,
         progress: &'p mut dyn FnMut(Progress),
-    ) -> Self {
-        Sink {
+    ) -> Result<Self, Error> {
+        staged.reserve(limit)?;
+        Ok(Sink {
             out: BufWriter::with_capacity(IO_CHUNK, crate::fault::Checked(staged.file())),
             path: staged.path(),
             hasher: Hasher::new(),
@@ -827,7 +829,7 @@ impl<'s, 'p> Sink<'s, 'p> {
             limit,
             progress,
             reported: 0,
-        }
+        })
     }
 
     /// Writes and hashes `bytes` (the caller keeps within the limit).

@@ -153,6 +153,20 @@ pub enum Error {
     /// installed: the destination is untouched and the temporary file removed.
     #[error("cancelled by the caller; nothing was installed")]
     Cancelled,
+    /// The output's filesystem has no room for it: found before anything was written.
+    #[error(
+        "no room for the {needed} bytes of the new file beside the target: {free} bytes free \
+         for {} (No space left on device)",
+        path.display()
+    )]
+    NoSpace {
+        /// The temporary file that would hold the new file.
+        path: PathBuf,
+        /// The bytes the new file needs.
+        needed: u64,
+        /// The bytes free on its filesystem.
+        free: u64,
+    },
     /// The output cannot be written or swapped in.
     #[error("cannot write {}", path.display())]
     OutputIo {
@@ -249,9 +263,10 @@ impl Error {
             Error::TreeFormat { .. } => ErrorKind::BadInput,
             Error::MemoryLimit { .. } => ErrorKind::Limit,
             Error::Untrusted { .. } => ErrorKind::Untrusted,
-            Error::PatchIo { .. } | Error::SourceIo { .. } | Error::OutputIo { .. } => {
-                ErrorKind::Failure
-            }
+            Error::PatchIo { .. }
+            | Error::SourceIo { .. }
+            | Error::OutputIo { .. }
+            | Error::NoSpace { .. } => ErrorKind::Failure,
             Error::Lock(e) => e.kind(),
             Error::Cancelled => ErrorKind::Cancelled,
         }

@@ -64,6 +64,26 @@ impl Staged {
         })
     }
 
+    /// Checks that the temporary file's filesystem has `size` bytes free for
+    /// unprivileged writers (`fstatvfs`), so that a filesystem without room for the
+    /// new file fails at once, with nothing decoded yet, rather than in the middle of
+    /// the write. Nothing is allocated: a patch that declares an absurd size is
+    /// refused, not given the space. The writes still report ENOSPC should the space
+    /// be taken meanwhile.
+    pub fn reserve(&self, size: u64) -> Result<(), Error> {
+        if size > 0
+            && let Some(free) = crate::platform::free_space(self.file())
+            && free < size
+        {
+            return Err(Error::NoSpace {
+                path: self.path().to_path_buf(),
+                needed: size,
+                free,
+            });
+        }
+        Ok(())
+    }
+
     /// The temporary file, for writing.
     pub fn file(&self) -> &File {
         self.tmp.as_file()

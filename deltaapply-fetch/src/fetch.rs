@@ -364,6 +364,16 @@ impl FetchError {
     pub fn is_cancelled(&self) -> bool {
         matches!(self, FetchError::Cancelled)
     }
+
+    /// Whether the mirror does not have the file: a missing local file, or HTTP 404
+    /// or 410. Optional files (the next version of a key chain) are probed this way.
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            FetchError::Read { source, .. } => source.kind() == io::ErrorKind::NotFound,
+            FetchError::Status { status, .. } => matches!(status, 404 | 410),
+            _ => false,
+        }
+    }
 }
 
 /// Parses a `Content-Range` value of a 206 answer, `bytes START-END/TOTAL` (TOTAL may

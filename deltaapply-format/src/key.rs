@@ -221,6 +221,13 @@ impl TrustedKeys {
         Ok(TrustedKeys { keys, threshold })
     }
 
+    /// A set whose keys are known to be distinct and non-empty and whose threshold is
+    /// within 1..=keys (a parsed keys document's).
+    pub(crate) fn from_checked(mut keys: Vec<PublicKey>, threshold: usize) -> TrustedKeys {
+        keys.sort_by_key(|k| k.0);
+        TrustedKeys { keys, threshold }
+    }
+
     /// Trusts one key.
     pub fn single(key: PublicKey) -> TrustedKeys {
         TrustedKeys {

@@ -23,6 +23,7 @@ pub mod key;
 pub mod manifest;
 pub mod method;
 pub mod relpath;
+pub mod rotation;
 pub mod signature;
 pub mod tree;
 pub mod vcdiff;

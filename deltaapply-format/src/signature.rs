@@ -193,14 +193,24 @@ pub fn verify_manifest(
     signature_file: &[u8],
     trusted: &TrustedKeys,
 ) -> Result<Vec<KeyId>, SignatureError> {
+    verify_signed(&manifest_message(manifest), signature_file, trusted)
+}
+
+/// Checks `signature_file` over `message` (context string and signed bytes) against
+/// `trusted` (§3): every trusted key's signature must verify, untrusted ones are
+/// ignored, and at least the threshold of distinct trusted keys must have signed.
+pub fn verify_signed(
+    message: &[u8],
+    signature_file: &[u8],
+    trusted: &TrustedKeys,
+) -> Result<Vec<KeyId>, SignatureError> {
     let entries = parse_signature_file(signature_file)?;
-    let message = manifest_message(manifest);
     let mut valid = Vec::new();
     for e in &entries {
         if !trusted.contains(&e.key) {
             continue;
         }
-        if !e.key.verify(&message, &e.signature) {
+        if !e.key.verify(message, &e.signature) {
             return Err(SignatureError::BadSignature { key_id: e.key.id() });
         }
         valid.push(e.key.id());

@@ -39,7 +39,7 @@ fn replay(target: &str, check: Check) -> usize {
 
 #[test]
 fn fuzz_inputs_replay() {
-    let targets: [(&str, Check); 9] = [
+    let targets: [(&str, Check); 11] = [
         ("patch_header", format_checks::patch_header),
         ("control_stream", format_checks::control_stream),
         ("bsdiff40", format_checks::bsdiff40),
@@ -49,6 +49,10 @@ fn fuzz_inputs_replay() {
         ("manifest", format_checks::manifest),
         ("signature_file", format_checks::signature_file),
         ("key_file", format_checks::key_file),
+        ("keys_document", format_checks::keys_document),
+        ("vcdiff", |d| {
+            let _ = format_checks::vcdiff(d);
+        }),
     ];
     for (target, check) in targets {
         let n = replay(target, check);
@@ -71,4 +75,9 @@ fn the_checks_pass_on_valid_inputs() {
     format_checks::key_file(&std::fs::read(vectors.join("test-key.pub")).unwrap());
     format_checks::control_stream(b"\x01\x02\x03\x00\x05\x7f");
     format_checks::tree_listing(b"\x01\xed\x01\x03bin");
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/keys-vectors/chain");
+    let doc = std::fs::read(keys.join("2.toml")).unwrap();
+    let sig = std::fs::read(keys.join("2.toml.sig")).unwrap();
+    assert!(deltaapply_format::rotation::verify_self_signed(&doc, &sig).is_ok());
+    format_checks::keys_document(&[&doc[..], b"\0", &sig[..]].concat());
 }

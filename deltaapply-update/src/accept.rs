@@ -2,15 +2,18 @@
 //! the product, channel, rollback (state file) and expiry checks; then the check of the
 //! installed target against the manifest accepted.
 
+use super::keys::{KeyChain, Walked};
 use super::{
     Check, Event, Installed, MirrorProblem, State, UpdateError, Updater, hash_installed, plan, tree,
 };
 use deltaapply_apply::key::KeyId;
 use deltaapply_fetch::source::Source;
+use deltaapply_format::Sha256Digest;
 use deltaapply_format::container::FileId;
 use deltaapply_format::manifest::{
     ArtifactKind, MANIFEST_FILE, MAX_MANIFEST_SIZE, Manifest, RelPath, SIGNATURE_FILE, Timestamp,
 };
+use deltaapply_format::rotation::KeysDocument;
 use deltaapply_format::signature::{MAX_SIGNATURE_FILE, SignatureError, verify_manifest};
 
 /// The manifest accepted, and where from.
@@ -19,6 +22,10 @@ pub(super) struct Accepted {
     pub(super) from: String,
     pub(super) signed_by: Vec<KeyId>,
     pub(super) expired: bool,
+    /// Where the key chain ended, when the updater follows one.
+    pub(super) keys: Option<Walked>,
+    /// The SHA-256 of the manifest's bytes.
+    pub(super) digest: Sha256Digest,
 }
 
 impl Updater {
@@ -50,6 +57,8 @@ impl Updater {
         let check = Check {
             manifest_from: accepted.from,
             signed_by: accepted.signed_by,
+            keys_version: accepted.keys.as_ref().map(|w| w.document.version),
+            manifest_sha256: accepted.digest,
             product: manifest.product.clone(),
             channel: manifest.channel.clone(),
             newest_version: manifest.version.clone(),
@@ -71,13 +80,17 @@ impl Updater {
 
     /// The first mirror's manifest that verifies and is acceptable.
     pub(super) fn accept_manifest(&self, state: &State) -> Result<Accepted, UpdateError> {
+        let start = match &self.chain {
+            Some(chain) => Some(chain.start(&self.keys_path())?),
+            None => None,
+        };
         let mut problems = Vec::new();
         let mut best: Option<Accepted> = None;
         // Every mirror is asked: one that lags (or withholds a release) must not hold
         // the device back while another serves a newer manifest that verifies.
         for mirror in self.source.mirrors() {
             let one = Source::new(vec![mirror.clone()]).expect("one mirror is a source");
-            match self.manifest_from(&one, &mirror.to_string(), state) {
+            match self.manifest_from(&one, &mirror.to_string(), state, start.as_ref()) {
                 Ok(accepted) => {
                     if best
                         .as_ref()
@@ -106,7 +119,14 @@ impl Updater {
         one: &Source,
         mirror: &str,
         state: &State,
+        keys_from: Option<&KeysDocument>,
     ) -> Result<Accepted, UpdateError> {
+        let walked = match keys_from {
+            Some(start) => Some(self.walk_keys(start, one, mirror)?),
+            None => None,
+        };
+        let chain_keys = walked.as_ref().map(|w| w.document.trusted());
+        let trusted = chain_keys.as_ref().unwrap_or(&self.trusted);
         let manifest_path = RelPath::new(MANIFEST_FILE).expect("valid");
         let signature_path = RelPath::new(SIGNATURE_FILE).expect("valid");
         let fetch = |rel: &RelPath, cap| {
@@ -124,7 +144,7 @@ impl Updater {
         let (bytes, signed_by) = loop {
             let bytes = fetch(&manifest_path, MAX_MANIFEST_SIZE)?;
             let signature = fetch(&signature_path, MAX_SIGNATURE_FILE)?;
-            match verify_manifest(&bytes, &signature, &self.trusted) {
+            match verify_manifest(&bytes, &signature, trusted) {
                 Ok(keys) => break (bytes, keys),
                 Err(SignatureError::BadSignature { .. }) if !retried => retried = true,
                 Err(source) => {
@@ -139,9 +159,25 @@ impl Updater {
             mirror: mirror.to_string(),
             source,
         })?;
+        if let Some(w) = &walked
+            && w.document.product != manifest.product
+        {
+            return Err(UpdateError::WrongProduct {
+                mirror: mirror.to_string(),
+                got: manifest.product,
+                expected: format!(
+                    "the trusted keys (version {}) sign for product {:?}",
+                    w.document.version, w.document.product
+                ),
+            });
+        }
         self.check_product(&manifest, mirror, state)?;
         self.check_channel(&manifest, mirror, state)?;
+        // After a rotation that revoked a key, the floors recorded under the old keys
+        // are void (fast-forward recovery): `update` forgets them.
+        let revoked = walked.as_ref().is_some_and(|w| w.revoked);
         if let Some(accepted) = state.accepted(&manifest.product, &manifest.channel)
+            && !revoked
             && manifest.sequence < accepted
         {
             return Err(UpdateError::Rollback {
@@ -150,6 +186,23 @@ impl Updater {
                 channel: manifest.channel,
                 got: manifest.sequence,
                 accepted,
+                state: self.state_path().to_path_buf(),
+            });
+        }
+        // The same sequence with other bytes: two different releases under one number
+        // (a replay of a compromised key's or an equivocating publisher's manifest).
+        let digest = Sha256Digest::of(&bytes);
+        if !revoked
+            && state.accepted(&manifest.product, &manifest.channel) == Some(manifest.sequence)
+            && state
+                .accepted_digest(&manifest.product, &manifest.channel)
+                .is_some_and(|d| d != digest)
+        {
+            return Err(UpdateError::SameSequence {
+                mirror: mirror.to_string(),
+                product: manifest.product,
+                channel: manifest.channel,
+                sequence: manifest.sequence,
                 state: self.state_path().to_path_buf(),
             });
         }
@@ -167,7 +220,33 @@ impl Updater {
             from: mirror.to_string(),
             signed_by,
             expired,
+            keys: walked,
+            digest,
         })
+    }
+
+    /// Walks the mirror's key chain from `start`, and refuses an expired end unless
+    /// the policy allows expired manifests.
+    fn walk_keys(
+        &self,
+        start: &KeysDocument,
+        one: &Source,
+        mirror: &str,
+    ) -> Result<Walked, UpdateError> {
+        let walked = KeyChain::walk(start, &self.fetcher, one, mirror)?;
+        let now = Timestamp::now();
+        if let Some(expires) = walked.document.expires
+            && walked.document.is_expired(now)
+            && !self.policy.allow_expired
+        {
+            return Err(UpdateError::KeysExpired {
+                mirror: mirror.to_string(),
+                version: walked.document.version,
+                expires,
+                now,
+            });
+        }
+        Ok(walked)
     }
 
     /// The product must be the one asked for, or else one the state file has accepted

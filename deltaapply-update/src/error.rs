@@ -47,6 +47,64 @@ pub enum UpdateError {
         #[source]
         source: SignatureError,
     },
+    /// A step of the mirror's key chain was refused (`format-spec/rotation.md`).
+    #[error(
+        "the key chain from {mirror} was refused; nothing was changed and the keys trusted \
+         before stay trusted"
+    )]
+    Rotation {
+        /// The mirror.
+        mirror: String,
+        /// Why.
+        #[source]
+        source: deltaapply_format::rotation::RotationError,
+    },
+    /// The manifest has the sequence accepted before but other bytes.
+    #[error(
+        "the manifest from {mirror} has sequence {sequence}, already accepted for {product} \
+         {channel} with other bytes (state file {}); two releases under one sequence number \
+         are refused, nothing was changed",
+        state.display()
+    )]
+    SameSequence {
+        /// The mirror.
+        mirror: String,
+        /// The product.
+        product: String,
+        /// The channel.
+        channel: String,
+        /// The sequence.
+        sequence: u64,
+        /// The state file.
+        state: PathBuf,
+    },
+    /// The newest keys document the chain reached has expired.
+    #[error(
+        "the newest trusted keys (version {version}, from {mirror}) expired at {expires} (now \
+         {now}); a policy that allows expired manifests accepts them; nothing was changed"
+    )]
+    KeysExpired {
+        /// The mirror.
+        mirror: String,
+        /// The keys version.
+        version: u64,
+        /// When it expired.
+        expires: Timestamp,
+        /// The time now.
+        now: Timestamp,
+    },
+    /// The keys file (the newest keys document accepted) cannot be used.
+    #[error(
+        "keys file {} cannot be used ({problem}); it records the newest release keys accepted, \
+         so it is not ignored: restore it, or delete it to start again from the pinned keys",
+        path.display()
+    )]
+    KeysFile {
+        /// The keys file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
     /// The manifest is signed but invalid.
     #[error("the manifest from {mirror} is invalid")]
     Manifest {
@@ -196,6 +254,16 @@ impl UpdateError {
             UpdateError::Fetch { source, .. } if source.is_local() => ErrorKind::Failure,
             UpdateError::Fetch { .. } => ErrorKind::Network,
             UpdateError::Signature { .. } => ErrorKind::Untrusted,
+            UpdateError::Rotation { source, .. } => match source {
+                deltaapply_format::rotation::RotationError::TooManySteps { .. } => {
+                    ErrorKind::Refused
+                }
+                _ => ErrorKind::Untrusted,
+            },
+            UpdateError::KeysExpired { .. } | UpdateError::SameSequence { .. } => {
+                ErrorKind::Refused
+            }
+            UpdateError::KeysFile { .. } => ErrorKind::Failure,
             UpdateError::Lock(e) => e.kind(),
             UpdateError::Manifest { .. } | UpdateError::Mismatch { .. } => ErrorKind::BadInput,
             UpdateError::WrongProduct { .. }

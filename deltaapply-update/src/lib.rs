@@ -45,6 +45,7 @@ use deltaapply_format::manifest::{ArtifactKind, Manifest, Timestamp};
 
 mod accept;
 mod error;
+pub mod keys;
 pub mod plan;
 mod run;
 pub mod state;
@@ -114,6 +115,11 @@ pub struct Check {
     pub manifest_from: String,
     /// The trusted keys whose signatures were counted.
     pub signed_by: Vec<KeyId>,
+    /// The version of the key chain whose keys verified the manifest, when the
+    /// updater follows one ([`Updater::key_chain`]).
+    pub keys_version: Option<u64>,
+    /// The SHA-256 of the manifest accepted.
+    pub manifest_sha256: deltaapply_format::Sha256Digest,
     /// The manifest's product.
     pub product: String,
     /// The manifest's channel.
@@ -170,6 +176,8 @@ pub struct Updater {
     cache_dir: PathBuf,
     policy: Policy,
     fetcher: Fetcher,
+    chain: Option<keys::KeyChain>,
+    keys_file: Option<PathBuf>,
 }
 
 impl Updater {
@@ -188,6 +196,8 @@ impl Updater {
             channel: None,
             policy: Policy::default(),
             fetcher: Fetcher::new(Options::default()),
+            chain: None,
+            keys_file: None,
         }
     }
 
@@ -224,6 +234,32 @@ impl Updater {
     pub fn cache_dir(mut self, path: impl Into<PathBuf>) -> Updater {
         self.cache_dir = path.into();
         self
+    }
+
+    /// Follow the publisher's signed key chain (`format-spec/rotation.md`) from
+    /// `pinned`, the keys document the installer ships: before a mirror's manifest is
+    /// verified, `keys/<N+1>.toml` is accepted from version N while the mirror has it,
+    /// and the manifest must then be signed by a threshold of the newest version's
+    /// keys, for that version's product. The newest version accepted is kept in the
+    /// keys file ([`Updater::keys_file`]) by `update`. The keys given to
+    /// [`Updater::new`] are then not used.
+    pub fn key_chain(mut self, pinned: deltaapply_format::rotation::KeysDocument) -> Updater {
+        self.chain = Some(keys::KeyChain { pinned });
+        self
+    }
+
+    /// Where the newest accepted keys document is kept (default:
+    /// [`keys::default_keys_file`] of the state file).
+    pub fn keys_file(mut self, path: impl Into<PathBuf>) -> Updater {
+        self.keys_file = Some(path.into());
+        self
+    }
+
+    /// The keys file used.
+    pub fn keys_path(&self) -> PathBuf {
+        self.keys_file
+            .clone()
+            .unwrap_or_else(|| keys::default_keys_file(&self.state_file))
     }
 
     /// What routes are allowed.
@@ -300,15 +336,33 @@ impl Updater {
         if state_path == default_state_file(&self.target) {
             deltaapply_apply::lock::remove_temporaries_of(state_path, &self.target)?;
         }
+        let keys_path = self.keys_path();
+        if self.chain.is_some() {
+            deltaapply_apply::lock::remove_temporaries_of(&keys_path, &self.target)?;
+        }
         let mut state = State::load(state_path)?;
         let accepted = self.accept_manifest(&state)?;
+        let walked = accepted.keys.clone();
         self.finish_pending(&accepted.manifest)?;
         let (check, manifest) = self.check_accepted(accepted, events)?;
+        // A rotation that revoked a key voids the floors recorded under the old keys
+        // (a compromised key may have signed an absurd sequence number).
+        let revoked =
+            walked.as_ref().is_some_and(|w| w.revoked) && state.forget_product(&check.product);
         // Recorded before anything is downloaded: once a manifest is accepted, no older
         // one is, even if this update fails.
-        let state_updated = state.accept(&check.product, &check.channel, check.sequence);
+        let state_updated = state.accept(
+            &check.product,
+            &check.channel,
+            check.sequence,
+            check.manifest_sha256,
+        ) || revoked;
         if state_updated {
             state.save(state_path)?;
+        }
+        // After the state: a run cut off between the two walks the chain again.
+        if let Some(bytes) = walked.as_ref().and_then(|w| w.newer.as_deref()) {
+            keys::save(&keys_path, bytes)?;
         }
         let planned = check.plan.route.clone();
         if planned == Route::UpToDate {
@@ -329,6 +383,9 @@ impl Updater {
         })?;
         let mut run = Run {
             updater: self,
+            trusted: walked
+                .as_ref()
+                .map_or_else(|| self.trusted.clone(), |w| w.document.trusted()),
             cache,
             downloaded: 0,
             events,

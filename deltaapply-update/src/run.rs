@@ -6,11 +6,15 @@ use std::fs;
 use std::path::Path;
 
 use super::{Event, Step, UpdateError, Updater};
+use deltaapply_apply::key::TrustedKeys;
 use deltaapply_apply::{Limits, Patch};
 
 /// One update in progress.
 pub(super) struct Run<'u, 'e> {
     pub(super) updater: &'u Updater,
+    /// The keys patches must be signed by: the updater's, or with a key chain the
+    /// newest version's.
+    pub(super) trusted: TrustedKeys,
     pub(super) cache: &'u Path,
     pub(super) downloaded: u64,
     pub(super) events: &'e mut dyn FnMut(Event<'_>),
@@ -134,7 +138,7 @@ impl Run<'_, '_> {
             &patch,
             dest,
             &limits,
-            Some(&self.updater.trusted),
+            Some(&self.trusted),
             &mut |p| {
                 events(Event::Apply {
                     step: index,

@@ -387,7 +387,7 @@ impl super::Run<'_, '_> {
     fn open_tree(&mut self, path: &Path, step: &Step) -> Result<TreePatch, UpdateError> {
         let limits = self.limits();
         let events = &mut *self.events;
-        let patch = TreePatch::open(path, &limits, Some(&self.updater.trusted), &mut |p| {
+        let patch = TreePatch::open(path, &limits, Some(&self.trusted), &mut |p| {
             events(Event::Apply {
                 step: 0,
                 steps: 1,
@@ -536,7 +536,7 @@ impl super::Run<'_, '_> {
                     &patch,
                     &dest,
                     &self.limits(),
-                    Some(&self.updater.trusted),
+                    Some(&self.trusted),
                     &mut |_| {},
                 )
             });

@@ -41,7 +41,7 @@
 pub use deltaapply_apply::{cancel, foreign, key, lock, read, stage, tree};
 pub use deltaapply_fetch::{fetch, source};
 pub use deltaapply_format::{
-    bsdiff40, container, control, exe, manifest, signature, vcdiff, zstd_frame,
+    bsdiff40, container, control, exe, manifest, rotation, signature, vcdiff, zstd_frame,
 };
 pub use deltaapply_update as update;
 

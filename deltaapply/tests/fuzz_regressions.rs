@@ -43,7 +43,7 @@ fn replay(target: &str, check: Check<'_>) -> usize {
 
 #[test]
 fn fuzz_inputs_replay() {
-    let targets: [(&str, Check<'_>); 7] = [
+    let targets: [(&str, Check<'_>); 8] = [
         ("apply_bsdiff", &|d| {
             apply_checks::apply_method(d, Method::Bsdiff)
         }),
@@ -56,6 +56,7 @@ fn fuzz_inputs_replay() {
         ("foreign_bsdiff40", &apply_checks::foreign_bsdiff40),
         ("foreign_zstd", &apply_checks::foreign_zstd),
         ("state_file", &apply_checks::state_file),
+        ("foreign_vcdiff", &apply_checks::foreign_vcdiff),
         ("content_range", &apply_checks::content_range),
     ];
     for (target, check) in targets {
@@ -84,6 +85,16 @@ fn the_checks_pass_on_valid_inputs() {
     apply_checks::apply_method(&with_old("", "full-valid.dpatch"), Method::Full);
     apply_checks::foreign_bsdiff40(&with_old("exe.old", "foreign/bsdiff40-debian.bsdiff"));
     apply_checks::foreign_zstd(&with_old("exe.old", "foreign/zstd-cli.zst"));
+    for vcdiff in [
+        "vcdiff-xdelta3",
+        "vcdiff-deltapack-windows",
+        "vcdiff-target-window",
+    ] {
+        let patch = format!("foreign/{vcdiff}.vcdiff");
+        let declared = format_checks::vcdiff(&std::fs::read(v.join(&patch)).unwrap());
+        assert!(declared.is_some_and(|d| d > 0), "{patch}");
+        apply_checks::foreign_vcdiff(&with_old("exe.old", &patch));
+    }
     apply_checks::state_file(b"deltaapply-state v1\naccepted app stable 1\n");
     apply_checks::content_range(b"bytes 5-9/10");
 }

@@ -164,6 +164,18 @@ impl SecretKey {
         Ok(())
     }
 
+    /// Signs a keys document's exact bytes (`format-spec/rotation.md`); the entry goes
+    /// into its signature file.
+    pub fn sign_keys(&self, document: &[u8]) -> SignatureEntry {
+        SignatureEntry {
+            key: self.public_key(),
+            signature: self
+                .key
+                .sign(&deltaapply::rotation::keys_message(document))
+                .to_bytes(),
+        }
+    }
+
     /// Signs a manifest's exact bytes; the entry goes into its signature file.
     pub fn sign_manifest(&self, manifest: &[u8]) -> SignatureEntry {
         SignatureEntry {

@@ -25,6 +25,7 @@ enum Command {
     Inspect(cmd::inspect::Args),
     Keygen(cmd::keygen::Args),
     Key(cmd::key::Args),
+    Keys(cmd::keys::Args),
     Completions(cmd::docs::CompletionsArgs),
     Man(cmd::docs::ManArgs),
 }
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Key(args) => cmd::key::run(args),
+        Command::Keys(args) => cmd::keys::run(args),
         Command::Completions(args) => cmd::docs::run_completions(args),
         Command::Man(args) => cmd::docs::run_man(args),
     };

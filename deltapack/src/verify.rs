@@ -47,6 +47,8 @@ pub struct VerifyReport {
     pub expires: Option<String>,
     /// Keys whose signatures were counted.
     pub signed_by: Vec<String>,
+    /// The newest version of the directory's key chain (`keys/`), if it has one.
+    pub keys_version: Option<u64>,
     /// Files whose size and hash were checked.
     pub files_checked: usize,
     /// Full images decoded and checked (a tree's: unpacked and compared with its
@@ -97,6 +99,38 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
             report.problem(SIGNATURE_FILE, e.to_string());
         }
     }
+    let chain = match crate::rotation::read_chain(dir) {
+        Ok(chain) => chain,
+        Err(e) => {
+            report.problem(deltaapply::rotation::KEYS_DIR, e.to_string());
+            None
+        }
+    };
+    if let Some(chain) = &chain {
+        report.keys_version = Some(chain.newest.version);
+        if let Err(e) =
+            verify_manifest(&signed.manifest, &signed.signature, &chain.newest.trusted())
+        {
+            report.problem(
+                SIGNATURE_FILE,
+                format!(
+                    "devices following the key chain (version {}) refuse it: {e}",
+                    chain.newest.version
+                ),
+            );
+        }
+    }
+    // Containers published before a rotation are signed by the keys of that time.
+    let with_chain;
+    let trusted = match &chain {
+        Some(chain) => {
+            let mut keys = trusted.keys().to_vec();
+            keys.extend(chain.all_keys.iter().copied());
+            with_chain = TrustedKeys::new(keys, 1).unwrap_or_else(|_| trusted.clone());
+            &with_chain
+        }
+        None => trusted,
+    };
     let manifest = match Manifest::parse(&signed.manifest) {
         Ok(m) => m,
         Err(e) => {
@@ -104,6 +138,17 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
             return report;
         }
     };
+    if let Some(chain) = &chain
+        && chain.newest.product != manifest.product
+    {
+        report.problem(
+            MANIFEST_FILE,
+            format!(
+                "product {:?}, but the key chain is for {:?}",
+                manifest.product, chain.newest.product
+            ),
+        );
+    }
     report.version = Some(manifest.version.clone());
     report.sequence = Some(manifest.sequence);
     report.expires = Some(manifest.expires.to_string());

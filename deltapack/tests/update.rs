@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use assert_cmd::Command;
-use common::{Dir, Rng, release_pair, snapshot};
+use common::{Dir, Rng, copy_dir, release_pair, snapshot};
 use deltaapply::manifest::{MANIFEST_FILE, Manifest, SIGNATURE_FILE, Timestamp};
 use http::{Fault, Logged, Server};
 use serde_json::Value;
@@ -220,20 +220,6 @@ fn full_of(out: &Path) -> (String, u64) {
     (format!("/{}", f.path), f.size)
 }
 
-/// A copy of directory `from` at `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
-
 /// The paths requested in `log`, in order.
 fn paths(log: &[Logged]) -> Vec<String> {
     log.iter().map(|l| l.path.clone()).collect()
@@ -424,12 +410,21 @@ impl Device {
     }
 
     /// The state file's `accepted` lines.
+    /// The state file's `accepted PRODUCT CHANNEL SEQUENCE` lines, without the
+    /// manifest digest each one ends with (checked to be 64 hex digits).
     fn accepted(&self) -> Vec<String> {
         std::fs::read_to_string(self.state_file())
             .unwrap()
             .lines()
             .filter(|l| l.starts_with("accepted "))
-            .map(str::to_string)
+            .map(|l| {
+                let (entry, digest) = l.rsplit_once(' ').unwrap();
+                assert!(
+                    digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{l}"
+                );
+                entry.to_string()
+            })
             .collect()
     }
 }
@@ -1075,6 +1070,7 @@ fn rolled_back_manifest_is_refused() {
     let json = dev.update(&[&url], &[], code::OK, Some(&v[2]));
     assert_eq!(json["sequence"], 3);
     assert_eq!(dev.accepted(), ["accepted example-app stable 3"]);
+    let state = std::fs::read_to_string(dev.state_file()).unwrap();
 
     // The server now serves the older, validly signed directory.
     server.put_dir("/", &old);
@@ -1096,6 +1092,28 @@ fn rolled_back_manifest_is_refused() {
             "{json}"
         );
     }
+    // The same sequence with other bytes (here a manifest re-made with another
+    // creation time, validly signed): refused, the state keeps the first.
+    std::fs::write(dev.state_file(), &state).unwrap();
+    let other = p.dir.join("publish-seq3-other");
+    copy_dir(&old, &other);
+    p.build_into(&other, "1.2", &v[2], &[]);
+    assert_eq!(Publisher::manifest(&other).sequence, 3);
+    assert_ne!(
+        std::fs::read(other.join(MANIFEST_FILE)).unwrap(),
+        std::fs::read(p.out().join(MANIFEST_FILE)).unwrap()
+    );
+    server.put_dir("/", &other);
+    for sub in ["update", "check"] {
+        let json = dev.run(sub, &[&url], &[], code::REFUSED, Some(&v[2]));
+        let error = json["error"].as_str().unwrap();
+        assert!(error.contains("with other bytes"), "{error}");
+    }
+    assert_eq!(std::fs::read_to_string(dev.state_file()).unwrap(), state);
+    // The same bytes again are accepted (up to date).
+    server.put_dir("/", &p.out());
+    dev.update(&[&url], &[], code::OK, Some(&v[2]));
+    server.put_dir("/", &old);
     // A device that never saw sequence 3 takes it.
     let fresh = Device::new(&p.public_key(), Some(&v[0]));
     fresh.update(&[&url], &[], code::OK, Some(&v[1]));

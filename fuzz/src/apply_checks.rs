@@ -275,6 +275,25 @@ pub fn foreign_zstd(data: &[u8]) {
     }
 }
 
+/// Target `foreign_vcdiff`: `apply_foreign` and `describe` on a VCDIFF patch (input:
+/// old file and patch), 64 MiB limit, when its windows declare at most
+/// [`MAX_OUTPUT`] bytes: the output, if any, has the declared length, and nothing is
+/// left behind.
+pub fn foreign_vcdiff(data: &[u8]) {
+    let (old, patch) = split_old(data);
+    if !patch.starts_with(&deltaapply::vcdiff::MAGIC) {
+        return;
+    }
+    let declared = super::format_checks::vcdiff(patch);
+    if declared.is_some_and(|d| d > MAX_OUTPUT) {
+        return;
+    }
+    // Headers that do not decode go through the applier's own refusals too.
+    if let Some(out) = foreign_apply(old, patch, None) {
+        assert_eq!(Some(out.len() as u64), declared, "output length");
+    }
+}
+
 /// Applies a foreign patch in the scratch directory; the output if it succeeded.
 fn foreign_apply(old: &[u8], patch: &[u8], expected_size: Option<u64>) -> Option<Vec<u8>> {
     let files = Files::write(old, patch);

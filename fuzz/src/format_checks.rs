@@ -409,6 +409,61 @@ pub fn signature_file(data: &[u8]) {
     }
 }
 
+/// Target `vcdiff`: a VCDIFF file's headers (`FileHeader`, then each `WindowHeader`)
+/// and each plain window's instructions (`check_instructions`); returns the target
+/// length the windows declare, if every header decodes. Windows never run past the
+/// file, and the walk always advances.
+pub fn vcdiff(data: &[u8]) -> Option<u64> {
+    use deltaapply_format::vcdiff::{
+        CodeTable, FileHeader, MAX_FILE_HEADER, MAX_WINDOW_HEADER, Place, WindowHeader,
+        check_instructions,
+    };
+    let len = data.len() as u64;
+    let header = FileHeader::decode(&data[..data.len().min(MAX_FILE_HEADER)], len).ok()?;
+    assert!(header.len <= len);
+    let table = CodeTable::default_table();
+    let (mut at, mut total, mut index) = (header.len, 0u64, 0u64);
+    while at < len {
+        let rest = &data[at as usize..];
+        let place = Place::Window { index, offset: at };
+        let w = WindowHeader::decode(&rest[..rest.len().min(MAX_WINDOW_HEADER)], len - at, place)
+            .ok()?;
+        assert!(w.total_len() > 0 && w.total_len() <= len - at);
+        let inst_at = (at + w.header_len + w.data_len) as usize;
+        let inst = &data[inst_at..inst_at + w.inst_len as usize];
+        if w.require_plain(&header, place).is_ok() {
+            let _ = check_instructions(&w, inst, &table, place);
+        }
+        total = total.checked_add(w.target_len)?;
+        at += w.total_len();
+        index += 1;
+    }
+    Some(total)
+}
+
+/// Target `keys_document`: a key-rotation keys document (`format-spec/rotation.md`);
+/// one that parses re-encodes to a document that parses to the same value, and, when
+/// the input also splits into a document and a signature file at the first NUL, the
+/// rotation step from that document to itself is checked without panicking.
+pub fn keys_document(data: &[u8]) {
+    use deltaapply_format::rotation::{self, KeysDocument};
+    let (doc, sig) = match data.iter().position(|&b| b == 0) {
+        Some(at) => (&data[..at], Some(&data[at + 1..])),
+        None => (data, None),
+    };
+    let Ok(parsed) = KeysDocument::parse(doc) else {
+        return;
+    };
+    let again = KeysDocument::parse(parsed.encode().as_bytes()).unwrap();
+    assert_eq!(again, parsed);
+    assert!((1..=parsed.keys.len()).contains(&parsed.threshold));
+    let _ = parsed.trusted();
+    if let Some(sig) = sig {
+        let _ = rotation::verify_self_signed(doc, sig);
+        let _ = rotation::verify_rotation(&parsed, doc, sig);
+    }
+}
+
 /// Target `key_file`: a public key file's content, the one-line key form and the
 /// key list of `DELTAAPPLY_KEY`.
 pub fn key_file(data: &[u8]) {

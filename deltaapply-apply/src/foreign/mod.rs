@@ -235,7 +235,7 @@ pub fn apply_foreign(
     }
 
     let staged = Staged::beside(req.dest, inherit_permissions(req.dest, Some(req.old)))?;
-    let mut sink = Sink::new(&staged, target_size, progress);
+    let mut sink = Sink::new(&staged, target_size, progress)?;
     match &decoder {
         Decoder::Bsdiff40(p) => bsdiff40::decode(&patch, p, &old, &mut sink)?,
         Decoder::ZstdFrame(p) => zstd_frame::decode(&patch, p, &old, target_size, &mut sink)?,

@@ -6,7 +6,7 @@
 //!
 //! The concerns, each a group of functions with the same signatures in every backend:
 //! - atomic replace: [`sync_dir`] (the rename itself is `std::fs::rename`, through
-//!   `tempfile`'s persist);
+//!   `tempfile`'s persist), [`free_space`] (the preflight before a new file is written);
 //! - file modes: [`new_file_permissions`], [`default_permissions`],
 //!   [`create_mode`], [`private_dir`], [`set_mode_of`], [`permission_bits`],
 //!   [`set_mode_nofollow`];

@@ -13,6 +13,12 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Bytes free for unprivileged writers on `file`'s filesystem (`fstatvfs`), if known.
+pub(crate) fn free_space(file: &File) -> Option<u64> {
+    let fs = rustix::fs::fstatvfs(file).ok()?;
+    Some(fs.f_bavail.saturating_mul(fs.f_frsize))
+}
+
 /// The permissions a new output file gets when there are none to copy: what any new
 /// file gets (0666 less the umask), not a temporary file's private 0600.
 pub(crate) fn new_file_permissions() -> Option<Permissions> {

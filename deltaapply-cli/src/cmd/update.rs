@@ -30,6 +30,16 @@ pub struct Args {
     /// key file (repeat for several). Overrides DELTAAPPLY_KEY and the built-in keys.
     #[arg(long = "key", value_name = "KEY")]
     keys: Vec<String>,
+    /// Follow the publisher's signed key chain from this keys document (a
+    /// `keys/N.toml` the installer ships): newer versions are accepted from the
+    /// publish directory's `keys/` one by one, and manifests are verified with the
+    /// newest version's keys and threshold. Instead of --key.
+    #[arg(long, value_name = "FILE", conflicts_with = "keys")]
+    keys_root: Option<PathBuf>,
+    /// Where the newest accepted keys document is kept, with --keys-root
+    /// [default: the state file's path with .keys appended].
+    #[arg(long, value_name = "FILE", requires = "keys_root")]
+    keys_file: Option<PathBuf>,
     /// Which artifact of the release the target is, when a release has several.
     #[arg(long, value_name = "NAME")]
     artifact: Option<String>,
@@ -153,7 +163,15 @@ fn run(args: Args, update: bool) -> i32 {
 
 fn updater(args: &Args) -> anyhow::Result<Updater> {
     let source = Source::parse_all(args.sources.iter().map(String::as_str))?;
-    let Some((trusted, _)) = cli::trusted_keys(&args.keys)? else {
+    let pinned = match &args.keys_root {
+        Some(path) => Some(keys_root(path)?),
+        None => None,
+    };
+    let trusted = match &pinned {
+        Some(doc) => Some(doc.trusted()),
+        None => cli::trusted_keys(&args.keys)?.map(|(trusted, _)| trusted),
+    };
+    let Some(trusted) = trusted else {
         bail!(
             "no trusted key: pass the publisher's public key with --key, set {}, or build \
              deltaapply with DELTAAPPLY_BUILTIN_KEY",
@@ -176,6 +194,12 @@ fn updater(args: &Args) -> anyhow::Result<Updater> {
     let mut updater = Updater::new(source, trusted, &args.target)
         .policy(policy)
         .fetch_options(args.network.options().context("--ca-cert")?);
+    if let Some(pinned) = pinned {
+        updater = updater.key_chain(pinned);
+    }
+    if let Some(k) = &args.keys_file {
+        updater = updater.keys_file(k);
+    }
     if let Some(a) = &args.artifact {
         updater = updater.artifact(a);
     }
@@ -192,6 +216,20 @@ fn updater(args: &Args) -> anyhow::Result<Updater> {
         updater = updater.cache_dir(c);
     }
     Ok(updater)
+}
+
+/// Reads the pinned keys document of `--keys-root`.
+fn keys_root(path: &std::path::Path) -> anyhow::Result<deltaapply::rotation::KeysDocument> {
+    use deltaapply::rotation::{KeysDocument, MAX_KEYS_DOCUMENT};
+    let bytes = deltaapply::source::read_capped(path, MAX_KEYS_DOCUMENT)
+        .with_context(|| format!("--keys-root: cannot read {}", path.display()))?
+        .with_context(|| {
+            format!(
+                "--keys-root: {} is larger than {MAX_KEYS_DOCUMENT} bytes",
+                path.display()
+            )
+        })?;
+    KeysDocument::parse(&bytes).with_context(|| format!("--keys-root: {}", path.display()))
 }
 
 /// Progress: a bar on a terminal, a line per step otherwise (nothing with --json).
@@ -297,6 +335,7 @@ fn result_json(check: &Check, outcome: Option<&Outcome>, seconds: f64) -> serde_
         "expires": check.expires.to_string(),
         "expired": check.expired,
         "signed_by": check.signed_by,
+        "keys_version": check.keys_version,
         "artifact": check.artifact,
         "target": check.target,
         "installed": check.installed,

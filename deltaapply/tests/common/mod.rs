@@ -246,6 +246,7 @@ pub fn error_kind(e: &Error) -> String {
         Error::TargetMismatch { .. } => "TargetMismatch".into(),
         Error::SourceIo { .. } => "SourceIo".into(),
         Error::OutputIo { .. } => "OutputIo".into(),
+        Error::NoSpace { .. } => "NoSpace".into(),
         Error::Untrusted { source, .. } => format!("Untrusted/{}", signature_kind(source)),
         Error::TreePatch { .. } => "TreePatch".into(),
         Error::NotTreePatch { .. } => "NotTreePatch".into(),

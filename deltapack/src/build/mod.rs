@@ -153,6 +153,31 @@ pub enum BuildError {
         #[source]
         source: SignatureError,
     },
+    /// The publish directory's key chain (`keys/`) does not verify.
+    #[error("the key chain of {} cannot be trusted", dir.display())]
+    KeyChain {
+        /// The publish directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<crate::rotation::RotateError>,
+    },
+    /// The build key is not among the keys of the newest version of the key chain, so
+    /// appliers that follow the chain would refuse the manifest.
+    #[error(
+        "the build key ({key_id}) is not one of the keys of version {version} of the key \
+         chain in {}: appliers following it would refuse this release (rotate the keys first \
+         with `deltapack keys rotate`)",
+        dir.display()
+    )]
+    KeyNotInChain {
+        /// The publish directory.
+        dir: PathBuf,
+        /// The build key's id.
+        key_id: deltaapply::KeyId,
+        /// The newest version of the chain.
+        version: u64,
+    },
     /// The existing manifest does not parse.
     #[error("the existing manifest {} is invalid", path.display())]
     BadState {
@@ -210,6 +235,28 @@ pub enum BuildError {
     },
 }
 
+/// The keys a build trusts in its publish directory: its own, and with a key chain
+/// (`keys/`), every key of its versions (the manifest and patches there may have been
+/// signed before the last rotations). The build key must be in the newest version.
+fn build_keys(dir: &Path, key: &SecretKey) -> Result<TrustedKeys, BuildError> {
+    let chain = crate::rotation::read_chain(dir).map_err(|source| BuildError::KeyChain {
+        dir: dir.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    let mut keys = vec![key.public_key()];
+    if let Some(chain) = chain {
+        if !chain.newest.keys.contains(&key.public_key()) {
+            return Err(BuildError::KeyNotInChain {
+                dir: dir.to_path_buf(),
+                key_id: key.key_id(),
+                version: chain.newest.version,
+            });
+        }
+        keys.extend(chain.all_keys);
+    }
+    TrustedKeys::new(keys, 1).map_err(|e| settings_err(e.to_string()))
+}
+
 fn settings_err(msg: impl Into<String>) -> BuildError {
     BuildError::Settings(msg.into())
 }
@@ -229,9 +276,9 @@ pub fn build(
     events: &mut dyn FnMut(BuildEvent),
 ) -> Result<BuildReport, BuildError> {
     check_spec(spec)?;
-    let trusted = TrustedKeys::single(key.public_key());
     let dir = &spec.out;
     std::fs::create_dir_all(dir).map_err(StoreError::new("cannot create", dir))?;
+    let trusted = build_keys(dir, key)?;
 
     let old = state::read_verified(dir, key, &trusted)?;
     let identity = state::identity(spec, old.as_ref())?;

@@ -74,7 +74,7 @@ fn parse_artifact(s: &str) -> Result<(String, PathBuf), String> {
     Ok((name.to_string(), PathBuf::from(path)))
 }
 
-fn parse_time(s: &str) -> Result<Timestamp, String> {
+pub(crate) fn parse_time(s: &str) -> Result<Timestamp, String> {
     Timestamp::parse(s)
         .ok_or_else(|| format!("{s:?}: expected a UTC time like 2026-11-21T10:00:00Z"))
 }
@@ -87,7 +87,10 @@ pub fn run(args: Args) -> i32 {
         Err(e) => {
             let code = match e.downcast_ref::<BuildError>() {
                 Some(BuildError::Settings(_)) => deltaapply_cli::exit::USAGE,
-                Some(BuildError::UntrustedState { .. }) => deltaapply_cli::exit::UNTRUSTED,
+                Some(BuildError::UntrustedState { .. } | BuildError::KeyChain { .. }) => {
+                    deltaapply_cli::exit::UNTRUSTED
+                }
+                Some(BuildError::KeyNotInChain { .. }) => deltaapply_cli::exit::USAGE,
                 _ if e.downcast_ref::<Usage>().is_some() => deltaapply_cli::exit::USAGE,
                 _ => deltaapply_cli::exit::FAILURE,
             };

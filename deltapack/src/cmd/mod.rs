@@ -6,4 +6,5 @@ pub mod docs;
 pub mod inspect;
 pub mod key;
 pub mod keygen;
+pub mod keys;
 pub mod verify;

@@ -393,6 +393,20 @@ impl Dir {
     }
 }
 
+/// A copy of directory `from` at `to` (files and subdirectories).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
 /// Applies `patch` to `old` through files with [`deltaapply::apply_file`] and returns
 /// the output. Checks that nothing but the three files is left in the directory.
 pub fn apply_via_files(
