@@ -24,7 +24,8 @@ use std::path::{Path, PathBuf};
 
 use crate::codec::Reader;
 use crate::container::DiffCoding;
-use crate::container::{Body, FileId, HEADER_LEN, Header, StreamSizes};
+use crate::container::TreeBody;
+use crate::container::{AnyHeader, Body, FileId, HEADER_LEN, Header, HeaderBody, StreamSizes};
 use crate::control::{OpReader, ZeroRunReader};
 use crate::digest::{Hasher, IO_CHUNK, hash_reader};
 use crate::exe::{ByteSink, FilteredOld, Output};
@@ -33,6 +34,7 @@ use crate::lock::TargetLock;
 pub(crate) use crate::posread::{Section, read_at, read_exact_at};
 use crate::signature::{Origin, check_patch_origin};
 use crate::stage::{Staged, inherit_permissions};
+use crate::verified::{Verified, VerifiedSection};
 use crate::{Error, Method};
 use deltaapply_format::exe::{Range, TransformTable};
 
@@ -91,34 +93,43 @@ pub struct ApplyReport {
     pub origin: Origin,
 }
 
-/// An opened patch whose header has been validated (the payload not yet).
+/// An opened patch whose header has been validated (the payload not yet): a file
+/// patch (`Patch`), or, as `Patch<TreeBody>`, the container of a tree patch
+/// ([`crate::tree::TreePatch`] opens and checks the rest).
 #[derive(Debug)]
-pub struct Patch {
+pub struct Patch<B = Body> {
     path: PathBuf,
     file: File,
     /// Where the container starts in `file` (non-zero for one inside a tree patch).
     start: u64,
-    header: Header,
+    header: Header<B>,
 }
 
-impl Patch {
+/// An opened container, by what its header says it is.
+#[derive(Debug)]
+pub enum AnyPatch {
+    /// A file patch.
+    File(Patch),
+    /// A tree patch's container.
+    Tree(Patch<TreeBody>),
+}
+
+impl AnyPatch {
     /// Opens `path` and validates its header and length.
-    pub fn open(path: &Path) -> Result<Patch, Error> {
-        let file = File::open(path).map_err(|source| Error::PatchIo {
+    pub fn open(path: &Path) -> Result<AnyPatch, Error> {
+        let io_err = |source| Error::PatchIo {
             path: path.to_path_buf(),
             source,
-        })?;
-        let len = file.metadata().map_err(|source| Error::PatchIo {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Patch::within(path, file, 0, len.len())
+        };
+        let file = File::open(path).map_err(io_err)?;
+        let len = file.metadata().map_err(io_err)?.len();
+        AnyPatch::within(path, file, 0, len)
     }
 
     /// The container occupying bytes `start..start + len` of `file` (which was opened
     /// from `path`, named in errors): a file's container inside a tree patch. The
     /// header is validated against `len` as if the container were a file of its own.
-    pub fn within(path: &Path, file: File, start: u64, len: u64) -> Result<Patch, Error> {
+    pub fn within(path: &Path, file: File, start: u64, len: u64) -> Result<AnyPatch, Error> {
         let io_err = |source| Error::PatchIo {
             path: path.to_path_buf(),
             source,
@@ -133,10 +144,10 @@ impl Patch {
             filled += n;
         }
         head.truncate(filled);
-        Patch::with_head(path, file, start, len, &head)
+        AnyPatch::with_head(path, file, start, len, &head)
     }
 
-    /// [`Patch::within`] with the container's first bytes (up to [`HEADER_LEN`])
+    /// [`AnyPatch::within`] with the container's first bytes (up to [`HEADER_LEN`])
     /// already read, by a pass that hashed them: the header is decoded from those.
     pub(crate) fn with_head(
         path: &Path,
@@ -144,21 +155,46 @@ impl Patch {
         start: u64,
         len: u64,
         head: &[u8],
-    ) -> Result<Patch, Error> {
-        let header = Header::decode(head, len).map_err(|source| Error::Format {
+    ) -> Result<AnyPatch, Error> {
+        let header = AnyHeader::decode(head, len).map_err(|source| Error::Format {
             path: path.to_path_buf(),
             source,
         })?;
-        Ok(Patch {
-            path: path.to_path_buf(),
-            file,
-            start,
-            header,
+        let path = path.to_path_buf();
+        Ok(match header {
+            AnyHeader::File(header) => AnyPatch::File(Patch {
+                path,
+                file,
+                start,
+                header,
+            }),
+            AnyHeader::Tree(header) => AnyPatch::Tree(Patch {
+                path,
+                file,
+                start,
+                header,
+            }),
         })
     }
+}
 
+impl Patch {
+    /// Opens the file patch at `path` and validates its header and length; a tree
+    /// patch is [`Error::TreePatch`] (open it with [`AnyPatch::open`] or
+    /// [`crate::tree::TreePatch::open`]).
+    pub fn open(path: &Path) -> Result<Patch, Error> {
+        match AnyPatch::open(path)? {
+            AnyPatch::File(patch) => Ok(patch),
+            AnyPatch::Tree(_) => Err(Error::TreePatch {
+                path: path.to_path_buf(),
+            }),
+        }
+    }
+}
+
+impl<B: HeaderBody> Patch<B> {
     /// The validated header.
-    pub fn header(&self) -> &Header {
+    pub fn header(&self) -> &Header<B> {
         &self.header
     }
 
@@ -193,63 +229,9 @@ impl Patch {
         progress: &mut dyn FnMut(Progress),
         each: &mut dyn FnMut(&[u8]),
     ) -> Result<Verified, Error> {
-        let total = self.header.payload.size;
-        let layout = self.layout();
-        let mut hashers: Vec<Hasher> = layout.iter().map(|_| Hasher::new()).collect();
-        let (mut at, mut k) = (0u64, 0usize);
-        let mut done = 0;
-        let section = self.section(0, total);
-        let (len, digest) = hash_reader(crate::cancel::Reader(section), &mut |chunk| {
-            each(chunk);
-            let mut rest = chunk;
-            while let Some(&(offset, len)) = layout.get(k) {
-                let take = (offset + len - at).min(rest.len() as u64) as usize;
-                hashers[k].update(&rest[..take]);
-                at += take as u64;
-                rest = &rest[take..];
-                if at < offset + len {
-                    break;
-                }
-                k += 1;
-            }
-            let n = chunk.len() as u64;
-            done += n;
-            progress(Progress {
-                phase: Phase::CheckPayload,
-                done,
-                total,
-            });
-        })
-        .map_err(|source| {
-            Error::read(source, |source| Error::PatchIo {
-                path: self.path.clone(),
-                source,
-            })
-        })?;
-        if len != total {
-            return Err(Error::Corrupt {
-                path: self.path.clone(),
-                problem: format!(
-                    "payload is {len} bytes, expected {total} (file changed while reading?)"
-                ),
-            });
-        }
-        if digest != self.header.payload.sha256 {
-            return Err(Error::Format {
-                path: self.path.clone(),
-                source: crate::container::FormatError::PayloadHash {
-                    expected: self.header.payload.sha256,
-                    got: digest,
-                },
-            });
-        }
-        Ok(Verified {
-            sections: layout
-                .into_iter()
-                .zip(hashers)
-                .map(|((offset, len), h)| (offset, len, h.finish()))
-                .collect(),
-        })
+        let payload = self.header.payload;
+        let section = self.section(0, payload.size);
+        verify_sections(&self.path, section, payload, self.layout(), progress, each)
     }
 
     /// The payload's sections, as (offset into the payload, length): the control,
@@ -275,8 +257,14 @@ impl Patch {
     }
 
     /// A reader over `len` payload bytes starting `offset` bytes into the payload.
-    fn section(&self, offset: u64, len: u64) -> Section<'_> {
+    pub(crate) fn section(&self, offset: u64, len: u64) -> Section<'_> {
         Section::new(&self.file, self.start + HEADER_LEN as u64 + offset, len)
+    }
+
+    /// A reader over section `k` of the payload `verified` vouches for, that hashes
+    /// what it reads, for a decoder.
+    fn verified_section<'p>(&'p self, verified: &Verified, k: usize) -> VerifiedSection<'p> {
+        verified.section(k, |offset, len| self.section(offset, len))
     }
 
     /// The file the patch is read from.
@@ -284,12 +272,77 @@ impl Patch {
         self.file
     }
 
-    fn corrupt(&self, problem: impl std::fmt::Display) -> Error {
+    pub(crate) fn corrupt(&self, problem: impl std::fmt::Display) -> Error {
         Error::Corrupt {
             path: self.path.clone(),
             problem: problem.to_string(),
         }
     }
+}
+
+/// [`Patch::verify_sections`], for either kind of container: hashes the payload
+/// `section` reads against `payload`, and each of `layout`'s sections on the way.
+fn verify_sections(
+    path: &Path,
+    section: Section<'_>,
+    payload: FileId,
+    layout: Vec<(u64, u64)>,
+    progress: &mut dyn FnMut(Progress),
+    each: &mut dyn FnMut(&[u8]),
+) -> Result<Verified, Error> {
+    let total = payload.size;
+    let mut hashers: Vec<Hasher> = layout.iter().map(|_| Hasher::new()).collect();
+    let (mut at, mut k) = (0u64, 0usize);
+    let mut done = 0;
+    let (len, digest) = hash_reader(crate::cancel::Reader(section), &mut |chunk| {
+        each(chunk);
+        let mut rest = chunk;
+        while let Some(&(offset, len)) = layout.get(k) {
+            let take = (offset + len - at).min(rest.len() as u64) as usize;
+            hashers[k].update(&rest[..take]);
+            at += take as u64;
+            rest = &rest[take..];
+            if at < offset + len {
+                break;
+            }
+            k += 1;
+        }
+        let n = chunk.len() as u64;
+        done += n;
+        progress(Progress {
+            phase: Phase::CheckPayload,
+            done,
+            total,
+        });
+    })
+    .map_err(|source| Error::PatchIo {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if len != total {
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            problem: format!(
+                "payload is {len} bytes, expected {total} (file changed while reading?)"
+            ),
+        });
+    }
+    if digest != payload.sha256 {
+        return Err(Error::Format {
+            path: path.to_path_buf(),
+            source: crate::container::FormatError::PayloadHash {
+                expected: payload.sha256,
+                got: digest,
+            },
+        });
+    }
+    Ok(Verified {
+        sections: layout
+            .into_iter()
+            .zip(hashers)
+            .map(|((offset, len), h)| (offset, len, h.finish()))
+            .collect(),
+    })
 }
 
 /// Applies the patch at `patch` to `old`, writing `dest` atomically. `old` may equal
@@ -340,11 +393,6 @@ pub fn apply_unlocked(
     progress: &mut dyn FnMut(Progress),
 ) -> Result<ApplyReport, Error> {
     let header = patch.header();
-    if let Body::Tree { .. } = header.body {
-        return Err(Error::TreePatch {
-            path: patch.path.clone(),
-        });
-    }
     // The origin comes first: a patch from an untrusted source gets no further than
     // its header, so no byte it controls reaches the old-file check or a decoder.
     let origin = patch.check_origin(trusted)?;
@@ -368,14 +416,14 @@ pub fn apply_unlocked(
             Decode::Bsdiff(old_file(source, false, progress)?, source.size, streams)
         }
         Body::ZstdRef { source } => Decode::Reference(old_file(source, true, progress)?),
-        Body::Full | Body::Tree { .. } => Decode::Full,
+        Body::Full => Decode::Full,
     };
     let verified = patch.verify_sections(progress, &mut |_| {})?;
     // The transform table is read and checked before anything is staged.
     let table = match &decode {
         Decode::Bsdiff(_, source_size, streams) if streams.transform > 0 => {
             // At most MAX_TABLE_LEN bytes (the header checked), read and confirmed whole.
-            let (mut section, mut bytes) = (verified.section(patch, 0), Vec::new());
+            let (mut section, mut bytes) = (patch.verified_section(&verified, 0), Vec::new());
             let read = (&mut section)
                 .take(streams.transform)
                 .read_to_end(&mut bytes);
@@ -383,7 +431,9 @@ pub fn apply_unlocked(
                 path: patch.path.clone(),
                 source,
             })?;
-            section.confirm(patch, "transform table")?;
+            section
+                .confirm("transform table")
+                .map_err(|p| patch.corrupt(p))?;
             TransformTable::decode(&bytes, *source_size, header.target.size)
                 .map_err(|e| patch.corrupt(e))?
         }
@@ -394,7 +444,12 @@ pub fn apply_unlocked(
     // after the decoders have confirmed that they read the verified bytes and the
     // output has its expected hash; dropping it on any error removes it.
     let staged = Staged::beside(dest, inherit_permissions(dest, old))?;
-    let mut sink = Sink::new(&staged, header.target.size, progress)?;
+    // Only a size a trusted signature vouches for is acted on: a corrupt or hostile
+    // header's size gets the error that its payload earns, not a "no room" one.
+    if matches!(origin, Origin::Trusted { .. }) {
+        staged.reserve(header.target.size)?;
+    }
+    let mut sink = Sink::new(&staged, header.target.size, progress);
     match &decode {
         Decode::Bsdiff(src, source_size, streams) => {
             let old = (src, *source_size, &table.old[..]);
@@ -444,7 +499,7 @@ fn decode_single_frame(
     prefix: Option<&[u8]>,
     sink: &mut Sink<'_, '_>,
 ) -> Result<(), Error> {
-    let mut section = verified.section(patch, 0);
+    let mut section = patch.verified_section(verified, 0);
     check_frame_content_size(patch, &mut section)?;
     let reader = io::BufReader::new(section);
     let decoder = match prefix {
@@ -619,7 +674,7 @@ fn apply_bsdiff(
     // Sections 0, 1, 2 are the streams; a transform table before them shifts them.
     let first = usize::from(streams.transform > 0);
     let decoder = |k, log, name| -> Result<_, Error> {
-        let mut section = verified.section(patch, first + k);
+        let mut section = patch.verified_section(verified, first + k);
         check_frame(patch, &mut section, log, name, None)?;
         let mut d = zstd::stream::read::Decoder::new(section)
             .map_err(|e| patch.corrupt(e))?
@@ -750,7 +805,10 @@ fn expect_end(
     name: &str,
 ) -> Result<(), Error> {
     match rest.fill_buf() {
-        Ok([]) => rest.into_inner().confirm(patch, name),
+        Ok([]) => rest
+            .into_inner()
+            .confirm(name)
+            .map_err(|p| patch.corrupt(p)),
         Ok(_) => Err(patch.corrupt(format!("{name} has bytes after its zstd frame"))),
         Err(e) => Err(patch.corrupt(format!("{name}: {e}"))),
     }
@@ -813,15 +871,14 @@ pub(crate) struct Sink<'s, 'p> {
 }
 
 impl<'s, 'p> Sink<'s, 'p> {
-    /// A sink into `staged` that will be given at most `limit` bytes, once the
-    /// filesystem is known to have room for them ([`Staged::reserve`]).
+    /// A sink into `staged` that will be given at most `limit` bytes (the caller
+    /// checks the free space first where the size is vouched for, [`Staged::reserve`]).
     pub(crate) fn new(
         staged: &'s Staged,
         limit: u64,
         progress: &'p mut dyn FnMut(Progress),
-    ) -> Result<Self, Error> {
-        staged.reserve(limit)?;
-        Ok(Sink {
+    ) -> Self {
+        Sink {
             out: BufWriter::with_capacity(IO_CHUNK, crate::fault::Checked(staged.file())),
             path: staged.path(),
             hasher: Hasher::new(),
@@ -829,7 +886,7 @@ impl<'s, 'p> Sink<'s, 'p> {
             limit,
             progress,
             reported: 0,
-        })
+        }
     }
 
     /// Writes and hashes `bytes` (the caller keeps within the limit).
@@ -889,97 +946,5 @@ impl ByteSink for Sink<'_, '_> {
     }
     fn written(&self) -> u64 {
         self.written
-    }
-}
-
-/// The sections of a payload whose hash passed, with each section's digest from that
-/// pass ([`Patch::verify_sections`]).
-pub(crate) struct Verified {
-    /// (offset into the payload, length, SHA-256) of each section, in payload order.
-    sections: Vec<(u64, u64, deltaapply_format::Sha256Digest)>,
-}
-
-impl Verified {
-    /// A reader over section `k` of `patch` that hashes what it reads, for a decoder.
-    fn section<'p>(&self, patch: &'p Patch, k: usize) -> VerifiedSection<'p> {
-        let (offset, len, expected) = self.sections[k];
-        VerifiedSection {
-            inner: patch.section(offset, len),
-            len,
-            expected,
-            hasher: Hasher::new(),
-            head: [0; FRAME_HEAD],
-            head_len: 0,
-            head_pos: 0,
-        }
-    }
-}
-
-/// Bytes of a section's start kept for [`check_frame`]: the longest zstd frame header
-/// it needs (magic, descriptor, window descriptor, dictionary ID, content size).
-const FRAME_HEAD: usize = 18;
-
-/// A section read a second time, for a decoder: it hashes every byte it reads from the
-/// file, and [`VerifiedSection::confirm`], once the decoder has read it all, compares
-/// that with the digest of the verification pass. Its first bytes can be looked at
-/// before the decoder reads them ([`VerifiedSection::peek`]), so the frame header
-/// checked is the one decoded.
-pub(crate) struct VerifiedSection<'f> {
-    inner: Section<'f>,
-    len: u64,
-    expected: deltaapply_format::Sha256Digest,
-    hasher: Hasher,
-    head: [u8; FRAME_HEAD],
-    head_len: usize,
-    head_pos: usize,
-}
-
-impl VerifiedSection<'_> {
-    /// The section's first bytes (all of them if it is shorter than [`FRAME_HEAD`]),
-    /// which reading then returns first. Only before the first read.
-    fn peek(&mut self) -> io::Result<&[u8]> {
-        debug_assert_eq!(self.hasher.len(), 0, "peek before reading");
-        let want = (self.len.min(FRAME_HEAD as u64)) as usize;
-        while self.head_len < want {
-            let n = match self.inner.read(&mut self.head[self.head_len..want]) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            self.hasher
-                .update(&self.head[self.head_len..self.head_len + n]);
-            self.head_len += n;
-        }
-        Ok(&self.head[..self.head_len])
-    }
-
-    /// Checks that the whole section was read and hashes as it did when verified.
-    fn confirm(self, patch: &Patch, name: &str) -> Result<(), Error> {
-        let read = self.hasher.len();
-        let digest = self.hasher.finish();
-        if read != self.len || digest != self.expected {
-            return Err(patch.corrupt(format!(
-                "the {name} changed after it was verified: the decoder read {read} bytes \
-                 hashing to {digest}, the verified {} bytes hash to {}; the patch file is \
-                 being modified or its storage returns inconsistent data",
-                self.len, self.expected
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl Read for VerifiedSection<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.head_pos < self.head_len {
-            let n = buf.len().min(self.head_len - self.head_pos);
-            buf[..n].copy_from_slice(&self.head[self.head_pos..self.head_pos + n]);
-            self.head_pos += n;
-            return Ok(n);
-        }
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        Ok(n)
     }
 }

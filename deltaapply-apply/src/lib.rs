@@ -20,6 +20,7 @@ mod posread;
 pub mod read;
 pub mod stage;
 pub mod tree;
+mod verified;
 
 // The format core under the short paths the modules of this crate use.
 pub(crate) use deltaapply_format::{
@@ -34,8 +35,8 @@ pub mod key {
 }
 
 pub use apply::{
-    ApplyReport, Limits, Patch, Phase, Progress, apply_file, apply_patch, apply_unlocked,
+    AnyPatch, ApplyReport, Limits, Patch, Phase, Progress, apply_file, apply_patch, apply_unlocked,
 };
-pub use deltaapply_format::{Method, hash_reader};
+pub use deltaapply_format::{Method, PatchKind, hash_reader};
 pub use error::{Error, ErrorKind, error_chain};
 pub use key_file::KeyFile;

@@ -69,7 +69,8 @@ impl Staged {
     /// new file fails at once, with nothing decoded yet, rather than in the middle of
     /// the write. Nothing is allocated: a patch that declares an absurd size is
     /// refused, not given the space. The writes still report ENOSPC should the space
-    /// be taken meanwhile.
+    /// be taken meanwhile. The appliers call it only with a size that a trusted
+    /// signature vouches for (a signed patch header, a signed manifest's entry).
     pub fn reserve(&self, size: u64) -> Result<(), Error> {
         if size > 0
             && let Some(free) = crate::platform::free_space(self.file())

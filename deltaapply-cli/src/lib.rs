@@ -15,7 +15,7 @@ use anyhow::Context as _;
 
 use deltaapply::key::KeyFile as _;
 
-use deltaapply::container::SignatureSlot;
+use deltaapply::container::{HeaderBody, SignatureSlot};
 use deltaapply::foreign::ForeignError;
 use deltaapply::key::{BUILTIN_KEYS, KEY_ENV, KeyId, PublicKey, TrustedKeys};
 use deltaapply::signature::{Origin, SignatureError, check_patch_origin};
@@ -413,13 +413,21 @@ pub fn unverified_warning(patch: &Path, signed_by: Option<KeyId>) -> String {
 /// is shown and then reported as an error ([`exit::UNTRUSTED`]), as `apply`
 /// would refuse the patch.
 pub fn inspect(patch: &Path, trusted: Option<&TrustedKeys>, json: bool) -> i32 {
-    let p = match deltaapply::Patch::open(patch) {
-        Ok(p) => p,
+    match deltaapply::AnyPatch::open(patch) {
+        Ok(deltaapply::AnyPatch::File(p)) => inspect_opened(&p, trusted, json),
+        Ok(deltaapply::AnyPatch::Tree(p)) => inspect_opened(&p, trusted, json),
         Err(e) => {
             let code = exit_code(e.kind());
-            return report_error(&e.into(), code, json);
+            report_error(&e.into(), code, json)
         }
-    };
+    }
+}
+
+fn inspect_opened<B: HeaderBody>(
+    p: &deltaapply::Patch<B>,
+    trusted: Option<&TrustedKeys>,
+    json: bool,
+) -> i32 {
     let origin = p.check_origin(trusted);
     let printed = if json {
         let mut value = header_json(p.header());
@@ -471,7 +479,7 @@ pub fn parse_args<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
 }
 
 /// A patch header as JSON (the fields `inspect --json` prints).
-pub fn header_json(h: &deltaapply::Header) -> serde_json::Value {
+pub fn header_json<B: HeaderBody>(h: &deltaapply::Header<B>) -> serde_json::Value {
     let signature = match h.signature {
         SignatureSlot::Unsigned => serde_json::Value::Null,
         SignatureSlot::Ed25519 { public_key, .. } => serde_json::json!({
@@ -484,7 +492,7 @@ pub fn header_json(h: &deltaapply::Header) -> serde_json::Value {
     serde_json::json!({
         "format": deltaapply::foreign::Format::Deltapack,
         "format_version": deltaapply::container::VERSION,
-        "method": h.method(),
+        "method": h.kind(),
         "window_log": h.window_log,
         "source": h.source(),
         "target": h.target,
@@ -496,14 +504,14 @@ pub fn header_json(h: &deltaapply::Header) -> serde_json::Value {
 }
 
 /// A patch header for people, one field a line.
-pub fn header_text(h: &deltaapply::Header) -> String {
+pub fn header_text<B: HeaderBody>(h: &deltaapply::Header<B>) -> String {
     let mut s = String::new();
     let mut line = |k: &str, v: String| s.push_str(&format!("{k:<14} {v}\n"));
     line(
         "format",
         format!("deltapack patch v{}", deltaapply::container::VERSION),
     );
-    line("method", h.method().to_string());
+    line("method", h.kind().to_string());
     match h.source() {
         Some(src) => line(
             "source",

@@ -10,13 +10,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use deltaapply::container::memory_bound;
+use deltaapply::container::BASE_APPLY_MEMORY;
 use deltaapply::tree::journal::{Journal, Op};
 use deltaapply::tree::{
     Entry, EntryKind, Listing, Recipe, TreeApply, TreeApplyError, TreeIndex, TreePatch, TreePath,
     apply_tree,
 };
-use deltaapply::{FileId, Header, Limits, Method, Sha256Digest};
+use deltaapply::{FileId, Header, Limits, Method, Sha256Digest, TreeHeader};
 use deltaapply_cli::exit;
 
 /// One entry of a test tree.
@@ -114,6 +114,7 @@ fn listing(spec: &Spec) -> Listing {
                     Node::File(c, _) => EntryKind::File {
                         size: c.len() as u64,
                         sha256: Sha256Digest::of(c),
+                        recipe: (),
                     },
                     Node::Dir(_) => EntryKind::Dir,
                     Node::Link(t) => EntryKind::Symlink { target: t.clone() },
@@ -158,47 +159,42 @@ fn make_patch(old: &Spec, new: &Spec, patched: &[&str], out: &Path) {
     let old_listing = listing(old);
     let new_listing = listing(new);
     let mut blobs = Vec::new();
-    let recipes = new_listing
-        .entries()
-        .iter()
-        .map(|entry| {
-            let Node::File(content, _) = &new[entry.path.as_str()] else {
-                return None;
+    let new_listing = new_listing.with_recipes(|_, entry| {
+        let Node::File(content, _) = &new[entry.path.as_str()] else {
+            unreachable!("recipes are made for files")
+        };
+        let id = id_of(content);
+        let same_path = old_listing
+            .position(&entry.path)
+            .filter(|&i| old_listing.entries()[i].kind.file() == Some(id));
+        let any_path = || {
+            old_listing
+                .entries()
+                .iter()
+                .position(|e| e.kind.file() == Some(id))
+        };
+        if let Some(from) = same_path.or_else(any_path) {
+            return Recipe::Copy { from };
+        }
+        if patched.contains(&entry.path.as_str()) {
+            let from = old_listing.position(&entry.path).unwrap();
+            let Node::File(old_content, _) = &old[entry.path.as_str()] else {
+                unreachable!()
             };
-            let id = id_of(content);
-            let same_path = old_listing
-                .position(&entry.path)
-                .filter(|&i| old_listing.entries()[i].kind.file() == Some(id));
-            let any_path = || {
-                old_listing
-                    .entries()
-                    .iter()
-                    .position(|e| e.kind.file() == Some(id))
-            };
-            if let Some(from) = same_path.or_else(any_path) {
-                return Some(Recipe::Copy { from });
-            }
-            if patched.contains(&entry.path.as_str()) {
-                let from = old_listing.position(&entry.path).unwrap();
-                let Node::File(old_content, _) = &old[entry.path.as_str()] else {
-                    unreachable!()
-                };
-                blobs.push(ref_blob(old_content, content));
-                return Some(Recipe::Patch {
-                    from,
-                    blob: blobs.len() - 1,
-                });
-            }
-            blobs.push(full_blob(content));
-            Some(Recipe::Full {
+            blobs.push(ref_blob(old_content, content));
+            return Recipe::Patch {
+                from,
                 blob: blobs.len() - 1,
-            })
-        })
-        .collect();
+            };
+        }
+        blobs.push(full_blob(content));
+        Recipe::Full {
+            blob: blobs.len() - 1,
+        }
+    });
     let index = TreeIndex {
         old: old_listing,
         new: new_listing,
-        recipes,
         blobs: vec![],
     };
     let (header, payload) = index.assemble(&blobs);
@@ -814,15 +810,13 @@ impl RawIndex {
     fn patch(&self, out: &Path) {
         let mut payload = (self.bytes.len() as u64).to_le_bytes().to_vec();
         payload.extend_from_slice(&self.bytes);
-        let mut header = Header::unsigned(
-            Method::Tree,
-            20,
+        let header = TreeHeader::tree(
             Some(id_of(b"any old tree")),
+            20,
             id_of(b"any new tree"),
             id_of(&payload),
-            None,
+            BASE_APPLY_MEMORY + 4 * self.bytes.len() as u64,
         );
-        header.apply_memory = memory_bound(Method::Tree, 20, 0, 0) + 4 * self.bytes.len() as u64;
         fs::write(out, [header.encode().as_slice(), &payload].concat()).unwrap();
     }
 }

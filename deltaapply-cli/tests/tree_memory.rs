@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::Command;
 
 use deltaapply::container::{BASE_APPLY_MEMORY, FileId, MIN_WINDOW_LOG};
-use deltaapply::{Header, Method, Sha256Digest};
+use deltaapply::{Sha256Digest, TreeHeader};
 
 /// `n` distinct directory names of at most four characters from `0-9a-z`, none a
 /// Windows device name, in byte order (so a valid listing in that order).
@@ -71,10 +71,9 @@ fn directories_patch(n: usize) -> Vec<u8> {
     }
     let mut payload = (index.len() as u64).to_le_bytes().to_vec();
     payload.extend_from_slice(&index);
-    let mut header = Header::unsigned(
-        Method::Tree,
-        MIN_WINDOW_LOG,
+    let header = TreeHeader::tree(
         None,
+        MIN_WINDOW_LOG,
         FileId {
             size: 0,
             sha256: Sha256Digest::of(b"not the index's tree"),
@@ -83,9 +82,8 @@ fn directories_patch(n: usize) -> Vec<u8> {
             size: payload.len() as u64,
             sha256: Sha256Digest::of(&payload),
         },
-        None,
+        BASE_APPLY_MEMORY + 4 * index.len() as u64,
     );
-    header.apply_memory = BASE_APPLY_MEMORY + 4 * index.len() as u64;
     [header.encode().as_slice(), &payload].concat()
 }
 
@@ -111,7 +109,7 @@ fn a_worst_case_index_is_refused_within_the_memory_limit() {
     let patch = scratch.path().join("dirs.dpatch");
     let bytes = directories_patch(1_000_000);
     std::fs::write(&patch, &bytes).unwrap();
-    let declared = Header::decode(&bytes[..296], bytes.len() as u64)
+    let declared = TreeHeader::decode_tree(&bytes[..296], bytes.len() as u64)
         .unwrap()
         .apply_memory;
     assert!(

@@ -24,7 +24,7 @@ use deltaapply::tree::{
     TreeListError, TreePatch, TreePath, apply_tree,
 };
 use deltaapply::update::error_chain as chain;
-use deltaapply::{Error, FileId, Header, Limits, Method, Sha256Digest};
+use deltaapply::{Error, FileId, Header, Limits, Sha256Digest, TreeHeader};
 use serde::Deserialize;
 
 fn dir() -> PathBuf {
@@ -179,6 +179,7 @@ fn listing(docs: &[EntryDoc]) -> Listing {
                     EntryKind::File {
                         size: c.len() as u64,
                         sha256: Sha256Digest::of(&c),
+                        recipe: (),
                     }
                 }
                 "dir" => EntryKind::Dir,
@@ -377,7 +378,7 @@ fn every_case() {
         }
         if let Some(patch) = &patch {
             let header = patch.header();
-            assert_eq!(header.method(), Method::Tree);
+            assert_eq!(fs::read(&patch_path).unwrap()[12], 4, "{name}: method byte");
             // Cases that document the header's trees (a null source: the empty tree).
             if let Some(target) = case.target {
                 assert_eq!(header.target, target.into(), "{name}");
@@ -392,13 +393,17 @@ fn every_case() {
                     .new
                     .entries()
                     .iter()
-                    .zip(&patch.index().recipes)
-                    .filter_map(|(e, r)| r.map(|r| (e.path.to_string(), recipe_doc(patch, r))))
+                    .filter_map(|e| match e.kind {
+                        EntryKind::File { recipe, .. } => {
+                            Some((e.path.to_string(), recipe_doc(patch, recipe)))
+                        }
+                        _ => None,
+                    })
                     .collect();
                 assert_eq!(&found, recipes, "{name}");
             }
             if case.expect == "ok" {
-                assert_eq!(patch.index().new, new_listing, "{name}");
+                assert_eq!(patch.index().new.plain(), new_listing, "{name}");
                 if case.old {
                     assert_eq!(patch.index().old, old_listing, "{name}");
                 }
@@ -569,6 +574,7 @@ fn spec_example() -> Listing {
             kind: EntryKind::File {
                 size: 6,
                 sha256: Sha256Digest::of(b"hello\n"),
+                recipe: (),
             },
         },
         Entry {
@@ -705,10 +711,9 @@ impl Raw {
     fn patch(&self) -> Vec<u8> {
         let mut payload = (self.0.len() as u64).to_le_bytes().to_vec();
         payload.extend_from_slice(&self.0);
-        let mut header = Header::unsigned(
-            Method::Tree,
-            MIN_WINDOW_LOG,
+        let header = TreeHeader::tree(
             None,
+            MIN_WINDOW_LOG,
             FileId {
                 size: 0,
                 sha256: Sha256Digest::of(b"not the index's new tree"),
@@ -717,17 +722,16 @@ impl Raw {
                 size: payload.len() as u64,
                 sha256: Sha256Digest::of(&payload),
             },
-            None,
+            BASE_APPLY_MEMORY + 4 * self.0.len() as u64,
         );
-        header.apply_memory = BASE_APPLY_MEMORY + 4 * self.0.len() as u64;
         [header.encode().as_slice(), &payload].concat()
     }
 }
 
 /// Rewrites the header of a whole patch file after `edit`, recomputing its payload
 /// hash and checksum.
-fn reseal(bytes: &mut [u8], edit: impl FnOnce(&mut Header)) {
-    let mut header = Header::decode(&bytes[..HEADER_LEN], bytes.len() as u64).unwrap();
+fn reseal(bytes: &mut [u8], edit: impl FnOnce(&mut TreeHeader)) {
+    let mut header = TreeHeader::decode_tree(&bytes[..HEADER_LEN], bytes.len() as u64).unwrap();
     header.payload.sha256 = Sha256Digest::of(&bytes[HEADER_LEN..]);
     edit(&mut header);
     bytes[..HEADER_LEN].copy_from_slice(&header.encode());

@@ -6,10 +6,11 @@ use std::io::Read as _;
 use std::path::Path;
 
 use deltaapply::cancel::Token;
+use deltaapply::container::HeaderBody;
 use deltaapply::foreign::{Check as ForeignCheck, ForeignApply, Format, apply_foreign, describe};
 use deltaapply::tree::{TreeApply, TreePatch, TreePhase, apply_tree};
 use deltaapply::update::{Event, Policy, Route};
-use deltaapply::{Limits, Method, Patch, Phase, Sha256Digest, Source, TrustedKeys, Updater};
+use deltaapply::{AnyPatch, Limits, Patch, Phase, Sha256Digest, Source, TrustedKeys, Updater};
 use serde_json::{Value, json};
 
 use crate::failure::{E_BAD_PATCH, E_USAGE, Failure};
@@ -145,8 +146,11 @@ pub fn apply(
         }
     }
     let trusted = trusted(settings)?;
-    let opened = Patch::open(patch).map_err(|e| Failure::of(e.kind(), &e))?;
-    let target = opened.header().target;
+    let opened = AnyPatch::open(patch).map_err(|e| Failure::of(e.kind(), &e))?;
+    let (target, is_tree) = match &opened {
+        AnyPatch::File(file) => (file.header().target, false),
+        AnyPatch::Tree(tree) => (tree.header().target, true),
+    };
     if expect.is_some_and(|sha256| sha256 != target.sha256) {
         return Err(Failure::new(
             E_BAD_PATCH,
@@ -159,11 +163,10 @@ pub fn apply(
             ),
         ));
     }
-    if opened.header().method() == Method::Tree {
-        drop(opened);
+    drop(opened);
+    if is_tree {
         return apply_tree_patch(progress, old, patch, dest, limits, trusted.as_ref());
     }
-    drop(opened);
     let report = deltaapply::apply_file(old, patch, dest, &limits, trusted.as_ref(), &mut |p| {
         progress.apply_phase(p.phase, p.done, p.total)
     })
@@ -221,15 +224,25 @@ pub fn inspect(settings: &Settings, patch: &Path) -> Result<Value, Failure> {
         }
     }
     let trusted = trusted(settings)?;
-    let opened = Patch::open(patch).map_err(|e| Failure::of(e.kind(), &e))?;
+    match AnyPatch::open(patch).map_err(|e| Failure::of(e.kind(), &e))? {
+        AnyPatch::File(opened) => header_json(&opened, trusted.as_ref()),
+        AnyPatch::Tree(opened) => header_json(&opened, trusted.as_ref()),
+    }
+}
+
+/// An opened container's header as JSON, with its origin under `trusted`.
+fn header_json<B: HeaderBody>(
+    opened: &Patch<B>,
+    trusted: Option<&TrustedKeys>,
+) -> Result<Value, Failure> {
     let h = opened.header();
     let origin = opened
-        .check_origin(trusted.as_ref())
+        .check_origin(trusted)
         .map_err(|e| Failure::of(e.kind(), &e))?;
     Ok(json!({
         "format": Format::Deltapack,
         "format_version": deltaapply::container::VERSION,
-        "method": h.method(),
+        "method": h.kind(),
         "window_log": h.window_log,
         "source": h.source(),
         "target": h.target,

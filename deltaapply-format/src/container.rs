@@ -8,7 +8,7 @@
 
 use crate::codec::{CodecError, Reader, Writer};
 use crate::digest::Sha256Digest;
-use crate::method::Method;
+use crate::method::{Method, PatchKind};
 
 /// The eight bytes every patch starts with.
 pub const MAGIC: [u8; 8] = *b"\x89DPATCH\n";
@@ -87,27 +87,34 @@ pub enum SignatureSlot {
     },
 }
 
-/// A decoded, self-consistent patch header.
+/// A decoded, self-consistent patch header: the fields every container has, and in
+/// `body` the ones only its kind has. `Header` alone is a file patch's header
+/// ([`Body`]); a tree patch's is [`TreeHeader`]. [`AnyHeader::decode`] tells them
+/// apart.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Header {
-    /// The method, with the fields only it has.
-    pub body: Body,
+pub struct Header<B = Body> {
+    /// The method, with the fields only it has (or, for a tree patch, its old tree).
+    pub body: B,
     /// log2 of the largest zstd window any payload stream uses.
     pub window_log: u8,
-    /// The file applying the patch produces.
+    /// The file (or tree) applying the patch produces.
     pub target: FileId,
     /// The bytes after the header.
     pub payload: FileId,
     /// Upper bound, in bytes, of the memory applying needs beyond the applier's own
-    /// baseline. Always equal to [`memory_bound`] of the other fields.
+    /// baseline. For a file patch always equal to [`memory_bound`] of the other
+    /// fields; a tree patch declares its own figure, at least [`BASE_APPLY_MEMORY`].
     pub apply_memory: u64,
     /// The signature block.
     pub signature: SignatureSlot,
 }
 
-/// What a patch is, with the header fields only its method has: a bsdiff patch has a
-/// source and a stream layout, a zstd-reference patch a source, a full image neither,
-/// a tree patch the old tree (none for a full tree image).
+/// A tree patch's header (`format-spec/tree-v1.md` §2).
+pub type TreeHeader = Header<TreeBody>;
+
+/// What a file patch is, with the header fields only its method has: a bsdiff patch
+/// has a source and a stream layout, a zstd-reference patch a source, a full image
+/// neither.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Body {
     /// Method 1.
@@ -124,17 +131,92 @@ pub enum Body {
     },
     /// Method 3.
     Full,
-    /// Method 4.
-    Tree {
-        /// The old tree's identity; `None` for a full tree image.
-        source: Option<FileId>,
-    },
+}
+
+/// The header field only a tree patch (method byte 4) has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeBody {
+    /// The old tree's identity; `None` for a full tree image.
+    pub source: Option<FileId>,
+}
+
+/// A decoded container header, by what the container is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnyHeader {
+    /// A patch of one file.
+    File(Header),
+    /// A patch of a release directory.
+    Tree(TreeHeader),
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Body {}
+    impl Sealed for super::TreeBody {}
+}
+
+/// The kind-specific part of a [`Header`]: [`Body`] or [`TreeBody`].
+pub trait HeaderBody: sealed::Sealed + Copy {
+    /// What the container is.
+    fn kind(&self) -> PatchKind;
+    /// The file (or tree) the patch applies to, if any.
+    fn source(&self) -> Option<FileId>;
+    /// The bsdiff stream layout, for method 1.
+    fn streams(&self) -> Option<StreamSizes>;
+    /// The header of this kind, if `artifact` is one (else what it is).
+    fn pick(artifact: AnyHeader) -> Result<Header<Self>, PatchKind>;
+    /// The kind's name in [`FormatError::WrongKind`].
+    const NAME: &'static str;
+}
+
+impl HeaderBody for Body {
+    fn kind(&self) -> PatchKind {
+        PatchKind::File(self.method())
+    }
+    fn source(&self) -> Option<FileId> {
+        match *self {
+            Body::Bsdiff { source, .. } | Body::ZstdRef { source } => Some(source),
+            Body::Full => None,
+        }
+    }
+    fn streams(&self) -> Option<StreamSizes> {
+        match *self {
+            Body::Bsdiff { streams, .. } => Some(streams),
+            _ => None,
+        }
+    }
+    fn pick(artifact: AnyHeader) -> Result<Header, PatchKind> {
+        match artifact {
+            AnyHeader::File(h) => Ok(h),
+            AnyHeader::Tree(_) => Err(PatchKind::Tree),
+        }
+    }
+    const NAME: &'static str = "file patch";
+}
+
+impl HeaderBody for TreeBody {
+    fn kind(&self) -> PatchKind {
+        PatchKind::Tree
+    }
+    fn source(&self) -> Option<FileId> {
+        self.source
+    }
+    fn streams(&self) -> Option<StreamSizes> {
+        None
+    }
+    fn pick(artifact: AnyHeader) -> Result<TreeHeader, PatchKind> {
+        match artifact {
+            AnyHeader::Tree(h) => Ok(h),
+            AnyHeader::File(h) => Err(h.body.kind()),
+        }
+    }
+    const NAME: &'static str = "tree patch";
 }
 
 impl Body {
     /// From a method and the fields the other methods lack, if they fit together:
     /// bsdiff needs a source and streams, zstd a source and no streams, the full method
-    /// neither, a tree patch no streams.
+    /// neither.
     pub fn from_parts(
         method: Method,
         source: Option<FileId>,
@@ -144,7 +226,6 @@ impl Body {
             (Method::Bsdiff, Some(source), Some(streams)) => Body::Bsdiff { source, streams },
             (Method::ZstdRef, Some(source), None) => Body::ZstdRef { source },
             (Method::Full, None, None) => Body::Full,
-            (Method::Tree, source, None) => Body::Tree { source },
             _ => return None,
         })
     }
@@ -155,25 +236,17 @@ impl Body {
             Body::Bsdiff { .. } => Method::Bsdiff,
             Body::ZstdRef { .. } => Method::ZstdRef,
             Body::Full => Method::Full,
-            Body::Tree { .. } => Method::Tree,
         }
     }
 
-    /// The file (or tree) the patch applies to, if any.
+    /// The file the patch applies to, if any.
     pub fn source(&self) -> Option<FileId> {
-        match *self {
-            Body::Bsdiff { source, .. } | Body::ZstdRef { source } => Some(source),
-            Body::Full => None,
-            Body::Tree { source } => source,
-        }
+        HeaderBody::source(self)
     }
 
     /// The bsdiff stream layout, for method 1.
     pub fn streams(&self) -> Option<StreamSizes> {
-        match *self {
-            Body::Bsdiff { streams, .. } => Some(streams),
-            _ => None,
-        }
+        HeaderBody::streams(self)
     }
 }
 
@@ -248,6 +321,15 @@ pub enum FormatError {
         /// What is wrong.
         problem: &'static str,
     },
+    /// A valid header of another kind than the one asked for ([`Header::decode`] of a
+    /// tree patch, [`TreeHeader::decode_tree`] of a file patch).
+    #[error("a {got} patch where a {expected} was expected")]
+    WrongKind {
+        /// What was asked for.
+        expected: &'static str,
+        /// What the header is.
+        got: PatchKind,
+    },
 }
 
 /// Smallest and largest window log a patch may declare. zstd itself allows 10..=31.
@@ -261,10 +343,12 @@ pub const BASE_APPLY_MEMORY: u64 = 4 << 20;
 /// The control stream of a bsdiff patch never uses a window larger than this.
 pub const MAX_CONTROL_WINDOW_LOG: u8 = 20;
 
-/// The memory, in bytes, that applying a patch with these parameters may need beyond
-/// the applier's baseline. This is the formula `format-spec/patch-v1.md` gives. The
-/// single-frame methods count `min(window, target)` because their frame must declare
-/// its content size (the applier checks), which caps zstd's buffer at that size.
+/// The memory, in bytes, that applying a file patch with these parameters may need
+/// beyond the applier's baseline. This is the formula `format-spec/patch-v1.md` gives.
+/// The single-frame methods count `min(window, target)` because their frame must
+/// declare its content size (the applier checks), which caps zstd's buffer at that
+/// size. A tree patch declares its own figure (the largest of its files' bounds plus
+/// its index), at least [`BASE_APPLY_MEMORY`].
 pub fn memory_bound(method: Method, window_log: u8, source_size: u64, target_size: u64) -> u64 {
     let window = 1u64 << window_log;
     match method {
@@ -273,9 +357,6 @@ pub fn memory_bound(method: Method, window_log: u8, source_size: u64, target_siz
         }
         Method::ZstdRef => source_size.saturating_add(window.min(target_size) + BASE_APPLY_MEMORY),
         Method::Full => window.min(target_size) + BASE_APPLY_MEMORY,
-        // A tree patch declares its own figure (the largest of its files' bounds plus
-        // its index); this is only the floor a decoder accepts.
-        Method::Tree => BASE_APPLY_MEMORY,
     }
 }
 
@@ -318,6 +399,46 @@ impl Header {
         self.body.method()
     }
 
+    /// Decodes and validates a file patch's header ([`AnyHeader::decode`]); a tree
+    /// patch's is [`FormatError::WrongKind`].
+    pub fn decode(bytes: &[u8], file_len: u64) -> Result<Header, FormatError> {
+        Header::decode_kind(bytes, file_len)
+    }
+}
+
+impl TreeHeader {
+    /// Decodes and validates a tree patch's header ([`AnyHeader::decode`]); a file
+    /// patch's is [`FormatError::WrongKind`].
+    pub fn decode_tree(bytes: &[u8], file_len: u64) -> Result<TreeHeader, FormatError> {
+        Header::decode_kind(bytes, file_len)
+    }
+
+    /// An unsigned tree patch header from the tree `source` (`None`: the empty tree)
+    /// to `target`, declaring `apply_memory`.
+    pub fn tree(
+        source: Option<FileId>,
+        window_log: u8,
+        target: FileId,
+        payload: FileId,
+        apply_memory: u64,
+    ) -> TreeHeader {
+        Header {
+            body: TreeBody { source },
+            window_log,
+            target,
+            payload,
+            apply_memory,
+            signature: SignatureSlot::Unsigned,
+        }
+    }
+}
+
+impl<B: HeaderBody> Header<B> {
+    /// What the container is.
+    pub fn kind(&self) -> PatchKind {
+        self.body.kind()
+    }
+
     /// The file (or tree) the patch applies to, if any.
     pub fn source(&self) -> Option<FileId> {
         self.body.source()
@@ -328,21 +449,133 @@ impl Header {
         self.body.streams()
     }
 
+    /// A header of this kind ([`AnyHeader::decode`]); a valid header of the other kind
+    /// is [`FormatError::WrongKind`].
+    fn decode_kind(bytes: &[u8], file_len: u64) -> Result<Header<B>, FormatError> {
+        B::pick(AnyHeader::decode(bytes, file_len)?).map_err(|got| FormatError::WrongKind {
+            expected: B::NAME,
+            got,
+        })
+    }
+
+    /// The fields every kind has, for the encoder.
+    fn parts(&self) -> Parts {
+        Parts {
+            kind: self.kind(),
+            source: self.source(),
+            streams: self.streams(),
+            window_log: self.window_log,
+            target: self.target,
+            payload: self.payload,
+            apply_memory: self.apply_memory,
+            signature: self.signature,
+        }
+    }
+
     /// Encodes the header to its 296 bytes, computing the checksum.
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        self.parts().encode()
+    }
+
+    /// The exact bytes a signature over this header signs: a context string followed
+    /// by the first 192 header bytes (everything but the signature block).
+    pub fn signed_message(&self) -> Vec<u8> {
+        self.parts().signed_message()
+    }
+}
+
+impl AnyHeader {
+    /// What the container is.
+    pub fn kind(&self) -> PatchKind {
+        match self {
+            AnyHeader::File(h) => h.kind(),
+            AnyHeader::Tree(h) => h.kind(),
+        }
+    }
+
+    /// The file (or tree) the patch applies to, if any.
+    pub fn source(&self) -> Option<FileId> {
+        match self {
+            AnyHeader::File(h) => h.source(),
+            AnyHeader::Tree(h) => h.source(),
+        }
+    }
+
+    /// The file (or tree) applying the patch produces.
+    pub fn target(&self) -> FileId {
+        match self {
+            AnyHeader::File(h) => h.target,
+            AnyHeader::Tree(h) => h.target,
+        }
+    }
+
+    /// Its `apply_memory`.
+    pub fn apply_memory(&self) -> u64 {
+        match self {
+            AnyHeader::File(h) => h.apply_memory,
+            AnyHeader::Tree(h) => h.apply_memory,
+        }
+    }
+
+    /// The signature block.
+    pub fn signature_mut(&mut self) -> &mut SignatureSlot {
+        match self {
+            AnyHeader::File(h) => &mut h.signature,
+            AnyHeader::Tree(h) => &mut h.signature,
+        }
+    }
+
+    /// [`Header::encode`].
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        match self {
+            AnyHeader::File(h) => h.encode(),
+            AnyHeader::Tree(h) => h.encode(),
+        }
+    }
+
+    /// [`Header::signed_message`].
+    pub fn signed_message(&self) -> Vec<u8> {
+        match self {
+            AnyHeader::File(h) => h.signed_message(),
+            AnyHeader::Tree(h) => h.signed_message(),
+        }
+    }
+}
+
+/// A header's fields, whatever its kind: what is encoded.
+struct Parts {
+    kind: PatchKind,
+    source: Option<FileId>,
+    streams: Option<StreamSizes>,
+    window_log: u8,
+    target: FileId,
+    payload: FileId,
+    apply_memory: u64,
+    signature: SignatureSlot,
+}
+
+impl Parts {
+    fn signed_message(&self) -> Vec<u8> {
+        let encoded = self.encode();
+        let mut message = SIGNATURE_CONTEXT.to_vec();
+        message.extend_from_slice(&encoded[..SIGNED_LEN]);
+        message
+    }
+
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut w = Writer::with_capacity(HEADER_LEN);
         w.bytes(&MAGIC);
         w.u16(VERSION);
         w.u16(HEADER_LEN as u16);
-        w.u8(self.method().code());
+        w.u8(self.kind.code());
         w.u8(self.window_log);
-        let streams = self.streams().unwrap_or_default();
+        let streams = self.streams.unwrap_or_default();
         let zero_run = streams.diff_coding == DiffCoding::ZeroRun;
         let transform = streams.transform > 0;
         w.u8(if zero_run { FLAG_ZERO_RUN_DIFF } else { 0 }
             | if transform { FLAG_TRANSFORM } else { 0 });
         w.zeros(1);
-        let source = self.source().unwrap_or(FileId {
+        let source = self.source.unwrap_or(FileId {
             size: 0,
             sha256: Sha256Digest([0; 32]),
         });
@@ -353,7 +586,7 @@ impl Header {
         w.u64(self.payload.size);
         w.bytes(&self.payload.sha256.0);
         w.u64(self.apply_memory);
-        let streams = self.streams().unwrap_or_default();
+        let streams = self.streams.unwrap_or_default();
         w.u64(streams.control);
         w.u64(streams.diff);
         w.u64(streams.extra);
@@ -378,10 +611,12 @@ impl Header {
             .try_into()
             .expect("header is exactly HEADER_LEN bytes")
     }
+}
 
-    /// Decodes and validates a header. `file_len` is the length of the whole patch
-    /// file, which must be exactly header plus payload.
-    pub fn decode(bytes: &[u8], file_len: u64) -> Result<Header, FormatError> {
+impl AnyHeader {
+    /// Decodes and validates a header of either kind. `file_len` is the length of the
+    /// whole patch file, which must be exactly header plus payload.
+    pub fn decode(bytes: &[u8], file_len: u64) -> Result<AnyHeader, FormatError> {
         // Magic and version first, so that a short file that is not a patch, or a
         // patch of another version, is reported as such rather than as truncated.
         let truncated = |_: CodecError| FormatError::TruncatedHeader {
@@ -425,7 +660,7 @@ impl Header {
         r.skip(12, "magic, version and header_len")
             .map_err(truncated)?;
         let method_code = r.u8("method").map_err(truncated)?;
-        let method = Method::from_code(method_code)
+        let kind = PatchKind::from_code(method_code)
             .ok_or(FormatError::UnknownMethod { code: method_code })?;
         let window_log = r.u8("window_log").map_err(truncated)?;
         let method_flags = r.u8("method_flags").map_err(truncated)?;
@@ -458,7 +693,7 @@ impl Header {
             ));
         }
         let zero_source = source.size == 0 && source.sha256.0 == [0; 32];
-        if method == Method::Full && !zero_source {
+        if kind == PatchKind::File(Method::Full) && !zero_source {
             return Err(bad("source", "must be all zero for the full method".into()));
         }
         let no_streams = || {
@@ -470,8 +705,8 @@ impl Header {
             }
             Ok(())
         };
-        let body = match method {
-            Method::Bsdiff => {
+        let body = match kind {
+            PatchKind::File(Method::Bsdiff) => {
                 let sum = streams
                     .control
                     .checked_add(streams.diff)
@@ -520,41 +755,39 @@ impl Header {
                 } else {
                     DiffCoding::Plain
                 };
-                Body::Bsdiff {
+                Kinded::File(Body::Bsdiff {
                     source,
                     streams: StreamSizes {
                         diff_coding,
                         transform,
                         ..streams
                     },
-                }
+                })
             }
-            Method::ZstdRef => {
+            PatchKind::File(Method::ZstdRef) => {
                 no_streams()?;
-                Body::ZstdRef { source }
+                Kinded::File(Body::ZstdRef { source })
             }
-            Method::Full => {
+            PatchKind::File(Method::Full) => {
                 no_streams()?;
-                Body::Full
+                Kinded::File(Body::Full)
             }
             // A tree patch from the empty tree (a release's full tree image) has an
             // all-zero source; any other names the old tree.
-            Method::Tree => {
+            PatchKind::Tree => {
                 no_streams()?;
-                Body::Tree {
+                Kinded::Tree(TreeBody {
                     source: (!zero_source).then_some(source),
-                }
+                })
             }
         };
-        let expected_memory = memory_bound(
-            method,
-            window_log,
-            body.source().map_or(0, |s| s.size),
-            target.size,
-        );
-        let memory_ok = match method {
-            Method::Tree => apply_memory >= expected_memory,
-            _ => apply_memory == expected_memory,
+        let (memory_ok, expected_memory) = match &body {
+            Kinded::File(b) => {
+                let source_size = b.source().map_or(0, |s| s.size);
+                let expected = memory_bound(b.method(), window_log, source_size, target.size);
+                (apply_memory == expected, expected)
+            }
+            Kinded::Tree(_) => (apply_memory >= BASE_APPLY_MEMORY, BASE_APPLY_MEMORY),
         };
         if !memory_ok {
             return Err(bad(
@@ -571,24 +804,31 @@ impl Header {
                 got: file_len,
             });
         }
-        Ok(Header {
-            body,
-            window_log,
-            target,
-            payload,
-            apply_memory,
-            signature,
+        Ok(match body {
+            Kinded::File(body) => AnyHeader::File(Header {
+                body,
+                window_log,
+                target,
+                payload,
+                apply_memory,
+                signature,
+            }),
+            Kinded::Tree(body) => AnyHeader::Tree(Header {
+                body,
+                window_log,
+                target,
+                payload,
+                apply_memory,
+                signature,
+            }),
         })
     }
+}
 
-    /// The exact bytes a signature over this header signs: a context string followed
-    /// by the first 192 header bytes (everything but the signature block).
-    pub fn signed_message(&self) -> Vec<u8> {
-        let encoded = self.encode();
-        let mut message = SIGNATURE_CONTEXT.to_vec();
-        message.extend_from_slice(&encoded[..SIGNED_LEN]);
-        message
-    }
+/// The kind-specific fields, while decoding.
+enum Kinded {
+    File(Body),
+    Tree(TreeBody),
 }
 
 fn header_check(bytes: &[u8]) -> [u8; 16] {

@@ -29,8 +29,8 @@ pub mod tree;
 pub mod vcdiff;
 pub mod zstd_frame;
 
-pub use container::{FileId, FormatError, Header};
+pub use container::{AnyHeader, FileId, FormatError, Header, TreeHeader};
 pub use digest::{Hasher, Sha256Digest, hash_reader};
 pub use key::{KeyId, PublicKey, TrustedKeys};
-pub use method::Method;
+pub use method::{Method, PatchKind};
 pub use signature::Origin;

@@ -1,9 +1,10 @@
-//! The ways a patch can turn a source file into a target file.
+//! The ways a patch can turn a source file into a target file, and what a container
+//! is: a file patch of one of those methods, or a tree patch.
 
 use std::fmt;
 use std::str::FromStr;
 
-/// A patch method, as numbered in the container header.
+/// A file patch method, as numbered in the container header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
     /// Suffix-array matching with approximate matches: control, diff and extra
@@ -15,18 +16,11 @@ pub enum Method {
     ZstdRef,
     /// The target file, zstd-compressed; needs no source.
     Full,
-    /// A whole release directory: an index of the old and new trees followed by one
-    /// container of the other methods per file that cannot be copied from the old
-    /// tree (`format-spec/tree-v1.md`). Applies to a directory, never to a file.
-    Tree,
 }
 
 impl Method {
     /// The methods that turn one file into another, in the order `auto` breaks ties.
     pub const ALL: [Method; 3] = [Method::Bsdiff, Method::ZstdRef, Method::Full];
-
-    /// Every method a header may name: the file methods and [`Method::Tree`].
-    const ANY: [Method; 4] = [Method::Bsdiff, Method::ZstdRef, Method::Full, Method::Tree];
 
     /// The number stored in the header.
     pub fn code(self) -> u8 {
@@ -34,13 +28,12 @@ impl Method {
             Method::Bsdiff => 1,
             Method::ZstdRef => 2,
             Method::Full => 3,
-            Method::Tree => 4,
         }
     }
 
     /// The method with header number `code`, if any.
     pub fn from_code(code: u8) -> Option<Self> {
-        Self::ANY.into_iter().find(|m| m.code() == code)
+        Self::ALL.into_iter().find(|m| m.code() == code)
     }
 
     /// The name used on command lines and in JSON.
@@ -49,7 +42,6 @@ impl Method {
             Method::Bsdiff => "bsdiff",
             Method::ZstdRef => "zstd",
             Method::Full => "full",
-            Method::Tree => "tree",
         }
     }
 }
@@ -63,10 +55,10 @@ impl fmt::Display for Method {
 impl FromStr for Method {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        Self::ANY
+        Self::ALL
             .into_iter()
             .find(|m| m.name() == s)
-            .ok_or_else(|| format!("unknown method {s:?} (expected bsdiff, zstd, full or tree)"))
+            .ok_or_else(|| format!("unknown method {s:?} (expected bsdiff, zstd or full)"))
     }
 }
 
@@ -76,7 +68,81 @@ impl serde::Serialize for Method {
     }
 }
 
-impl<'de> serde::Deserialize<'de> for Method {
+/// What a container is, as its header's method byte says: a file patch of a
+/// [`Method`], or a tree patch (method byte 4: an index of the old and new trees
+/// followed by one file patch per file that cannot be copied from the old tree,
+/// `format-spec/tree-v1.md`), which applies to a directory, never to a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PatchKind {
+    /// A patch of one file.
+    File(Method),
+    /// A patch of a whole release directory.
+    Tree,
+}
+
+impl PatchKind {
+    /// The method byte of a tree patch.
+    const TREE_CODE: u8 = 4;
+
+    /// Every kind a header may name, in method-byte order.
+    const ANY: [PatchKind; 4] = [
+        PatchKind::File(Method::Bsdiff),
+        PatchKind::File(Method::ZstdRef),
+        PatchKind::File(Method::Full),
+        PatchKind::Tree,
+    ];
+
+    /// The method byte stored in the header.
+    pub fn code(self) -> u8 {
+        match self {
+            PatchKind::File(m) => m.code(),
+            PatchKind::Tree => Self::TREE_CODE,
+        }
+    }
+
+    /// The kind with method byte `code`, if any.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ANY.into_iter().find(|k| k.code() == code)
+    }
+
+    /// The name used in manifests and JSON: the file method's, or `tree`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PatchKind::File(m) => m.name(),
+            PatchKind::Tree => "tree",
+        }
+    }
+}
+
+impl From<Method> for PatchKind {
+    fn from(m: Method) -> Self {
+        PatchKind::File(m)
+    }
+}
+
+impl fmt::Display for PatchKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for PatchKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ANY
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| format!("unknown method {s:?} (expected bsdiff, zstd, full or tree)"))
+    }
+}
+
+impl serde::Serialize for PatchKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PatchKind {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::container::{Header, SignatureSlot};
+use crate::container::{Header, HeaderBody, SignatureSlot};
 use crate::key::{KeyId, PublicKey, TrustedKeys};
 
 /// What every manifest signature signs before the manifest's bytes.
@@ -247,11 +247,20 @@ pub enum Origin {
 /// Checks a patch header's signature block. With `trusted` set, the patch must be
 /// signed by one of those keys; without, a signature present is still checked against
 /// the key it carries.
-pub fn check_patch_origin(
-    header: &Header,
+pub fn check_patch_origin<B: HeaderBody>(
+    header: &Header<B>,
     trusted: Option<&TrustedKeys>,
 ) -> Result<Origin, SignatureError> {
-    let (key_bytes, signature) = match (header.signature, trusted) {
+    check_origin(header.signature, &|| header.signed_message(), trusted)
+}
+
+/// [`check_patch_origin`] of a header's signature block and the message it signs.
+fn check_origin(
+    slot: SignatureSlot,
+    message: &dyn Fn() -> Vec<u8>,
+    trusted: Option<&TrustedKeys>,
+) -> Result<Origin, SignatureError> {
+    let (key_bytes, signature) = match (slot, trusted) {
         (SignatureSlot::Unsigned, None) => return Ok(Origin::Unverified { signed_by: None }),
         (SignatureSlot::Unsigned, Some(_)) => return Err(SignatureError::Unsigned),
         (
@@ -278,7 +287,7 @@ pub fn check_patch_origin(
             }
         }
     }
-    let valid = key.is_ok_and(|k| k.verify(&header.signed_message(), &signature));
+    let valid = key.is_ok_and(|k| k.verify(&message(), &signature));
     if !valid {
         return Err(SignatureError::BadPatchSignature { key_id });
     }

@@ -7,57 +7,31 @@
 #[path = "../../fuzz/src/format_checks.rs"]
 mod format_checks;
 
+#[path = "../../fuzz/src/replay.rs"]
+mod replay;
+
 use std::path::Path;
 
-/// One target's check.
-type Check = fn(&[u8]);
-
-/// Runs `check` on every file of `testdata/fuzz/<target>/`; returns how many.
-fn replay(target: &str, check: Check) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/fuzz")
-        .join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return 0;
-    };
-    let mut n = 0;
-    for entry in entries {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        let started = std::time::Instant::now();
-        check(&data);
-        // The fuzzer's -timeout is 10 s in a release build; a debug build is slower.
-        assert!(
-            started.elapsed().as_secs() < 60,
-            "{} is slow again",
-            path.display()
-        );
-        n += 1;
-    }
-    n
-}
+use replay::{Check, replay_all};
 
 #[test]
 fn fuzz_inputs_replay() {
-    let targets: [(&str, Check); 11] = [
-        ("patch_header", format_checks::patch_header),
-        ("control_stream", format_checks::control_stream),
-        ("bsdiff40", format_checks::bsdiff40),
-        ("zstd_frame_header", format_checks::zstd_frame_header),
-        ("tree_index", format_checks::tree_index),
-        ("tree_listing", format_checks::tree_listing),
-        ("manifest", format_checks::manifest),
-        ("signature_file", format_checks::signature_file),
-        ("key_file", format_checks::key_file),
-        ("keys_document", format_checks::keys_document),
-        ("vcdiff", |d| {
+    let targets: [(&str, Check<'_>); 11] = [
+        ("patch_header", &format_checks::patch_header),
+        ("control_stream", &format_checks::control_stream),
+        ("bsdiff40", &format_checks::bsdiff40),
+        ("zstd_frame_header", &format_checks::zstd_frame_header),
+        ("tree_index", &format_checks::tree_index),
+        ("tree_listing", &format_checks::tree_listing),
+        ("manifest", &format_checks::manifest),
+        ("signature_file", &format_checks::signature_file),
+        ("key_file", &format_checks::key_file),
+        ("keys_document", &format_checks::keys_document),
+        ("vcdiff", &|d| {
             let _ = format_checks::vcdiff(d);
         }),
     ];
-    for (target, check) in targets {
-        let n = replay(target, check);
-        eprintln!("{target}: {n} inputs");
-    }
+    replay_all(&targets);
 }
 
 /// The checks themselves accept what the producer makes (so that a vector that

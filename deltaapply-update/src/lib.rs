@@ -37,7 +37,7 @@ use std::path::{Path, PathBuf};
 pub use deltaapply_apply::error_chain;
 use deltaapply_apply::key::{KeyId, TrustedKeys};
 use deltaapply_apply::lock::TargetLock;
-use deltaapply_apply::{Method, Phase};
+use deltaapply_apply::{PatchKind, Phase};
 use deltaapply_fetch::fetch::{Fetcher, Options};
 use deltaapply_fetch::source::Source;
 use deltaapply_format::container::FileId;
@@ -395,7 +395,7 @@ impl Updater {
             .expect("the check chose an artifact of this manifest");
         let result = match &planned {
             Route::Patches(steps) => run.patches(steps, &check.target),
-            Route::Full(step) if step.method == Method::Tree => {
+            Route::Full(step) if step.method == PatchKind::Tree => {
                 run.full_tree(step, &check.target, &check.installed, &manifest)
             }
             Route::Full(step) => run.full(step, &check.target),
@@ -426,7 +426,7 @@ impl Updater {
                     });
                 }
                 (run.events)(Event::Fallback { reason: &reason });
-                let full = if manifest_full.method == Method::Tree {
+                let full = if manifest_full.method == PatchKind::Tree {
                     run.full_tree(&manifest_full, &check.target, &check.installed, &manifest)
                 } else {
                     run.full(&manifest_full, &check.target)

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use deltaapply_format::container::FileId;
 use deltaapply_format::manifest::{Artifact, Manifest, RelPath};
-use deltaapply_format::{Method, Sha256Digest};
+use deltaapply_format::{Method, PatchKind, Sha256Digest};
 
 /// Longest chain of patches the planner considers by default.
 pub const DEFAULT_MAX_CHAIN: usize = 4;
@@ -160,8 +160,8 @@ pub struct Step {
     pub path: RelPath,
     /// The file to download: its size and SHA-256.
     pub file: FileId,
-    /// The patch's method (`full` for a full image).
-    pub method: Method,
+    /// The patch's method (`full` for a full image, `tree` for a tree's).
+    pub method: PatchKind,
     /// The file it applies to (`None` for a full image).
     pub base: Option<FileId>,
     /// The file it produces.
@@ -445,8 +445,8 @@ pub fn full_step(manifest: &Manifest, artifact: &Artifact) -> Step {
             sha256: artifact.full.sha256,
         },
         method: match artifact.kind {
-            deltaapply_format::manifest::ArtifactKind::File => Method::Full,
-            deltaapply_format::manifest::ArtifactKind::Tree => Method::Tree,
+            deltaapply_format::manifest::ArtifactKind::File => PatchKind::File(Method::Full),
+            deltaapply_format::manifest::ArtifactKind::Tree => PatchKind::Tree,
         },
         base: None,
         target: FileId {
@@ -594,7 +594,7 @@ mod tests {
                     path: RelPath::new(&format!("patches/{base}-{n}.dpatch")).unwrap(),
                     size,
                     sha256: Sha256Digest([base * 16 + n; 32]),
-                    method: Method::Bsdiff,
+                    method: PatchKind::File(Method::Bsdiff),
                     apply_memory: 1 << 20,
                 })
                 .collect(),

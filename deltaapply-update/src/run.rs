@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::{Event, Step, UpdateError, Updater};
 use deltaapply_apply::key::TrustedKeys;
-use deltaapply_apply::{Limits, Patch};
+use deltaapply_apply::{AnyPatch, Limits, PatchKind};
 
 /// One update in progress.
 pub(super) struct Run<'u, 'e> {
@@ -112,9 +112,17 @@ impl Run<'_, '_> {
         let fetched = self.fetch(index, steps, step)?;
         let limits = self.limits();
         let events = &mut *self.events;
-        let patch = Patch::open(&fetched.path)?;
+        let patch = match AnyPatch::open(&fetched.path)? {
+            AnyPatch::File(patch) => patch,
+            AnyPatch::Tree(_) => {
+                return Err(UpdateError::Mismatch {
+                    path: fetched.path,
+                    problem: format!("method tree instead of {}", step.method),
+                });
+            }
+        };
         let header = patch.header();
-        let problem = if header.method() != step.method {
+        let problem = if PatchKind::File(header.method()) != step.method {
             Some(format!(
                 "method {} instead of {}",
                 header.method(),

@@ -24,10 +24,12 @@ use std::path::{Path, PathBuf};
 
 use crate::plan::{self, FileStep, FullImage, Installed, Plan, PlanError, Policy, Route, Step};
 use crate::{Event, UpdateError};
-use deltaapply_apply::tree::{Difference, Listing, Mismatch, Prober, TreePatch, TreePath};
-use deltaapply_format::Method;
+use deltaapply_apply::tree::{
+    Difference, EntryKind, Listing, Mismatch, Prober, TreePatch, TreePath,
+};
+use deltaapply_format::PatchKind;
 use deltaapply_format::container::FileId;
-use deltaapply_format::manifest::{Artifact, ArtifactKind, Manifest};
+use deltaapply_format::manifest::{Artifact, Manifest};
 
 /// A release's tree as the manifest lists it.
 struct Release<'m> {
@@ -46,16 +48,14 @@ pub(crate) struct Identified {
 fn releases<'m>(manifest: &'m Manifest, name: &str) -> Result<Vec<Release<'m>>, UpdateError> {
     let mut out = Vec::new();
     for (version, artifact) in manifest.all_artifacts() {
-        if artifact.name != name || artifact.kind != ArtifactKind::Tree {
+        // Only a tree artifact has a listing.
+        let Some(listing) = artifact.listing().filter(|_| artifact.name == name) else {
             continue;
-        }
-        let listing = artifact
-            .listing()
-            .expect("a tree artifact has a listing")
-            .map_err(|source| UpdateError::Manifest {
-                mirror: "(accepted manifest)".into(),
-                source,
-            })?;
+        };
+        let listing = listing.map_err(|source| UpdateError::Manifest {
+            mirror: "(accepted manifest)".into(),
+            source,
+        })?;
         out.push(Release { version, listing });
     }
     Ok(out)
@@ -261,7 +261,7 @@ pub(crate) fn plan(
                         size: entry.size,
                         sha256: entry.sha256,
                     },
-                    method: Method::Tree,
+                    method: PatchKind::Tree,
                     base: Some(FileId {
                         size: entry.base_size,
                         sha256: entry.base_sha256,
@@ -365,8 +365,11 @@ pub(crate) fn files_needing_content(
         .collect();
     let index = patch.index();
     let mut out = BTreeMap::new();
-    for (entry, recipe) in index.new.entries().iter().zip(&index.recipes) {
-        let Some(from) = recipe.and_then(|r| r.from()) else {
+    for entry in index.new.entries() {
+        let EntryKind::File { recipe, .. } = entry.kind else {
+            continue;
+        };
+        let Some(from) = recipe.from() else {
             continue;
         };
         let old = &index.old.entries()[from].path;
@@ -523,7 +526,7 @@ impl super::Run<'_, '_> {
                 from_version: None,
                 path: file.publish_path.clone(),
                 file: file.file,
-                method: Method::Full,
+                method: PatchKind::File(deltaapply_format::Method::Full),
                 base: None,
                 target: file.target,
                 apply_memory: 0,

@@ -46,11 +46,12 @@ pub use deltaapply_format::{
 pub use deltaapply_update as update;
 
 pub use deltaapply_apply::{
-    ApplyReport, Error, ErrorKind, KeyFile, Limits, Patch, Phase, Progress, apply_file, apply_patch,
+    AnyPatch, ApplyReport, Error, ErrorKind, KeyFile, Limits, Patch, Phase, Progress, apply_file,
+    apply_patch,
 };
 pub use deltaapply_fetch::{FetchError, Fetched, Fetcher, Mirror, Source, SourceError};
 pub use deltaapply_format::{
-    FileId, FormatError, Hasher, Header, KeyId, Method, Origin, PublicKey, Sha256Digest,
-    TrustedKeys, hash_reader,
+    AnyHeader, FileId, FormatError, Hasher, Header, KeyId, Method, Origin, PatchKind, PublicKey,
+    Sha256Digest, TreeHeader, TrustedKeys, hash_reader,
 };
 pub use deltaapply_update::{UpdateError, Updater};

@@ -11,35 +11,13 @@ mod format_checks;
 #[path = "../../fuzz/src/apply_checks.rs"]
 mod apply_checks;
 
+#[path = "../../fuzz/src/replay.rs"]
+mod replay;
+
 use std::path::Path;
 
 use deltaapply::Method;
-
-/// One target's check.
-type Check<'a> = &'a dyn Fn(&[u8]);
-
-fn replay(target: &str, check: Check<'_>) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../testdata/fuzz")
-        .join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return 0;
-    };
-    let mut n = 0;
-    for entry in entries {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        let started = std::time::Instant::now();
-        check(&data);
-        assert!(
-            started.elapsed().as_secs() < 60,
-            "{} is slow again",
-            path.display()
-        );
-        n += 1;
-    }
-    n
-}
+use replay::{Check, replay_all};
 
 #[test]
 fn fuzz_inputs_replay() {
@@ -59,10 +37,7 @@ fn fuzz_inputs_replay() {
         ("foreign_vcdiff", &apply_checks::foreign_vcdiff),
         ("content_range", &apply_checks::content_range),
     ];
-    for (target, check) in targets {
-        let n = replay(target, check);
-        eprintln!("{target}: {n} inputs");
-    }
+    replay_all(&targets);
 }
 
 /// The apply checks run on valid vectors too (a successful apply is compared with

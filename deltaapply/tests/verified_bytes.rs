@@ -21,7 +21,7 @@ use std::path::Path;
 
 use deltaapply::container::{FileId, HEADER_LEN, MIN_WINDOW_LOG};
 use deltaapply::tree::{TreeApply, TreePatch, apply_tree};
-use deltaapply::{Error, Header, Limits, Method, Phase, Progress, Sha256Digest};
+use deltaapply::{Error, Header, Limits, Method, Phase, Progress, Sha256Digest, TreeHeader};
 
 fn tree_vector(name: &str) -> Vec<u8> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/vectors/tree");
@@ -50,7 +50,7 @@ fn a_tree_patch_renamed_over_after_verification_is_decoded_as_verified() {
     fs::write(&path, &verified).unwrap();
     let impostor = scratch.path().join("other.dpatch");
     fs::write(&impostor, &other).unwrap();
-    let header = Header::decode(&verified[..HEADER_LEN], verified.len() as u64).unwrap();
+    let header = TreeHeader::decode_tree(&verified[..HEADER_LEN], verified.len() as u64).unwrap();
 
     let swapped = Cell::new(false);
     let mut progress = after_verification(|| {

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use deltaapply::container::{HEADER_LEN, Header, SignatureSlot};
+use deltaapply::container::{AnyHeader, HEADER_LEN, Header, HeaderBody, SignatureSlot};
 use deltaapply::signature::{SignatureEntry, manifest_message};
 use deltaapply::{FormatError, KeyId, PublicKey};
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
@@ -145,21 +145,24 @@ impl SecretKey {
     }
 
     /// Fills `header`'s signature block with this key's signature.
-    pub fn sign_header(&self, header: &mut Header) {
+    pub fn sign_header<B: HeaderBody>(&self, header: &mut Header<B>) {
         // The signed bytes do not include the signature block, so it can be set last.
-        let message = header.signed_message();
-        header.signature = SignatureSlot::Ed25519 {
+        header.signature = self.signature_over(&header.signed_message());
+    }
+
+    fn signature_over(&self, message: &[u8]) -> SignatureSlot {
+        SignatureSlot::Ed25519 {
             public_key: self.public_key().to_bytes(),
-            signature: self.key.sign(&message).to_bytes(),
-        };
+            signature: self.key.sign(message).to_bytes(),
+        }
     }
 
     /// Signs a whole patch file in memory: decodes and validates its header, fills the
     /// signature block, and writes the header back. The payload is covered through the
     /// header's `payload_sha256`, so it is not read.
     pub fn sign_patch(&self, patch: &mut [u8]) -> Result<(), FormatError> {
-        let mut header = Header::decode(patch, patch.len() as u64)?;
-        self.sign_header(&mut header);
+        let mut header = AnyHeader::decode(patch, patch.len() as u64)?;
+        *header.signature_mut() = self.signature_over(&header.signed_message());
         patch[..HEADER_LEN].copy_from_slice(&header.encode());
         Ok(())
     }

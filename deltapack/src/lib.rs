@@ -113,9 +113,6 @@ pub enum DiffError {
     /// Compression failed.
     #[error("compression failed")]
     Compress(#[from] io::Error),
-    /// The tree method makes patches between directories, not files.
-    #[error("the tree method diffs directories: give OLD_DIR and NEW_DIR")]
-    TreeMethod,
 }
 
 impl DiffError {

@@ -285,6 +285,5 @@ pub fn make_one(
                 .ok_or_else(|| over(memory_bound(method, MIN_WINDOW_LOG, 0, new_len)))?;
             Ok(methods::full(new, settings, w)?)
         }
-        Method::Tree => Err(DiffError::TreeMethod),
     }
 }

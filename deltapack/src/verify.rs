@@ -19,9 +19,10 @@ use std::path::{Path, PathBuf};
 use deltaapply::manifest::{
     Artifact, ArtifactKind, MANIFEST_FILE, Manifest, SIGNATURE_FILE, Timestamp,
 };
+use deltaapply::signature::check_patch_origin;
 use deltaapply::signature::verify_manifest;
 use deltaapply::update::error_chain;
-use deltaapply::{FileId, Method, Sha256Digest, TrustedKeys};
+use deltaapply::{AnyHeader, AnyPatch, FileId, Method, Sha256Digest, TrustedKeys};
 
 use crate::build::hash_file;
 use crate::build::tree::FILES_DIR;
@@ -209,16 +210,19 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
             }
             continue;
         }
-        if header.method() != Method::Full {
-            report.problem(
-                at,
-                format!(
-                    "a full image must use the full method, not {}",
-                    header.method()
-                ),
-            );
-            continue;
-        }
+        let header = match header {
+            AnyHeader::File(h) if h.method() == Method::Full => h,
+            other => {
+                report.problem(
+                    at,
+                    format!(
+                        "a full image must use the full method, not {}",
+                        other.kind()
+                    ),
+                );
+                continue;
+            }
+        };
         if header.target != content {
             report.problem(
                 at,
@@ -317,13 +321,13 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
                 );
                 consistent = false;
             }
-            if header.target != expected_target {
+            if header.target() != expected_target {
                 report.problem(
                     at,
                     format!(
                         "produces {} bytes with sha256 {}, but the manifest says {} {} is {} bytes with sha256 {}",
-                        header.target.size,
-                        header.target.sha256,
+                        header.target().size,
+                        header.target().sha256,
                         name,
                         target_version,
                         target.size,
@@ -332,13 +336,13 @@ pub fn verify(dir: &Path, trusted: &TrustedKeys, now: Timestamp) -> VerifyReport
                 );
                 consistent = false;
             }
-            if header.method() != p.method || header.apply_memory != p.apply_memory {
+            if header.kind() != p.method || header.apply_memory() != p.apply_memory {
                 report.problem(
                     at,
                     format!(
                         "is a {} patch needing {} bytes to apply, the manifest says {} needing {}",
-                        header.method(),
-                        header.apply_memory,
+                        header.kind(),
+                        header.apply_memory(),
                         p.method,
                         p.apply_memory
                     ),
@@ -414,7 +418,7 @@ fn check_full_tree(
     path: &Path,
     artifact: &Artifact,
     version: &str,
-    header: &deltaapply::Header,
+    header: &AnyHeader,
     trusted: &TrustedKeys,
     scratch: &Path,
     n: usize,
@@ -422,17 +426,17 @@ fn check_full_tree(
     let (name, full) = (&artifact.name, &artifact.full);
     let at = full.path.as_str();
     let content = file_id(artifact.size, artifact.sha256);
-    if header.method() != Method::Tree {
+    let AnyHeader::Tree(header) = header else {
         report.problem(
             at,
             format!(
                 "the full image of tree artifact {name} {version} must be a tree patch \
                  (method tree), not {}",
-                header.method()
+                header.kind()
             ),
         );
         return None;
-    }
+    };
     if let Some(source) = header.source() {
         report.problem(
             at,
@@ -559,16 +563,19 @@ fn check_file_container(
     let Some(header) = check_header(report, &path, at, trusted) else {
         return;
     };
-    if header.method() != Method::Full || header.source().is_some() {
-        report.problem(
-            at,
-            format!(
-                "the full container of {what} must use the full method, not {}",
-                header.method()
-            ),
-        );
-        return;
-    }
+    let header = match header {
+        AnyHeader::File(h) if h.method() == Method::Full => h,
+        other => {
+            report.problem(
+                at,
+                format!(
+                    "the full container of {what} must use the full method, not {}",
+                    other.kind()
+                ),
+            );
+            return;
+        }
+    };
     if header.target != content {
         report.problem(
             at,
@@ -634,17 +641,27 @@ fn check_header(
     path: &Path,
     at: &str,
     trusted: &TrustedKeys,
-) -> Option<deltaapply::Header> {
-    let patch = match deltaapply::Patch::open(path) {
+) -> Option<AnyHeader> {
+    let patch = match AnyPatch::open(path) {
         Ok(p) => p,
         Err(e) => {
             report.problem(at, error_chain(&e));
             return None;
         }
     };
-    if let Err(e) = deltaapply::signature::check_patch_origin(patch.header(), Some(trusted)) {
+    let (origin, header) = match &patch {
+        AnyPatch::File(p) => (
+            check_patch_origin(p.header(), Some(trusted)),
+            AnyHeader::File(p.header().clone()),
+        ),
+        AnyPatch::Tree(p) => (
+            check_patch_origin(p.header(), Some(trusted)),
+            AnyHeader::Tree(p.header().clone()),
+        ),
+    };
+    if let Err(e) = origin {
         report.problem(at, e.to_string());
         return None;
     }
-    Some(patch.header().clone())
+    Some(header)
 }

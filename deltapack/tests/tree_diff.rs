@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use common::{Dir, release_pair};
-use deltaapply::tree::{Recipe, TreePatch, TreePath};
-use deltaapply::{Limits, Method, Origin};
+use deltaapply::tree::{EntryKind, Recipe, TreePatch, TreePath};
+use deltaapply::{Limits, Origin};
 use serde_json::Value;
 
 /// Exit codes from README.md ("Exit codes (both tools)").
@@ -117,9 +117,10 @@ fn recipes(patch: &Path) -> Vec<(String, Recipe, Option<String>)> {
         .new
         .entries()
         .iter()
-        .zip(&index.recipes)
-        .filter_map(|(e, r)| {
-            let r = (*r)?;
+        .filter_map(|e| {
+            let EntryKind::File { recipe: r, .. } = e.kind else {
+                return None;
+            };
             let from = r.from().map(|i| index.old.entries()[i].path.to_string());
             Some((e.path.to_string(), r, from))
         })
@@ -453,6 +454,10 @@ fn an_identical_tree_ships_no_blob() {
         &mut |_| {},
     )
     .unwrap();
-    assert_eq!(opened.header().method(), Method::Tree);
+    assert_eq!(
+        std::fs::read(trees.path("same.dpatch")).unwrap()[12],
+        4,
+        "method byte"
+    );
     assert_eq!(opened.index().blobs.len(), 0);
 }

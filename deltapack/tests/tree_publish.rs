@@ -16,7 +16,7 @@ use common::trees::{
 };
 use common::{Dir, Kind, deltaapply_bin, fill, release_pair, snapshot};
 use deltaapply::manifest::{ArtifactKind, MANIFEST_FILE, Manifest, SIGNATURE_FILE, TreeEntryKind};
-use deltaapply::{Method, Sha256Digest};
+use deltaapply::{Method, PatchKind, Sha256Digest};
 use deltapack::keys::SecretKey;
 use serde_json::Value;
 
@@ -166,7 +166,7 @@ fn three_tree_releases_build_verify_and_apply() {
     assert_eq!(a.full.path.as_str().split('/').next(), Some("full"));
     let bases: Vec<&str> = a.patches.iter().map(|p| p.base_version.as_str()).collect();
     assert_eq!(bases, ["1.1", "1.0"]);
-    assert!(a.patches.iter().all(|p| p.method == Method::Tree));
+    assert!(a.patches.iter().all(|p| p.method == PatchKind::Tree));
     // The 1.0 -> 1.1 tree patch stays listed for chains.
     let kept: Vec<&str> = m.previous[0].artifacts[0]
         .patches
@@ -392,10 +392,10 @@ fn a_release_with_a_file_and_a_tree() {
     assert_eq!(tool.sha256, Sha256Digest::of(&bin1));
     assert!(matches!(
         tool.patches[0].method,
-        Method::Bsdiff | Method::ZstdRef
+        PatchKind::File(Method::Bsdiff | Method::ZstdRef)
     ));
     assert_eq!(app.kind, ArtifactKind::Tree);
-    assert_eq!(app.patches[0].method, Method::Tree);
+    assert_eq!(app.patches[0].method, PatchKind::Tree);
     let (code, json) = s.verify(&out);
     assert_eq!(code, 0, "{json}");
     assert_eq!(json["full_images_checked"], 4, "{json}");

@@ -10,14 +10,14 @@
 use std::io::{self, Read};
 
 use deltaapply_format::bsdiff40::{self, Control, Walk};
-use deltaapply_format::container::{self, Body, HEADER_LEN, Header};
+use deltaapply_format::container::{self, AnyHeader, Body, HEADER_LEN};
 use deltaapply_format::control::{Op, OpReader, ZeroRunReader, ZeroRunWriter};
 use deltaapply_format::manifest::Manifest;
 use deltaapply_format::signature::{self, encode_signature_file, parse_signature_file};
 use deltaapply_format::tree::format::{MemoryBudget, TreeIndex};
 use deltaapply_format::tree::{Entry, EntryKind, Listing, TreePath};
 use deltaapply_format::zstd_frame::{self, FrameHeader};
-use deltaapply_format::{Method, PublicKey, Sha256Digest, TrustedKeys};
+use deltaapply_format::{PublicKey, Sha256Digest, TrustedKeys};
 
 /// Read sizes for the decoders that implement [`Read`]: a small deterministic
 /// generator seeded from the input, so that every input reproduces its own sequence
@@ -121,41 +121,50 @@ pub fn patch_header(data: &[u8]) {
 }
 
 fn header_once(bytes: &[u8], file_len: u64) {
-    let Ok(h) = Header::decode(bytes, file_len) else {
+    let Ok(artifact) = AnyHeader::decode(bytes, file_len) else {
         return;
     };
     // A header that decodes is the one canonical encoding of its fields.
     assert_eq!(
-        h.encode()[..],
+        artifact.encode()[..],
         bytes[..HEADER_LEN],
         "header does not round-trip"
     );
+    match artifact {
+        AnyHeader::File(h) => {
+            check_header(&h, file_len);
+            let bound = container::memory_bound(
+                h.method(),
+                h.window_log,
+                h.source().map_or(0, |s| s.size),
+                h.target.size,
+            );
+            assert_eq!(h.apply_memory, bound);
+            if let Body::Bsdiff { streams, .. } = h.body {
+                assert_eq!(
+                    Some(h.payload.size),
+                    streams
+                        .control
+                        .checked_add(streams.diff)
+                        .and_then(|s| s.checked_add(streams.extra))
+                );
+            }
+        }
+        AnyHeader::Tree(h) => {
+            check_header(&h, file_len);
+            assert!(h.apply_memory >= container::BASE_APPLY_MEMORY);
+        }
+    }
+}
+
+/// What holds for a decoded header of either kind.
+fn check_header<B: container::HeaderBody>(h: &container::Header<B>, file_len: u64) {
     assert_eq!(
         Some(file_len),
         h.payload.size.checked_add(HEADER_LEN as u64)
     );
     assert!((container::MIN_WINDOW_LOG..=container::MAX_WINDOW_LOG).contains(&h.window_log));
-    let bound = container::memory_bound(
-        h.method(),
-        h.window_log,
-        h.source().map_or(0, |s| s.size),
-        h.target.size,
-    );
-    if h.method() == Method::Tree {
-        assert!(h.apply_memory >= bound);
-    } else {
-        assert_eq!(h.apply_memory, bound);
-    }
-    if let Body::Bsdiff { streams, .. } = h.body {
-        assert_eq!(
-            Some(h.payload.size),
-            streams
-                .control
-                .checked_add(streams.diff)
-                .and_then(|s| s.checked_add(streams.extra))
-        );
-    }
-    let _ = signature::check_patch_origin(&h, None);
+    let _ = signature::check_patch_origin(h, None);
     let _ = h.signed_message();
 }
 
@@ -312,7 +321,14 @@ pub fn tree_index(data: &[u8]) {
     }
     if let Ok(ix) = unlimited {
         assert_eq!(ix.encode(), index, "index does not round-trip");
-        assert_eq!(ix.recipes.len(), ix.new.entries().len());
+        let blobs_used = ix.new.entries().iter().filter_map(|e| match e.kind {
+            EntryKind::File { recipe, .. } => recipe.blob(),
+            _ => None,
+        });
+        assert!(
+            blobs_used.eq(0..ix.blobs.len()),
+            "each blob used once, in order"
+        );
         let mut end = 8 + index.len() as u64;
         for blob in &ix.blobs {
             assert_eq!(blob.offset, end);
@@ -352,6 +368,7 @@ pub fn tree_listing(data: &[u8]) {
                 EntryKind::File {
                     size,
                     sha256: Sha256Digest([b.get(8).copied().unwrap_or(0); 32]),
+                    recipe: (),
                 }
             }
             1 => EntryKind::Dir,

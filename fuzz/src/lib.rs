@@ -4,7 +4,8 @@
 //! `format_checks.rs` (the I/O-free parsers of `deltaapply-format`, replayed by
 //! `deltaapply-format/tests/fuzz_regressions.rs`) and `apply_checks.rs` (the decoders
 //! that read files, the state file and the HTTP range parser, replayed by
-//! `deltaapply/tests/fuzz_regressions.rs`).
+//! `deltaapply/tests/fuzz_regressions.rs`). Both tests replay with the one loop in
+//! `replay.rs`.
 //!
 //! VCDIFF: its decoder is being written on another branch. When it lands, add a
 //! `foreign_vcdiff` target here (`apply_checks::foreign_vcdiff`, input shaped like

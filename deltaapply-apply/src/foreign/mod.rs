@@ -235,7 +235,9 @@ pub fn apply_foreign(
     }
 
     let staged = Staged::beside(req.dest, inherit_permissions(req.dest, Some(req.old)))?;
-    let mut sink = Sink::new(&staged, target_size, progress)?;
+    // No free-space preflight: the size is the unsigned header's word, and a wrong one
+    // must be reported as a bad patch (a full disk still fails the write, cleanly).
+    let mut sink = Sink::new(&staged, target_size, progress);
     match &decoder {
         Decoder::Bsdiff40(p) => bsdiff40::decode(&patch, p, &old, &mut sink)?,
         Decoder::ZstdFrame(p) => zstd_frame::decode(&patch, p, &old, target_size, &mut sink)?,

@@ -177,7 +177,7 @@ impl Journal {
     /// is one of the listing's links with its target (validated with the listing),
     /// every directory made is one of its directories, every mode of a listed file is
     /// the listing's, and nothing the new tree has as a file is deleted.
-    pub fn check_against(&self, new: &Listing) -> Result<(), String> {
+    pub fn check_against<R>(&self, new: &Listing<R>) -> Result<(), String> {
         if new.id().sha256 != self.new {
             return Err("it is for another tree than the one given".into());
         }
@@ -192,7 +192,7 @@ impl Journal {
                 ),
                 Op::DeleteDir(_) => !matches!(kind, Some(EntryKind::Dir)),
                 Op::Mkdir(_, mode) => {
-                    matches!(entry, Some(e) if e.kind == EntryKind::Dir && *mode == e.mode | 0o700)
+                    matches!(entry, Some(e) if matches!(e.kind, EntryKind::Dir) && *mode == e.mode | 0o700)
                 }
                 Op::Place { name, file, .. } => {
                     let position = new.position(path);
@@ -208,7 +208,9 @@ impl Journal {
                 // which the commit only touches if it is still a directory.
                 Op::Mode(_, mode) => match entry {
                     Some(e) if matches!(e.kind, EntryKind::File { .. }) => *mode == e.mode,
-                    Some(e) if e.kind == EntryKind::Dir => *mode == e.mode || mode & 0o700 == 0o700,
+                    Some(e) if matches!(e.kind, EntryKind::Dir) => {
+                        *mode == e.mode || mode & 0o700 == 0o700
+                    }
                     Some(_) => false,
                     None => true,
                 },

@@ -1,5 +1,5 @@
 //! Opening a tree patch (and assembling one, for the producer): the patch-v1 header
-//! of method [`Method::Tree`], then the payload `index_len | index | blobs`
+//! of a tree patch ([`TreeHeader`]), then the payload `index_len | index | blobs`
 //! (`format-spec/tree-v1.md` §2).
 //!
 //! [`TreePatch::open`] checks, in order and before anything is written: the header,
@@ -18,9 +18,9 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::apply::{Limits, Patch, Progress};
+use crate::apply::{AnyPatch, Limits, Patch, Progress};
 use crate::codec::Reader;
-use crate::container::{FileId, HEADER_LEN, Header};
+use crate::container::{FileId, HEADER_LEN, TreeHeader};
 use crate::digest::hash_reader;
 use crate::key::TrustedKeys;
 use crate::signature::Origin;
@@ -34,7 +34,7 @@ pub use crate::tree::format::INDEX_MEMORY_FACTOR;
 pub struct TreePatch {
     path: PathBuf,
     file: File,
-    header: Header,
+    header: TreeHeader,
     index: TreeIndex,
     origin: Origin,
 }
@@ -47,14 +47,16 @@ impl TreePatch {
         trusted: Option<&TrustedKeys>,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<TreePatch, Error> {
-        let patch = Patch::open(path)?;
+        let patch = match AnyPatch::open(path)? {
+            AnyPatch::Tree(patch) => patch,
+            AnyPatch::File(patch) => {
+                return Err(Error::NotTreePatch {
+                    path: path.to_path_buf(),
+                    method: patch.header().method(),
+                });
+            }
+        };
         let header = patch.header().clone();
-        if header.method() != Method::Tree {
-            return Err(Error::NotTreePatch {
-                path: path.to_path_buf(),
-                method: header.method(),
-            });
-        }
         let origin = patch.check_origin(trusted)?;
         if header.apply_memory > limits.max_apply_memory {
             return Err(Error::MemoryLimit {
@@ -122,7 +124,7 @@ impl TreePatch {
     }
 
     /// Its validated header.
-    pub fn header(&self) -> &Header {
+    pub fn header(&self) -> &TreeHeader {
         &self.header
     }
 
@@ -168,7 +170,14 @@ impl TreePatch {
                 blob.sha256
             )));
         }
-        let patch = Patch::with_head(&self.path, file, start, blob.len, &head)?;
+        let patch = match AnyPatch::with_head(&self.path, file, start, blob.len, &head)? {
+            AnyPatch::File(patch) => patch,
+            AnyPatch::Tree(_) => {
+                return Err(corrupt(
+                    "a tree container that does not make the file the index lists".into(),
+                ));
+            }
+        };
         let h = patch.header();
         let expected_method = match source {
             None => h.method() == Method::Full,
@@ -211,7 +220,7 @@ struct IndexCapture<'b> {
 }
 
 impl<'b> IndexCapture<'b> {
-    fn new(header: &Header, budget: &'b mut MemoryBudget) -> IndexCapture<'b> {
+    fn new(header: &TreeHeader, budget: &'b mut MemoryBudget) -> IndexCapture<'b> {
         IndexCapture {
             payload_size: header.payload.size,
             apply_memory: header.apply_memory,

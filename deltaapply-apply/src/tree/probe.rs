@@ -140,7 +140,7 @@ impl Prober {
             let mismatch = match (&entry.kind, seen) {
                 (_, Seen::Missing) => Some(Mismatch::Missing),
                 (
-                    EntryKind::File { size, sha256 },
+                    EntryKind::File { size, sha256, .. },
                     Seen::File {
                         size: s,
                         mode,
@@ -288,6 +288,7 @@ mod tests {
         let file = |body: &[u8]| EntryKind::File {
             size: body.len() as u64,
             sha256: Sha256Digest::of(body),
+            recipe: (),
         };
         let listing = Listing::new(vec![
             entry("a", 0o644, file(b"alpha")),

@@ -9,7 +9,7 @@ use crate as cli;
 use anyhow::{Context, bail};
 use deltaapply::foreign::Format;
 use deltaapply::tree::{TreeApply, TreePatch, TreePhase, apply_tree};
-use deltaapply::{Limits, Method, Origin, Phase, TrustedKeys};
+use deltaapply::{AnyPatch, Limits, Origin, PatchKind, Phase, TrustedKeys};
 
 /// Apply a patch: `apply OLD PATCH -o NEW`, or `apply --in-place FILE PATCH`.
 ///
@@ -115,8 +115,7 @@ fn apply(args: Args, paths: Paths, trusted: Option<&TrustedKeys>) -> anyhow::Res
         check_expected(&paths.1, expected, args.expect_size)?;
     }
     // A patch that does not even open is reported by the file apply, as before.
-    let is_tree =
-        deltaapply::Patch::open(&paths.1).is_ok_and(|p| p.header().method() == Method::Tree);
+    let is_tree = matches!(AnyPatch::open(&paths.1), Ok(AnyPatch::Tree(_)));
     if is_tree {
         apply_tree_patch(&args, paths, trusted)
     } else {
@@ -169,7 +168,7 @@ fn apply_tree_patch(
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         value["ok"] = true.into();
-        value["method"] = serde_json::to_value(Method::Tree)?;
+        value["method"] = serde_json::to_value(PatchKind::Tree)?;
         value["seconds"] = seconds.into();
         cli::print_json(&value)?;
     } else {

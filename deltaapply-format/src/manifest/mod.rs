@@ -14,7 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Sha256Digest;
-use crate::method::Method;
+use crate::method::PatchKind;
 
 mod time;
 mod tree;
@@ -202,8 +202,8 @@ pub struct PatchEntry {
     pub size: u64,
     /// SHA-256 of the patch file.
     pub sha256: Sha256Digest,
-    /// The patch's method.
-    pub method: Method,
+    /// The patch's method (`tree` for a tree's patch).
+    pub method: PatchKind,
     /// Memory applying it needs (the patch's `apply_memory`).
     pub apply_memory: u64,
 }
@@ -361,7 +361,10 @@ apply_memory = 4194313
     #[test]
     fn a_good_manifest_parses() {
         let m = Manifest::parse(GOOD.as_bytes()).unwrap();
-        assert_eq!(m.artifacts[0].patches[0].method, Method::Bsdiff);
+        assert_eq!(
+            m.artifacts[0].patches[0].method,
+            PatchKind::File(crate::method::Method::Bsdiff)
+        );
         assert_eq!(m.previous[0].version, "1.0");
         assert!(!m.is_expired(Timestamp::parse("2026-12-01T00:00:00Z").unwrap()));
         assert!(m.is_expired(m.expires));

@@ -24,9 +24,11 @@ fn tree_listing(entries: &[TreeEntry]) -> Result<crate::tree::Listing, ManifestE
     for (i, e) in entries.iter().enumerate() {
         let path = TreePath::new(&e.path).map_err(|err| invalid(i, err.to_string()))?;
         let kind = match (e.kind, e.size, e.sha256, &e.target) {
-            (TreeEntryKind::File, Some(size), Some(sha256), None) => {
-                EntryKind::File { size, sha256 }
-            }
+            (TreeEntryKind::File, Some(size), Some(sha256), None) => EntryKind::File {
+                size,
+                sha256,
+                recipe: (),
+            },
             (TreeEntryKind::Dir, None, None, None) if e.full.is_none() => EntryKind::Dir,
             (TreeEntryKind::Symlink, None, None, Some(target)) if e.full.is_none() => {
                 EntryKind::Symlink {
@@ -73,7 +75,7 @@ pub fn tree_entries(listing: &crate::tree::Listing) -> Vec<TreeEntry> {
         .iter()
         .map(|e| {
             let (kind, size, sha256, target) = match &e.kind {
-                EntryKind::File { size, sha256 } => {
+                EntryKind::File { size, sha256, .. } => {
                     (TreeEntryKind::File, Some(*size), Some(*sha256), None)
                 }
                 EntryKind::Dir => (TreeEntryKind::Dir, None, None, None),

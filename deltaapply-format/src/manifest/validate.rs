@@ -8,7 +8,7 @@ use super::{
     Manifest, ManifestError, PatchEntry,
 };
 use crate::digest::Sha256Digest;
-use crate::method::Method;
+use crate::method::{Method, PatchKind};
 
 impl Manifest {
     /// Checks every field's range and the cross-field rules of the spec.
@@ -167,8 +167,10 @@ fn check_patches(
             ));
         }
         let method_ok = match kind {
-            ArtifactKind::File => matches!(p.method, Method::Bsdiff | Method::ZstdRef),
-            ArtifactKind::Tree => p.method == Method::Tree,
+            ArtifactKind::File => {
+                matches!(p.method, PatchKind::File(Method::Bsdiff | Method::ZstdRef))
+            }
+            ArtifactKind::Tree => p.method == PatchKind::Tree,
         };
         if !method_ok {
             return Err(invalid(

@@ -279,6 +279,7 @@ fn format_kind(e: &FormatError) -> &'static str {
         FormatError::WrongFileLength { .. } => "WrongFileLength",
         FormatError::PayloadHash { .. } => "PayloadHash",
         FormatError::BadSignatureBlock { .. } => "BadSignatureBlock",
+        FormatError::WrongKind { .. } => "WrongKind",
     }
 }
 
@@ -337,8 +338,6 @@ pub fn spec_memory_bound(method: Method, window_log: u8, source: u64, target: u6
         Method::Bsdiff => 2 * w + (1 << window_log.min(20)) + base,
         Method::ZstdRef => source.saturating_add(w.min(target) + base),
         Method::Full => w.min(target) + base,
-        // A tree patch declares its figure; the decoder only checks the floor.
-        Method::Tree => base,
     }
 }
 

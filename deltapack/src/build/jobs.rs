@@ -118,7 +118,7 @@ impl Jobs<'_> {
         let mut summary = PatchSummary {
             artifact: base.artifact.clone(),
             base_version: base.version.clone(),
-            method: made.method,
+            method: made.method.into(),
             size,
             full_size,
             share,
@@ -190,7 +190,7 @@ pub(super) fn record(
                 path: path.clone(),
                 size: patch_bytes.len() as u64,
                 sha256: Sha256Digest::of(&patch_bytes),
-                method: header.method(),
+                method: header.method().into(),
                 apply_memory: header.apply_memory,
             });
             patch_files.push((path, patch_bytes));

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use deltaapply::manifest::{Manifest, ManifestError, SIGNATURE_FILE, Timestamp};
 use deltaapply::signature::SignatureError;
-use deltaapply::{Method, Sha256Digest, TrustedKeys};
+use deltaapply::{PatchKind, Sha256Digest, TrustedKeys};
 
 use crate::keys::SecretKey;
 use crate::store::StoreError;
@@ -73,8 +73,8 @@ pub struct PatchSummary {
     pub artifact: String,
     /// The older release.
     pub base_version: String,
-    /// The method chosen.
-    pub method: Method,
+    /// The method chosen (`tree` for a tree patch).
+    pub method: PatchKind,
     /// Patch size in bytes.
     pub size: u64,
     /// Size of the artifact's full image.

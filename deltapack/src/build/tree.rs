@@ -11,8 +11,8 @@ use deltaapply::manifest::{
     Artifact, ArtifactKind, FileRef, FullImage, PatchEntry, RelPath, tree_entries,
 };
 use deltaapply::tree::apply::{TreeApply, apply_tree};
-use deltaapply::tree::{Recipe, TreePatch};
-use deltaapply::{Limits, Method, Sha256Digest, TrustedKeys};
+use deltaapply::tree::{EntryKind, Recipe, TreePatch};
+use deltaapply::{Limits, PatchKind, Sha256Digest, TrustedKeys};
 
 use super::{BuildError, PatchSummary};
 use crate::Settings;
@@ -130,11 +130,15 @@ pub fn publish_tree(
     .map_err(|e| diff_error(name, "(full image)", e))?;
     let mut entries = tree_entries(&listing);
     let index = opened.index();
-    for (i, recipe) in index.recipes.iter().enumerate() {
-        let Some(Recipe::Full { blob }) = recipe else {
+    for (i, entry) in index.new.entries().iter().enumerate() {
+        let EntryKind::File {
+            recipe: Recipe::Full { blob },
+            ..
+        } = entry.kind
+        else {
             continue;
         };
-        let blob = index.blobs[*blob];
+        let blob = index.blobs[blob];
         let start = HEADER_LEN + blob.offset as usize;
         let mut bytes = full.bytes[start..start + blob.len as usize].to_vec();
         super::sign_container(&mut bytes, key);
@@ -167,7 +171,7 @@ pub fn publish_tree(
         let mut summary = PatchSummary {
             artifact: name.to_string(),
             base_version: base.version.clone(),
-            method: Method::Tree,
+            method: PatchKind::Tree,
             size,
             full_size: full_image.size,
             share,
@@ -210,7 +214,7 @@ pub fn publish_tree(
             path: path.clone(),
             size,
             sha256: Sha256Digest::of(&made.bytes),
-            method: Method::Tree,
+            method: PatchKind::Tree,
             apply_memory: made.header.apply_memory,
         });
         summary.path = Some(path.to_string());

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use deltaapply::Method;
+use deltaapply::{Method, PatchKind};
 use deltaapply_cli as cli;
 use deltapack::formats::PatchFormat;
 use deltapack::keys::{self, SecretKey};
@@ -33,7 +33,7 @@ pub struct Args {
     /// auto (try all, keep the smallest that fits --max-apply-memory), bsdiff, zstd or full.
     /// Tree patches choose per file and accept only auto.
     #[arg(long, default_value = "auto", value_parser = parse_choice)]
-    method: MethodChoice,
+    method: Choice,
     /// The bsdiff method's executable transform (branch and call targets of x86 code
     /// made absolute, format-spec/patch-v1.md §5.2.6): auto (used when OLD or NEW is
     /// an x86 ELF, PE or Mach-O file and the patch comes out smaller), none, x86
@@ -67,12 +67,22 @@ pub struct Args {
     json: bool,
 }
 
-fn parse_choice(s: &str) -> Result<MethodChoice, String> {
+/// What `--method` asks for: a file method (or auto), or `tree`, which only names what
+/// diffing two directories makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Choice {
+    File(MethodChoice),
+    Tree,
+}
+
+fn parse_choice(s: &str) -> Result<Choice, String> {
     if s == "auto" {
-        Ok(MethodChoice::Auto)
-    } else {
-        s.parse().map(MethodChoice::Only)
+        return Ok(Choice::File(MethodChoice::Auto));
     }
+    Ok(match s.parse()? {
+        PatchKind::File(method) => Choice::File(MethodChoice::Only(method)),
+        PatchKind::Tree => Choice::Tree,
+    })
 }
 
 /// Runs the command; returns the exit code.
@@ -88,7 +98,7 @@ pub fn run(args: Args) -> i32 {
                 );
                 return cli::report_error(&e, deltaapply_cli::exit::USAGE, json);
             }
-            if args.method != MethodChoice::Auto {
+            if args.method != Choice::File(MethodChoice::Auto) {
                 let e = anyhow::anyhow!(
                     "--method applies to file patches: a tree patch chooses the method per \
                      file (auto); leave --method out to diff {} and {}",
@@ -173,14 +183,18 @@ fn diff(args: Args) -> anyhow::Result<()> {
     let old = read(&args.old, "old")?;
     let new = read(&args.new, "new")?;
     let settings = settings(&args);
-    let spinner = cli::Bar::spinner(!args.json, "diffing");
-    let made = make_patch(&old, &new, args.method, &settings);
-    spinner.finish();
     let context = format!(
         "cannot make a patch from {} to {}",
         args.old.display(),
         args.new.display()
     );
+    let Choice::File(method) = args.method else {
+        let e = anyhow::anyhow!("the tree method diffs directories: give OLD_DIR and NEW_DIR");
+        return Err(e.context(context));
+    };
+    let spinner = cli::Bar::spinner(!args.json, "diffing");
+    let made = make_patch(&old, &new, method, &settings);
+    spinner.finish();
     let mut made = match made {
         Ok(made) => made,
         Err(e) if e.is_over_budget() => {
@@ -305,7 +319,7 @@ mod tree {
             return cli::print_json(&serde_json::json!({
                 "ok": true,
                 "patch": args.output,
-                "method": Method::Tree,
+                "method": PatchKind::Tree,
                 "patch_size": size,
                 "old_size": s.old_tree.bytes,
                 "new_size": s.new_tree.bytes,
@@ -390,7 +404,7 @@ mod foreign {
 
     pub(super) fn diff(args: Args) -> anyhow::Result<()> {
         let format = args.format;
-        if args.method != MethodChoice::Auto || args.secret_key.is_some() {
+        if args.method != Choice::File(MethodChoice::Auto) || args.secret_key.is_some() {
             anyhow::bail!(
                 "--format {} has no methods and no signatures: leave out --method and --secret-key",
                 format.name()

@@ -36,10 +36,13 @@ pub fn run(args: Args) -> i32 {
     }
 }
 
-/// True when `path` opens as a patch of method tree (anything else, including a file
+/// True when `path` opens as a tree patch (anything else, including a file
 /// that is not a patch, goes the file patch's way and its errors).
 fn is_tree_patch(path: &Path) -> bool {
-    deltaapply::Patch::open(path).is_ok_and(|p| p.header().method() == Method::Tree)
+    matches!(
+        deltaapply::AnyPatch::open(path),
+        Ok(deltaapply::AnyPatch::Tree(_))
+    )
 }
 
 /// What a tree patch's index holds.
@@ -77,7 +80,7 @@ struct BlobCounts {
     full: usize,
 }
 
-fn counts(listing: &deltaapply::tree::Listing) -> TreeCounts {
+fn counts<R>(listing: &deltaapply::tree::Listing<R>) -> TreeCounts {
     let mut c = TreeCounts {
         entries: listing.entries().len(),
         bytes: listing.total_size(),
@@ -101,8 +104,10 @@ fn summarise(patch: &TreePatch) -> Result<Summary, deltaapply::Error> {
         new: counts(&index.new),
         ..Summary::default()
     };
-    for (entry, recipe) in index.new.entries().iter().zip(&index.recipes) {
-        let Some(recipe) = *recipe else { continue };
+    for entry in index.new.entries() {
+        let EntryKind::File { recipe, .. } = entry.kind else {
+            continue;
+        };
         let source = recipe
             .from()
             .map(|i| &index.old.entries()[i])
@@ -122,7 +127,7 @@ fn summarise(patch: &TreePatch) -> Result<Summary, deltaapply::Error> {
             match blob.header().method() {
                 Method::Bsdiff => s.blobs.bsdiff += 1,
                 Method::ZstdRef => s.blobs.zstd += 1,
-                _ => s.blobs.full += 1,
+                Method::Full => s.blobs.full += 1,
             }
         }
     }

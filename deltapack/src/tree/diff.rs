@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deltaapply::tree::{Entry, EntryKind, Listing, Recipe, TreeIndex};
-use deltaapply::{Header, Method, Sha256Digest};
+use deltaapply::{Method, Sha256Digest, TreeHeader};
 
 use crate::keys::SecretKey;
 use crate::tree::scan::{ScannedTree, TreeScanError, scan_tree};
@@ -22,7 +22,7 @@ pub struct TreeDiff {
     /// The whole patch file: the header (296 bytes), then the payload.
     pub bytes: Vec<u8>,
     /// Its header (signed when a key was given).
-    pub header: Header,
+    pub header: TreeHeader,
     /// What each file of the new tree cost.
     pub stats: TreeStats,
 }
@@ -167,6 +167,7 @@ pub fn diff_trees(
     };
     let mut made = made.into_iter();
     let mut blobs = Vec::new();
+    // One recipe per file, in the listing's order.
     let mut recipes = Vec::with_capacity(plan.len());
     for (entry, planned) in new.listing().entries().iter().zip(plan) {
         let size = entry.kind.file().map_or(0, |f| f.size);
@@ -180,15 +181,15 @@ pub fn diff_trees(
                     EntryKind::Dir => stats.new_dirs += 1,
                     _ => stats.new_symlinks += 1,
                 }
-                None
+                continue;
             }
             Planned::Unchanged { from } => {
                 add(&mut stats.unchanged);
-                Some(Recipe::Copy { from })
+                Recipe::Copy { from }
             }
             Planned::Moved { from } => {
                 add(&mut stats.renamed_or_copied);
-                Some(Recipe::Copy { from })
+                Recipe::Copy { from }
             }
             Planned::Make { base } => {
                 let (method, bytes) = made.next().expect("one result per job");
@@ -202,14 +203,15 @@ pub fn diff_trees(
                 shipped.blob_bytes += bytes.len() as u64;
                 let blob = blobs.len();
                 blobs.push(bytes);
-                Some(match (method, base) {
+                match (method, base) {
                     (Method::Full, _) | (_, None) => Recipe::Full { blob },
                     (_, Some(from)) => Recipe::Patch { from, blob },
-                })
+                }
             }
         };
         recipes.push(recipe);
     }
+    let mut recipes = recipes.into_iter();
     for entry in old_listing.entries() {
         if let Some(f) = entry.kind.file()
             && new
@@ -224,8 +226,9 @@ pub fn diff_trees(
 
     let index = TreeIndex {
         old: old_listing.clone(),
-        new: new.listing().clone(),
-        recipes,
+        new: new
+            .listing()
+            .with_recipes(|_, _| recipes.next().expect("the plan has a recipe per file")),
         blobs: Vec::new(),
     };
     let (mut header, payload) = index.assemble(&blobs);
@@ -450,8 +453,11 @@ mod tests {
             .new
             .entries()
             .iter()
-            .zip(&index.recipes)
-            .map(|(e, r)| {
+            .map(|e| {
+                let r = match e.kind {
+                    EntryKind::File { recipe, .. } => Some(recipe),
+                    _ => None,
+                };
                 let method = r.and_then(Recipe::blob).map(|k| {
                     let source = r
                         .and_then(Recipe::from)
@@ -462,7 +468,7 @@ mod tests {
                         .header()
                         .method()
                 });
-                (e.path.to_string(), *r, method)
+                (e.path.to_string(), r, method)
             })
             .collect()
     }
@@ -621,7 +627,7 @@ mod tests {
         );
     }
 
-    fn made_listing_entry(made: &TreeDiff, path: &str) -> Entry {
+    fn made_listing_entry(made: &TreeDiff, path: &str) -> Entry<Recipe> {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("tree.dpatch");
         fs::write(&file, &made.bytes).unwrap();
@@ -701,7 +707,7 @@ mod tests {
         let (_, new) = release_pair();
         let made = diff_trees(None, new.path(), &settings(2), None).unwrap();
         assert_eq!(made.header.source(), None);
-        assert_eq!(made.header.method(), Method::Tree);
+        assert_eq!(made.bytes[12], 4, "the method byte of a tree patch");
         let got = recipes(&made);
         let files: Vec<_> = got.iter().filter(|(_, r, _)| r.is_some()).collect();
         assert_eq!(files.len(), 8);

@@ -1,4 +1,4 @@
-//! Diffing whole release directories into tree patches (`Method::Tree`): reading a
+//! Diffing whole release directories into tree patches (`PatchKind::Tree`): reading a
 //! directory into a validated [`Listing`](deltaapply::tree::Listing) ([`scan`]) and
 //! choosing, for every file of the new tree, whether it is unchanged, a rename or copy
 //! of an old file, a per-file patch, or shipped in full ([`diff`]).

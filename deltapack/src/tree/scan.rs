@@ -141,7 +141,14 @@ pub fn scan_tree(root: &Path) -> Result<ScannedTree, TreeScanError> {
                 } else if file_type.is_file() {
                     let file = fs::File::open(&path).map_err(io(&path))?;
                     let (size, sha256) = hash_reader(file, &mut |_| {}).map_err(io(&path))?;
-                    (mode_of(&meta, 0o644), EntryKind::File { size, sha256 })
+                    (
+                        mode_of(&meta, 0o644),
+                        EntryKind::File {
+                            size,
+                            sha256,
+                            recipe: (),
+                        },
+                    )
                 } else {
                     return Err(TreeScanError::Special {
                         kind: special_kind(&file_type),

@@ -15,6 +15,7 @@ use super::job::Job;
 use super::make::{make_file, make_of};
 use super::steps::Steps;
 use super::{TreePhase, TreeProgress, TreeReport, check_journal, describe_update, read_journal};
+use crate::container::FileId;
 use crate::tree::format::{EntryKind, Listing, Recipe};
 use crate::tree::journal::{self, Journal, Op, sync_dir};
 use crate::tree::path::TreePath;
@@ -24,7 +25,7 @@ use crate::tree::path::TreePath;
 /// update.
 pub(super) struct Commit<'r> {
     /// The trusted new listing every operation was checked against.
-    pub(super) new: &'r Listing,
+    pub(super) new: NewTree<'r>,
     pub(super) root: PathBuf,
     pub(super) stage: PathBuf,
     pub(super) journal: PathBuf,
@@ -63,7 +64,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
         Ok(InPlace {
             job,
             commit: Commit {
-                new: job.new,
+                new: NewTree::Patched(&job.new),
                 stage: beside(&root, "stage")?,
                 journal: beside(&root, "journal")?,
                 root,
@@ -89,7 +90,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                         found: describe_update(j.patch, j.new),
                     });
                 }
-                check_journal(&self.journal, &j, self.new)?;
+                check_journal(&self.journal, &j, &*job.new)?;
                 report.resumed = true;
                 j
             }
@@ -168,7 +169,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                     found == Disk::Link
                         && fs::read_link(&at).ok().as_deref() == Some(Path::new(target))
                 }
-                EntryKind::File { size, sha256 } => {
+                EntryKind::File { size, sha256, .. } => {
                     found == Disk::File
                         && mode_of(&at)? == entry.mode
                         && hash_copy(&at, None)? == Ok((*size, *sha256))
@@ -195,7 +196,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
     /// Checks the tree on disk and lists the commit operations. Writes nothing.
     fn plan(&self) -> Result<Vec<Op>> {
         let job = self.job();
-        let (old, new) = (job.old, job.new);
+        let (old, new) = (job.old, &*job.new);
         let root = &self.root;
         let mut deletes = Vec::new();
         let mut mkdirs = Vec::new();
@@ -263,7 +264,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 _ => false,
             }
         };
-        for (i, (entry, recipe)) in new.entries().iter().zip(job.recipes.iter()).enumerate() {
+        for (i, entry) in new.entries().iter().enumerate() {
             check_parents_but(root, &entry.path, &replaced)?;
             let at = entry.path.under(root);
             let on_disk = disk(&at)?;
@@ -294,8 +295,8 @@ impl<'r, 'a> InPlace<'r, 'a> {
             // Whether the path keeps what it has (so only its mode may need setting).
             let kept = in_old.is_some_and(|o| same_kind(&o.kind, &entry.kind))
                 || (in_old.is_none() && on_disk == Disk::Dir);
-            match (&entry.kind, recipe) {
-                (EntryKind::Dir, _) => {
+            match &entry.kind {
+                EntryKind::Dir => {
                     if kept && on_disk == Disk::Dir {
                         if mode_of(&at)? != entry.mode {
                             modes.push(Op::Mode(entry.path.clone(), entry.mode));
@@ -307,7 +308,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                         modes.push(Op::Mode(entry.path.clone(), entry.mode));
                     }
                 }
-                (EntryKind::Symlink { target }, _) => {
+                EntryKind::Symlink { target } => {
                     let same = matches!(in_old.map(|o| &o.kind), Some(EntryKind::Symlink { target: t }) if t == target)
                         && on_disk == Disk::Link
                         && fs::read_link(&at).ok().as_deref() == Some(Path::new(target));
@@ -315,7 +316,11 @@ impl<'r, 'a> InPlace<'r, 'a> {
                         links.push(Op::Link(entry.path.clone(), target.clone()));
                     }
                 }
-                (EntryKind::File { .. }, Some(recipe)) => {
+                EntryKind::File {
+                    size,
+                    sha256,
+                    recipe,
+                } => {
                     let unchanged = !job.substitutes.contains_key(&entry.path)
                         && matches!(recipe, Recipe::Copy { from } if old.entries()[*from].path == entry.path);
                     if unchanged {
@@ -325,12 +330,14 @@ impl<'r, 'a> InPlace<'r, 'a> {
                     } else {
                         places.push(Op::Place {
                             name: format!("f{i}"),
-                            file: entry.kind.file().expect("a file"),
+                            file: FileId {
+                                size: *size,
+                                sha256: *sha256,
+                            },
                             path: entry.path.clone(),
                         });
                     }
                 }
-                (EntryKind::File { .. }, None) => unreachable!("decode gives files a recipe"),
             }
         }
         deletes.reverse();
@@ -399,7 +406,7 @@ impl<'r, 'a> InPlace<'r, 'a> {
                 (EntryKind::Symlink { target }, Disk::Link) => {
                     fs::read_link(&at).ok().as_deref() == Some(Path::new(target))
                 }
-                (EntryKind::File { size, sha256 }, Disk::File) => {
+                (EntryKind::File { size, sha256, .. }, Disk::File) => {
                     hash_copy(&at, None)? == Ok((*size, *sha256))
                 }
                 _ => false,
@@ -487,12 +494,21 @@ impl<'r, 'a> InPlace<'r, 'a> {
             report.unchanged += 1;
             tick(progress);
         }
-        for (entry, recipe) in job.new.entries().iter().zip(job.recipes.iter()) {
-            let (Some(recipe), Some(name)) = (recipe, placed.get(&entry.path)) else {
+        for entry in job.new.entries() {
+            let (
+                &EntryKind::File {
+                    size,
+                    sha256,
+                    recipe,
+                },
+                Some(name),
+            ) = (&entry.kind, placed.get(&entry.path))
+            else {
                 continue;
             };
             let dst = self.stage.join(name);
-            make_file(job, entry, make_of(job, entry, *recipe), &dst, report)?;
+            let file = (entry, FileId { size, sha256 });
+            make_file(job, file, make_of(job, entry, recipe), &dst, report)?;
             tick(progress);
             steps.step();
         }
@@ -665,7 +681,7 @@ impl Commit<'_> {
             Op::Mode(path, mode) => {
                 check_parents(root, path)?;
                 let at = path.under(root);
-                let listed = self.new.get(path).is_some();
+                let listed = self.new.lists(path);
                 match disk(&at)? {
                     Disk::File | Disk::Dir if listed => set_mode(&at, *mode)?,
                     // A path the new tree lacks is a directory whose entries changed and
@@ -699,11 +715,31 @@ fn mode_of_file(path: &Path) -> Result<Option<u32>> {
     })
 }
 
-fn same_kind(a: &EntryKind, b: &EntryKind) -> bool {
-    std::mem::discriminant(a) == std::mem::discriminant(b)
+/// The new tree a [`Commit`] carries out: a tree patch's (or a repair's), or, when an
+/// interrupted update is finished, the release's listing its journal names.
+#[derive(Clone, Copy)]
+pub(super) enum NewTree<'r> {
+    /// With the recipes of its files.
+    Patched(&'r Listing<Recipe>),
+    /// A release's.
+    Release(&'r Listing),
 }
 
-fn kind_name(kind: &EntryKind) -> &'static str {
+impl NewTree<'_> {
+    /// Whether the new tree has an entry at `path`.
+    fn lists(&self, path: &TreePath) -> bool {
+        match self {
+            NewTree::Patched(l) => l.get(path).is_some(),
+            NewTree::Release(l) => l.get(path).is_some(),
+        }
+    }
+}
+
+fn same_kind<A, B>(a: &EntryKind<A>, b: &EntryKind<B>) -> bool {
+    kind_name(a) == kind_name(b)
+}
+
+fn kind_name<R>(kind: &EntryKind<R>) -> &'static str {
     match kind {
         EntryKind::File { .. } => "a file",
         EntryKind::Dir => "a directory",

@@ -21,9 +21,8 @@ pub(super) struct Job<'a> {
     /// The tree patch's payload digest, recorded in the journal (`None`: a repair).
     pub(super) id: Option<Sha256Digest>,
     pub(super) old: &'a Listing,
-    pub(super) new: &'a Listing,
-    /// A recipe for each new entry that is a file.
-    pub(super) recipes: Cow<'a, [Option<Recipe>]>,
+    /// The new tree, each file with how it is made.
+    pub(super) new: Cow<'a, Listing<Recipe>>,
     pub(super) old_root: Option<&'a Path>,
     pub(super) dest: &'a Path,
     pub(super) substitutes: &'a BTreeMap<TreePath, PathBuf>,
@@ -39,8 +38,7 @@ impl<'a> Job<'a> {
             patch: Some(req.patch),
             id: Some(req.patch.header().payload.sha256),
             old: &index.old,
-            new: &index.new,
-            recipes: Cow::Borrowed(&index.recipes),
+            new: Cow::Borrowed(&index.new),
             old_root: req.old,
             dest: req.dest,
             substitutes: req.substitutes,
@@ -51,19 +49,11 @@ impl<'a> Job<'a> {
     }
 
     pub(super) fn of_repair(req: &TreeRepair<'a>) -> Job<'a> {
-        let recipes = req
-            .listing
-            .entries()
-            .iter()
-            .enumerate()
-            .map(|(from, e)| e.kind.file().map(|_| Recipe::Copy { from }))
-            .collect();
         Job {
             patch: None,
             id: None,
             old: req.listing,
-            new: req.listing,
-            recipes: Cow::Owned(recipes),
+            new: Cow::Owned(req.listing.with_recipes(|from, _| Recipe::Copy { from })),
             old_root: Some(req.root),
             dest: req.root,
             substitutes: req.files,

@@ -10,6 +10,7 @@ use super::error::{Result, TreeApplyError, io_err};
 use super::job::Job;
 use crate::Error;
 use crate::apply::apply_unlocked;
+use crate::container::FileId;
 use crate::tree::format::{Entry, Recipe};
 use crate::tree::patch::TreePatch;
 
@@ -26,7 +27,7 @@ pub(super) enum Make<'a> {
     Substitute(&'a Path),
 }
 
-pub(super) fn make_of<'a>(job: &Job<'a>, entry: &Entry, recipe: Recipe) -> Make<'a> {
+pub(super) fn make_of<'a>(job: &Job<'a>, entry: &Entry<Recipe>, recipe: Recipe) -> Make<'a> {
     let old = job.old.entries();
     if let Some(sub) = job.substitutes.get(&entry.path) {
         return Make::Substitute(sub);
@@ -38,48 +39,49 @@ pub(super) fn make_of<'a>(job: &Job<'a>, entry: &Entry, recipe: Recipe) -> Make<
     }
 }
 
-/// Writes `entry` (a file) to `dst` with its mode, made as `make` says, checked
-/// against its hash and synced; counts it in `report`.
+/// Writes `entry` (a file of content `target`) to `dst` with its mode, made as
+/// `make` says, checked against its hash and synced; counts it in `report`.
 pub(super) fn make_file(
     job: &Job<'_>,
-    entry: &Entry,
+    (entry, target): (&Entry<Recipe>, FileId),
     make: Make<'_>,
     dst: &Path,
     report: &mut TreeReport,
 ) -> Result<()> {
-    let target = entry.kind.file().expect("a file entry");
     let old_root = job.old_root.unwrap_or(Path::new("."));
+    let copy = |src: &Path| -> Result<Option<String>> {
+        let found = mismatch(hash_copy(src, Some((dst, entry.mode)))?, target);
+        if found.is_some() {
+            let _ = fs::remove_file(dst);
+        }
+        Ok(found)
+    };
     match make {
-        Make::Copy(_) | Make::Substitute(_) => {
-            let src = match make {
-                Make::Substitute(p) => p.to_path_buf(),
-                Make::Copy(from) => {
-                    check_parents(old_root, &from.path)?;
-                    from.path.under(old_root)
-                }
-                _ => unreachable!(),
-            };
-            let found = mismatch(hash_copy(&src, Some((dst, entry.mode)))?, target);
-            if let Some(found) = found {
-                let _ = fs::remove_file(dst);
-                return Err(match make {
-                    Make::Substitute(_) => TreeApplyError::BadSubstitute {
-                        entry: entry.path.clone(),
-                        path: src,
-                        expected: target,
-                        found,
-                    },
-                    _ => TreeApplyError::WrongBase {
-                        path: src,
-                        expected: target,
-                        found,
-                    },
+        Make::Substitute(sub) => {
+            if let Some(found) = copy(sub)? {
+                return Err(TreeApplyError::BadSubstitute {
+                    entry: entry.path.clone(),
+                    path: sub.to_path_buf(),
+                    expected: target,
+                    found,
                 });
             }
-            match make {
-                Make::Substitute(_) => report.substituted += 1,
-                Make::Copy(from) if from.path == entry.path => report.unchanged += 1,
-                _ => report.copied += 1,
+            report.substituted += 1;
+        }
+        Make::Copy(from) => {
+            check_parents(old_root, &from.path)?;
+            let src = from.path.under(old_root);
+            if let Some(found) = copy(&src)? {
+                return Err(TreeApplyError::WrongBase {
+                    path: src,
+                    expected: target,
+                    found,
+                });
+            }
+            if from.path == entry.path {
+                report.unchanged += 1;
+            } else {
+                report.copied += 1;
             }
         }
         Make::Patch(from, k) => {
@@ -125,7 +127,7 @@ fn blobs<'a>(job: &Job<'a>) -> &'a TreePatch {
         .expect("a repair's recipes are copies, which read no blob")
 }
 
-fn entry_err(entry: &Entry, source: Error) -> TreeApplyError {
+fn entry_err(entry: &Entry<Recipe>, source: Error) -> TreeApplyError {
     TreeApplyError::Entry {
         entry: entry.path.clone(),
         source: Box::new(source),

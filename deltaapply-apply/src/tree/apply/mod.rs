@@ -332,7 +332,7 @@ pub fn finish_pending_unlocked(
         })?;
     check_journal(&journal_path, &journal, new)?;
     let place = Commit {
-        new,
+        new: in_place::NewTree::Release(new),
         stage: beside(&root, "stage")?,
         journal: journal_path,
         root: root.clone(),
@@ -385,7 +385,7 @@ fn read_journal(path: &Path) -> Result<Option<Journal>> {
 }
 
 /// Checks a journal's operations against the trusted new listing.
-fn check_journal(path: &Path, journal: &Journal, new: &Listing) -> Result<()> {
+fn check_journal<R>(path: &Path, journal: &Journal, new: &Listing<R>) -> Result<()> {
     journal
         .check_against(new)
         .map_err(|problem| TreeApplyError::UntrustedJournal {

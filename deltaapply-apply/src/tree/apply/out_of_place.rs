@@ -10,6 +10,7 @@ use super::job::Job;
 use super::make::{make_file, make_of};
 use super::steps::Steps;
 use super::{TreePhase, TreeProgress, TreeReport};
+use crate::container::FileId;
 use crate::tree::format::EntryKind;
 use crate::tree::journal::sync_dir;
 
@@ -60,13 +61,18 @@ fn build(
 ) -> Result<()> {
     let total = job.new.file_count() as u64;
     let mut done = 0;
-    for (entry, recipe) in job.new.entries().iter().zip(job.recipes.iter()) {
+    for entry in job.new.entries() {
         let path = entry.path.under(stage);
-        match (&entry.kind, recipe) {
-            (EntryKind::Dir, _) => fs::create_dir(&path).map_err(io_err("create", &path))?,
-            (EntryKind::Symlink { target }, _) => symlink(target, &path)?,
-            (EntryKind::File { .. }, Some(recipe)) => {
-                make_file(job, entry, make_of(job, entry, *recipe), &path, report)?;
+        match &entry.kind {
+            EntryKind::Dir => fs::create_dir(&path).map_err(io_err("create", &path))?,
+            EntryKind::Symlink { target } => symlink(target, &path)?,
+            &EntryKind::File {
+                size,
+                sha256,
+                recipe,
+            } => {
+                let file = (entry, FileId { size, sha256 });
+                make_file(job, file, make_of(job, entry, recipe), &path, report)?;
                 done += 1;
                 progress(TreeProgress {
                     phase: TreePhase::Stage,
@@ -75,7 +81,6 @@ fn build(
                 });
                 steps.step();
             }
-            (EntryKind::File { .. }, None) => unreachable!("decode gives files a recipe"),
         }
     }
     Ok(())

@@ -14,7 +14,7 @@ use crate::tree::path::TreePath;
 /// 32 bytes at least; other allocators are as lean or leaner).
 ///
 /// On x86-64: an entry 80 bytes in its vector, plus 32 or more for its path's
-/// allocation; a recipe slot 24; a blob 48; and, while a listing is checked for
+/// allocation; a new entry 24 more for its recipe; a blob 48; and, while a listing is checked for
 /// collisions (`check_tree_paths`), 172 or more per entry: its case-folded path (32
 /// or more), its share of the B-tree of folded paths (116, see `BTREE_KEY`) and its
 /// place in the list of paths (24). So a directory with a name of a few bytes, 6 to 9
@@ -36,11 +36,16 @@ pub mod cost {
         if chunk < 32 { 32 } else { chunk }
     }
 
-    /// An element of the listings' vector, reserved at its exact length (the path's
-    /// allocation is charged apart, with [`heap`]).
+    /// An element of the old listing's vector, reserved at its exact length (the
+    /// path's allocation is charged apart, with [`heap`]).
     pub const ENTRY: u64 = size_of::<Entry>() as u64;
-    /// An element of the recipes' vector.
+    /// What an element of the new listing's vector is charged beyond [`ENTRY`], for
+    /// a file's recipe: an optional recipe's size (24 bytes on x86-64), which bounds
+    /// what the recipe adds to an entry (16), so that a limit refuses exactly the
+    /// indexes it refused when the recipes were a vector of their own.
     pub const RECIPE: u64 = size_of::<Option<Recipe>>() as u64;
+
+    const _: () = assert!(size_of::<Entry<Recipe>>() as u64 <= ENTRY + RECIPE);
     /// An element of the blob table.
     pub const BLOB: u64 = size_of::<Blob>() as u64;
 
@@ -141,7 +146,10 @@ impl MemoryBudget {
 
     /// Validates decoded entries as a listing, charging the collision check's
     /// transient memory while it runs.
-    pub(super) fn checked_listing(&mut self, entries: Vec<Entry>) -> Result<Listing, IndexError> {
+    pub(super) fn checked_listing<R>(
+        &mut self,
+        entries: Vec<Entry<R>>,
+    ) -> Result<Listing<R>, IndexError> {
         let transient = entries
             .iter()
             .map(|e| {

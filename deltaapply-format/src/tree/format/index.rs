@@ -5,9 +5,8 @@ use super::budget::{MemoryBudget, OverBudget, cost};
 use super::listing::encode_entry;
 use super::{Entry, EntryKind, Listing, MAX_ENTRIES, TreeFormatError, malformed};
 use crate::codec::{CodecError, Reader, Writer};
-use crate::container::{BASE_APPLY_MEMORY, FileId, HEADER_LEN, Header, MIN_WINDOW_LOG};
+use crate::container::{BASE_APPLY_MEMORY, FileId, HEADER_LEN, Header, MIN_WINDOW_LOG, TreeHeader};
 use crate::digest::Sha256Digest;
-use crate::method::Method;
 use crate::tree::path::TreePath;
 
 /// Smallest encoding of one index entry (kind, mode, a one-byte path, no data), used
@@ -80,10 +79,8 @@ pub struct Blob {
 pub struct TreeIndex {
     /// The tree the patch applies to (empty for a full tree image).
     pub old: Listing,
-    /// The tree applying produces.
-    pub new: Listing,
-    /// One recipe per entry of `new`: `Some` for files, `None` for the rest.
-    pub recipes: Vec<Option<Recipe>>,
+    /// The tree applying produces, each file with its recipe.
+    pub new: Listing<Recipe>,
     /// The blobs, in payload order; blob `k` is used by exactly one recipe, and blobs
     /// appear in the order of the new entries that use them.
     pub blobs: Vec<Blob>,
@@ -100,9 +97,9 @@ impl TreeIndex {
         for entry in &self.old.entries {
             encode_entry(&mut w, entry);
         }
-        for (entry, recipe) in self.new.entries.iter().zip(&self.recipes) {
+        for entry in &self.new.entries {
             encode_entry(&mut w, entry);
-            if let Some(recipe) = recipe {
+            if let EntryKind::File { recipe, .. } = entry.kind {
                 w.u8(recipe.code());
                 if let Some(from) = recipe.from() {
                     w.u64(from as u64);
@@ -183,72 +180,57 @@ impl TreeIndex {
         let old = budget.checked_listing(old)?;
         budget.charge(new_count * (cost::ENTRY + cost::RECIPE))?;
         let mut new = Vec::with_capacity(new_count as usize);
-        let mut recipes = Vec::with_capacity(new_count as usize);
         let mut next_blob = 0usize;
         for _ in 0..new_count {
             let entry = decode_entry(&mut r, budget)?;
-            let recipe = match &entry.kind {
-                EntryKind::File { size, sha256 } => {
-                    let code = r.u8("recipe").map_err(truncated)?;
-                    let mut from = || -> Result<usize, TreeFormatError> {
-                        let i = r.u64("from").map_err(truncated)?;
-                        match old.entries.get(usize::try_from(i).unwrap_or(usize::MAX)) {
-                            Some(Entry {
-                                kind: EntryKind::File { .. },
-                                ..
-                            }) => Ok(i as usize),
-                            _ => Err(malformed(format!(
-                                "file {} is made from old entry {i}, which is not a file",
-                                entry.path
-                            ))),
-                        }
-                    };
-                    let recipe = match code {
-                        1 => {
-                            let from = from()?;
-                            let source = old.entries[from].kind.file();
-                            if source
-                                != Some(FileId {
-                                    size: *size,
-                                    sha256: *sha256,
-                                })
-                            {
-                                return Err(malformed(format!(
-                                    "file {} is a copy of {}, which has other content",
-                                    entry.path, old.entries[from].path
-                                ))
-                                .into());
-                            }
-                            Recipe::Copy { from }
-                        }
-                        2 => {
-                            let from = from()?;
-                            next_blob += 1;
-                            Recipe::Patch {
-                                from,
-                                blob: next_blob - 1,
-                            }
-                        }
-                        3 => {
-                            next_blob += 1;
-                            Recipe::Full {
-                                blob: next_blob - 1,
-                            }
-                        }
-                        _ => {
+            let entry = entry.try_with(|path, file| -> Result<Recipe, IndexError> {
+                let code = r.u8("recipe").map_err(truncated)?;
+                let mut from = || -> Result<usize, TreeFormatError> {
+                    let i = r.u64("from").map_err(truncated)?;
+                    match old.entries.get(usize::try_from(i).unwrap_or(usize::MAX)) {
+                        Some(Entry {
+                            kind: EntryKind::File { .. },
+                            ..
+                        }) => Ok(i as usize),
+                        _ => Err(malformed(format!(
+                            "file {path} is made from old entry {i}, which is not a file"
+                        ))),
+                    }
+                };
+                Ok(match code {
+                    1 => {
+                        let from = from()?;
+                        if old.entries[from].kind.file() != Some(file) {
                             return Err(malformed(format!(
-                                "file {} has unknown recipe {code}",
-                                entry.path
+                                "file {path} is a copy of {}, which has other content",
+                                old.entries[from].path
                             ))
                             .into());
                         }
-                    };
-                    Some(recipe)
-                }
-                _ => None,
-            };
+                        Recipe::Copy { from }
+                    }
+                    2 => {
+                        let from = from()?;
+                        next_blob += 1;
+                        Recipe::Patch {
+                            from,
+                            blob: next_blob - 1,
+                        }
+                    }
+                    3 => {
+                        next_blob += 1;
+                        Recipe::Full {
+                            blob: next_blob - 1,
+                        }
+                    }
+                    _ => {
+                        return Err(
+                            malformed(format!("file {path} has unknown recipe {code}")).into()
+                        );
+                    }
+                })
+            })?;
             new.push(entry);
-            recipes.push(recipe);
         }
         let new = budget.checked_listing(new)?;
         if next_blob as u64 != blob_count {
@@ -282,12 +264,7 @@ impl TreeIndex {
             .into());
         }
         budget.release(cost::SCRATCH);
-        Ok(TreeIndex {
-            old,
-            new,
-            recipes,
-            blobs,
-        })
+        Ok(TreeIndex { old, new, blobs })
     }
 }
 
@@ -341,6 +318,7 @@ fn decode_entry(r: &mut Reader<'_>, budget: &mut MemoryBudget) -> Result<Entry, 
         1 => EntryKind::File {
             size: r.u64("size").map_err(truncated)?,
             sha256: Sha256Digest(r.array::<32>("sha256").map_err(truncated)?),
+            recipe: (),
         },
         2 => EntryKind::Dir,
         3 => {
@@ -371,7 +349,7 @@ impl TreeIndex {
     /// Assembles an unsigned tree patch header and payload from an index whose blob
     /// table is still empty and the blobs (patch-v1 containers, in recipe order). The
     /// producer signs the header and writes `header.encode()` then the payload.
-    pub fn assemble(mut self, blobs: &[Vec<u8>]) -> (Header, Vec<u8>) {
+    pub fn assemble(mut self, blobs: &[Vec<u8>]) -> (TreeHeader, Vec<u8>) {
         let blob_table = 40 * blobs.len() as u64;
         let index_len = self.encode().len() as u64 + blob_table;
         let offsets = TreeIndex::payload_offsets(index_len, blobs.iter().map(|b| b.len() as u64));
@@ -401,18 +379,17 @@ impl TreeIndex {
         }
         let old = self.old.id();
         let source = (old != TreeIndex::empty_id()).then_some(old);
-        let mut header = Header::unsigned(
-            Method::Tree,
-            window_log,
+        let payload_id = FileId {
+            size: payload.len() as u64,
+            sha256: Sha256Digest::of(&payload),
+        };
+        let header = TreeHeader::tree(
             source,
+            window_log,
             self.new.id(),
-            FileId {
-                size: payload.len() as u64,
-                sha256: Sha256Digest::of(&payload),
-            },
-            None,
+            payload_id,
+            blob_memory + index_len * INDEX_MEMORY_FACTOR,
         );
-        header.apply_memory = blob_memory + index_len * INDEX_MEMORY_FACTOR;
         (header, payload)
     }
 }

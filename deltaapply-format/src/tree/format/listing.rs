@@ -1,6 +1,7 @@
 //! The canonical listing of a release tree: its entries, their validation, and the
 //! listing digest that identifies the tree (§3).
 
+use std::convert::Infallible;
 use std::fmt;
 
 use super::{MAX_ENTRIES, MODE_MASK, TreeFormatError};
@@ -11,16 +12,20 @@ use crate::tree::path::{TreeListError, TreePath, check_tree_paths};
 
 /// Domain separation of a listing digest.
 const LISTING_CONTEXT: &[u8] = b"deltapack tree listing v1\0";
-/// What an entry of a tree is.
+/// What an entry of a tree is. `R` is what a file carries besides its content: nothing
+/// in a plain listing, its [`Recipe`](super::Recipe) in a tree patch's new tree.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum EntryKind {
+pub enum EntryKind<R = ()> {
     /// A regular file.
     File {
         /// Its length.
         size: u64,
         /// Its SHA-256.
         sha256: Sha256Digest,
+        /// How it is made (in a tree patch's new tree).
+        #[serde(skip)]
+        recipe: R,
     },
     /// A directory (listed whether or not it is empty).
     Dir,
@@ -31,7 +36,7 @@ pub enum EntryKind {
     },
 }
 
-impl EntryKind {
+impl<R> EntryKind<R> {
     fn code(&self) -> u8 {
         match self {
             EntryKind::File { .. } => 1,
@@ -43,39 +48,73 @@ impl EntryKind {
     /// The file's size and hash, if it is a file.
     pub fn file(&self) -> Option<FileId> {
         match *self {
-            EntryKind::File { size, sha256 } => Some(FileId { size, sha256 }),
+            EntryKind::File { size, sha256, .. } => Some(FileId { size, sha256 }),
             _ => None,
         }
     }
 }
 
-/// One entry of a release tree.
+/// One entry of a release tree (`R`: see [`EntryKind`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Entry {
+pub struct Entry<R = ()> {
     /// Where it is.
     pub path: TreePath,
     /// Its permission bits (within [`MODE_MASK`]; 0 for a symbolic link).
     pub mode: u32,
     /// What it is.
     #[serde(flatten)]
-    pub kind: EntryKind,
+    pub kind: EntryKind<R>,
+}
+
+impl<R> Entry<R> {
+    /// The same entry with, if it is a file, what `recipe` makes of its path and
+    /// content.
+    pub(super) fn try_with<S, E>(
+        self,
+        recipe: impl FnOnce(&TreePath, FileId) -> Result<S, E>,
+    ) -> Result<Entry<S>, E> {
+        let kind = match self.kind {
+            EntryKind::File { size, sha256, .. } => EntryKind::File {
+                size,
+                sha256,
+                recipe: recipe(&self.path, FileId { size, sha256 })?,
+            },
+            EntryKind::Dir => EntryKind::Dir,
+            EntryKind::Symlink { target } => EntryKind::Symlink { target },
+        };
+        Ok(Entry {
+            path: self.path,
+            mode: self.mode,
+            kind,
+        })
+    }
 }
 /// A validated release tree: entries sorted by path, every parent listed as a
 /// directory, no two paths that collide on any filesystem, links that stay inside.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Listing {
-    pub(super) entries: Vec<Entry>,
+/// `Listing<Recipe>` is a tree patch's new tree, each file with how it is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing<R = ()> {
+    pub(super) entries: Vec<Entry<R>>,
 }
 
-impl Listing {
+/// The empty tree.
+impl Default for Listing {
+    fn default() -> Self {
+        Listing {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<R> Listing<R> {
     /// Sorts `entries` by path and validates them.
-    pub fn new(mut entries: Vec<Entry>) -> Result<Listing, TreeFormatError> {
+    pub fn new(mut entries: Vec<Entry<R>>) -> Result<Listing<R>, TreeFormatError> {
         entries.sort_by(|a, b| a.path.as_str().as_bytes().cmp(b.path.as_str().as_bytes()));
         Listing::from_sorted(entries)
     }
 
     /// Validates entries that must already be in order (as decoded).
-    pub(super) fn from_sorted(entries: Vec<Entry>) -> Result<Listing, TreeFormatError> {
+    pub(super) fn from_sorted(entries: Vec<Entry<R>>) -> Result<Listing<R>, TreeFormatError> {
         if entries.len() as u64 > MAX_ENTRIES {
             return Err(TreeFormatError::TooManyEntries {
                 count: entries.len() as u64,
@@ -124,12 +163,37 @@ impl Listing {
     }
 
     /// The entries, sorted by path bytes.
-    pub fn entries(&self) -> &[Entry] {
+    pub fn entries(&self) -> &[Entry<R>] {
         &self.entries
     }
 
+    /// The same tree, each file given `recipe(its position, itself)`.
+    pub fn with_recipes<S>(&self, mut recipe: impl FnMut(usize, &Entry<R>) -> S) -> Listing<S>
+    where
+        R: Clone,
+    {
+        let entries = self.entries.iter().enumerate().map(|(i, e)| {
+            let made = e.clone().try_with(|_, _| Ok::<S, Infallible>(recipe(i, e)));
+            match made {
+                Ok(entry) => entry,
+                Err(never) => match never {},
+            }
+        });
+        Listing {
+            entries: entries.collect(),
+        }
+    }
+
+    /// The same tree without what its files carry.
+    pub fn plain(&self) -> Listing
+    where
+        R: Clone,
+    {
+        self.with_recipes(|_, _| ())
+    }
+
     /// The entry at `path`.
-    pub fn get(&self, path: &TreePath) -> Option<&Entry> {
+    pub fn get(&self, path: &TreePath) -> Option<&Entry<R>> {
         self.position(path).map(|i| &self.entries[i])
     }
 
@@ -232,14 +296,14 @@ impl Listing {
         Ok(())
     }
 }
-pub(super) fn encode_entry(w: &mut Writer, entry: &Entry) {
+pub(super) fn encode_entry<R>(w: &mut Writer, entry: &Entry<R>) {
     w.u8(entry.kind.code());
     w.u16(entry.mode as u16);
     let path = entry.path.as_str().as_bytes();
     w.u16(path.len() as u16);
     w.bytes(path);
     match &entry.kind {
-        EntryKind::File { size, sha256 } => {
+        EntryKind::File { size, sha256, .. } => {
             w.u64(*size);
             w.bytes(&sha256.0);
         }
@@ -250,7 +314,7 @@ pub(super) fn encode_entry(w: &mut Writer, entry: &Entry) {
         }
     }
 }
-impl fmt::Display for Entry {
+impl<R> fmt::Display for Entry<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             EntryKind::File { size, .. } => {

@@ -1,6 +1,8 @@
 //! The tree patch's index and the canonical listing of a release tree
-//! (`format-spec/tree-v1.md` §3-§5). A tree patch is a patch-v1 container of method
-//! [`Method::Tree`]: its header (signed, checksummed) names the old and new trees by
+//! (`format-spec/tree-v1.md` §3-§5). A tree patch is a patch-v1 container of kind
+//! [`PatchKind::Tree`](crate::method::PatchKind::Tree), with a
+//! [`TreeHeader`](crate::container::TreeHeader): its header (signed, checksummed)
+//! names the old and new trees by
 //! their listing digests, and its payload is
 //!
 //! ```text
@@ -105,6 +107,7 @@ mod tests {
             kind: EntryKind::File {
                 size: content.len() as u64,
                 sha256: Sha256Digest::of(content),
+                recipe: (),
             },
         }
     }
@@ -145,20 +148,15 @@ mod tests {
         let shuffled = Listing::new(new.entries().iter().rev().cloned().collect()).unwrap();
         assert_eq!(shuffled.id(), new.id());
         assert_ne!(old.id(), new.id());
-        let recipes = new
-            .entries()
-            .iter()
-            .map(|e| match e.path.as_str() {
-                "b" => Some(Recipe::Copy { from: 0 }),
-                "bin/tool" => Some(Recipe::Patch { from: 2, blob: 0 }),
-                "c" => Some(Recipe::Full { blob: 1 }),
-                _ => None,
-            })
-            .collect();
+        let new = new.with_recipes(|_, e| match e.path.as_str() {
+            "b" => Recipe::Copy { from: 0 },
+            "bin/tool" => Recipe::Patch { from: 2, blob: 0 },
+            "c" => Recipe::Full { blob: 1 },
+            other => panic!("{other} is not a file of the new tree"),
+        });
         let mut index = TreeIndex {
             old,
             new,
-            recipes,
             blobs: vec![],
         };
         let index_len = index.encode().len() as u64 + 2 * 40;
@@ -273,9 +271,8 @@ mod tests {
             .new
             .entries()
             .iter()
-            .map(|e| std::mem::size_of::<Entry>() as u64 + e.path.as_str().len() as u64)
-            .sum::<u64>()
-            + index.recipes.capacity() as u64 * std::mem::size_of::<Option<Recipe>>() as u64;
+            .map(|e| std::mem::size_of::<Entry<Recipe>>() as u64 + e.path.as_str().len() as u64)
+            .sum::<u64>();
         assert!(budget.charged() >= held, "{} < {held}", budget.charged());
         // A short directory name is 6 to 7 bytes of index and over a hundred in
         // memory at the peak (the collision check): far above the four bytes per
