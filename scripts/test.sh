@@ -20,7 +20,7 @@ if ((${#missing[@]})); then
 fi
 
 # The crash-point tests need the test-only crash hook in the deltaapply binary.
-cargo test --workspace --all-targets --locked --features deltaapply-cli/crash-hook,deltapack/crash-hook "$@"
+cargo test --workspace --all-targets --locked --no-fail-fast --features deltaapply-cli/crash-hook,deltapack/crash-hook "$@"
 # The binary as shipped (no crash hook) ignores DELTAAPPLY_CRASH_AT.
 cargo test -p deltaapply-cli --locked --test tree_apply the_binary_as_shipped_ignores_the_crash_variable
 # The library as installers embed it for local media only: without the http feature.

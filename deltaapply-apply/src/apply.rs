@@ -315,9 +315,11 @@ fn verify_sections(
             total,
         });
     })
-    .map_err(|source| Error::PatchIo {
-        path: path.to_path_buf(),
-        source,
+    .map_err(|source| {
+        Error::read(source, |source| Error::PatchIo {
+            path: path.to_path_buf(),
+            source,
+        })
     })?;
     if len != total {
         return Err(Error::Corrupt {

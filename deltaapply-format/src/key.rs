@@ -322,6 +322,47 @@ mod tests {
         assert!(found > 0, "no small y is a curve point of large order");
     }
 
+    /// Adversarial plan case 4: a signature whose S is not reduced (S + L, which names
+    /// the same group element, so only the range check tells them apart) and ones whose
+    /// R is a point of small order are refused; the signature they came from verifies.
+    #[test]
+    fn malleable_signatures_are_refused() {
+        use ed25519_dalek::{Signer, SigningKey};
+        // The group order L, little-endian.
+        const L: [u8; 32] = [
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10,
+        ];
+        let signing = SigningKey::from_bytes(&[7; 32]);
+        let key = PublicKey::from_bytes(signing.verifying_key().to_bytes()).unwrap();
+        let message = b"deltapack release manifest";
+        let good = signing.sign(message).to_bytes();
+        assert!(key.verify(message, &good));
+
+        let mut high = good;
+        let mut carry = 0u16;
+        for (s, l) in high[32..].iter_mut().zip(L) {
+            let sum = u16::from(*s) + u16::from(l) + carry;
+            *s = sum as u8;
+            carry = sum >> 8;
+        }
+        assert_eq!(carry, 0, "S + L fits in 256 bits");
+        assert_ne!(high, good);
+        assert!(!key.verify(message, &high), "S + L");
+
+        // The identity (order 1) and the point of order 2 as R.
+        let mut order_two = [0xffu8; 32];
+        order_two[0] = 0xec;
+        order_two[31] = 0x7f;
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        for r in [identity, order_two] {
+            let mut small = good;
+            small[..32].copy_from_slice(&r);
+            assert!(!key.verify(message, &small), "R = {r:02x?}");
+        }
+    }
+
     #[test]
     fn trusted_keys_dedupe_and_check_threshold() {
         let key = PublicKey::parse(BASE).unwrap();
