@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite. Installs what the tests need first: the peer tools used by the
-# interoperability tests (Debian's bsdiff, xdelta3, zstd) and Go for the cgo example of
+# interoperability tests (Debian's bsdiff, xdelta3, zstd), faketime, and Go for the cgo example of
 # the C library (deltapack/tests/c_abi.rs, which fails without it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,8 @@ missing=()
 for tool in bsdiff xdelta3 zstd; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
+# libfaketime's wrapper, for a device clock at 1970 (deltapack/tests/update.rs).
+command -v faketime >/dev/null 2>&1 || missing+=("faketime")
 # Go is in Debian's golang-go package.
 command -v go >/dev/null 2>&1 || missing+=("golang-go")
 if ((${#missing[@]})); then

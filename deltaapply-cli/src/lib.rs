@@ -289,7 +289,7 @@ fn plan_hint(e: &PlanError) -> String {
 
 fn update_hint(e: &UpdateError) -> Option<String> {
     let text = match e {
-        UpdateError::Expired { .. } => {
+        UpdateError::Expired { .. } | UpdateError::ClockBehind { .. } => {
             "--allow-expired accepts an expired manifest on a device without a trustworthy clock"
         }
         UpdateError::FallbackTooLarge { .. } => "--max-download sets the download limit",

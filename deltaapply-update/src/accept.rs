@@ -16,6 +16,10 @@ use deltaapply_format::manifest::{
 use deltaapply_format::rotation::KeysDocument;
 use deltaapply_format::signature::{MAX_SIGNATURE_FILE, SignatureError, verify_manifest};
 
+/// How far (seconds) the clock may lag behind a manifest's creation time before it is
+/// taken to be wrong: a day of skew between the publisher's clock and the device's.
+pub const CLOCK_SKEW: u64 = 86_400;
+
 /// The manifest accepted, and where from.
 pub(super) struct Accepted {
     pub(super) manifest: Manifest,
@@ -207,6 +211,16 @@ impl Updater {
             });
         }
         let now = Timestamp::now();
+        // A clock far behind the manifest's own creation (a device booted without its
+        // time, at 1970) would take any expired manifest as fresh: it cannot judge
+        // expiry at all, so it is refused as an expired one is.
+        if now.0.saturating_add(CLOCK_SKEW) < manifest.created.0 && !self.policy.allow_expired {
+            return Err(UpdateError::ClockBehind {
+                mirror: mirror.to_string(),
+                created: manifest.created,
+                now,
+            });
+        }
         let expired = manifest.is_expired(now);
         if expired && !self.policy.allow_expired {
             return Err(UpdateError::Expired {

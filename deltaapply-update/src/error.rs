@@ -173,6 +173,22 @@ pub enum UpdateError {
         /// The time now.
         now: Timestamp,
     },
+    /// The device's clock is more than [`crate::CLOCK_SKEW`] behind the manifest's
+    /// creation time, so it cannot tell whether the manifest has expired.
+    #[error(
+        "the manifest from {mirror} was created at {created}, more than a day after this \
+         device's clock ({now}): a clock that far behind cannot tell a fresh manifest from \
+         an expired one. Set the clock; a policy that allows expired manifests accepts it; \
+         nothing was changed"
+    )]
+    ClockBehind {
+        /// The mirror.
+        mirror: String,
+        /// When the manifest says it was created.
+        created: Timestamp,
+        /// The time now, by the device's clock.
+        now: Timestamp,
+    },
     /// No mirror gave a usable manifest.
     #[error("no mirror gave a usable manifest: {}", describe_problems(.0))]
     NoManifest(Vec<MirrorProblem>),
@@ -269,7 +285,8 @@ impl UpdateError {
             UpdateError::WrongProduct { .. }
             | UpdateError::WrongChannel { .. }
             | UpdateError::Rollback { .. }
-            | UpdateError::Expired { .. } => ErrorKind::Refused,
+            | UpdateError::Expired { .. }
+            | UpdateError::ClockBehind { .. } => ErrorKind::Refused,
             UpdateError::NoManifest(problems) => {
                 // The most alarming problem decides: an attack before a dead mirror.
                 let codes: Vec<ErrorKind> = problems.iter().map(|p| p.error.kind()).collect();

@@ -51,6 +51,7 @@ mod run;
 pub mod state;
 mod tree;
 
+pub use accept::CLOCK_SKEW;
 pub use error::{MirrorProblem, UpdateError};
 pub use plan::{FullImage, Installed, Plan, PlanError, Policy, Route, Step};
 use run::Run;

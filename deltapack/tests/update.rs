@@ -267,6 +267,9 @@ struct Device {
     dir: Dir,
     target: PathBuf,
     key: PathBuf,
+    /// The time the device's clock shows, set with libfaketime (`faketime`), if not
+    /// the real one.
+    clock: Option<&'static str>,
 }
 
 impl Device {
@@ -281,6 +284,7 @@ impl Device {
             dir,
             target,
             key: key.to_path_buf(),
+            clock: None,
         }
     }
 
@@ -323,8 +327,22 @@ impl Device {
             }
         }
         args.extend(extra.iter().map(OsString::from));
-        let output = deltaapply().args(&args).output().unwrap();
-        let what = format!("deltaapply {args:?}");
+        let mut cmd = match self.clock {
+            None => deltaapply(),
+            Some(at) => {
+                // Debian's faketime (scripts/test.sh installs it).
+                let mut cmd = Command::new("faketime");
+                cmd.arg(at).arg(common::deltaapply_bin());
+                cmd.env_remove("DELTAAPPLY_KEY");
+                // Timeouts run on the real monotonic clock.
+                cmd.env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                    .env("TZ", "UTC");
+                cmd.timeout(Duration::from_secs(120));
+                cmd
+            }
+        };
+        let output = cmd.args(&args).output().unwrap();
+        let what = format!("deltaapply {args:?} (clock {:?})", self.clock);
         let stdout = String::from_utf8_lossy(&output.stdout);
         let stderr = String::from_utf8_lossy(&output.stderr);
         let json: Value = serde_json::from_str(&stdout)
@@ -1176,6 +1194,59 @@ fn expired_manifest_is_refused_unless_allowed() {
     let json = dev.update(&[&url], &["--allow-expired"], code::OK, Some(&v[1]));
     assert_eq!(json["expired"], true);
     assert_eq!(json["result"]["route"], "patch");
+}
+
+/// Plan case 10, the untrusted clock: a device whose clock shows 1970 would take an
+/// expired manifest (a frozen feed) for a fresh one. A clock more than a day behind the
+/// manifest's creation is refused as an expired manifest is, unless allowed.
+#[test]
+fn a_clock_far_behind_the_manifest_is_refused_unless_expired_is_allowed() {
+    let p = Publisher::new("example-app");
+    let v = releases(19, 2);
+    let month_ago = Timestamp::now().0 - 30 * 86_400;
+    for (i, c) in v.iter().enumerate() {
+        let file = p.dir.write(&format!("{i}.bin"), c);
+        let created = Timestamp(month_ago + i as u64 * 3600);
+        p.build_at(
+            &p.out(),
+            &format!("1.{i}"),
+            &file,
+            created,
+            &["--valid-days", "1"],
+        );
+    }
+    let server = Server::start();
+    server.put_dir("/", &p.out());
+    let url = server.url();
+    let mut dev = Device::new(&p.public_key(), Some(&v[0]));
+    dev.clock = Some("1970-01-02 00:00:00");
+    for sub in ["update", "check"] {
+        let json = dev.run(sub, &[&url], &[], code::REFUSED, Some(&v[0]));
+        let error = json["error"].as_str().unwrap();
+        assert!(
+            error.contains("more than a day after this device's clock")
+                && error.contains("1970-01-02"),
+            "{json}"
+        );
+    }
+    assert!(!dev.state_file().exists());
+    // An hour behind the newest manifest's creation is within the skew, and by that
+    // clock the manifest has not expired yet.
+    let hour_behind = format_unix(month_ago);
+    dev.clock = Some(Box::leak(hour_behind.into_boxed_str()));
+    let json = dev.run("check", &[&url], &[], code::OK, Some(&v[0]));
+    assert_eq!(json["expired"], false, "{json}");
+    dev.clock = Some("1970-01-02 00:00:00");
+    let json = dev.update(&[&url], &["--allow-expired"], code::OK, Some(&v[1]));
+    assert_eq!(json["result"]["route"], "patch");
+}
+
+/// `faketime`'s absolute form for `secs` after the epoch (UTC).
+fn format_unix(secs: u64) -> String {
+    Timestamp(secs)
+        .to_string()
+        .replace('T', " ")
+        .replace('Z', "")
 }
 
 #[test]
