@@ -334,6 +334,49 @@ fn unprofitable_patches_are_omitted() {
     assert_eq!(s.verify(&out).0, 0);
 }
 
+/// Plan case 28: an encoder bug that makes a patch whose header names the new release
+/// but whose payload makes another file. The build applies every patch it made before
+/// publishing anything, so it refuses, names the artifact, and leaves the publish
+/// directory as it was; without the fault the same build publishes.
+#[test]
+#[cfg_attr(
+    not(feature = "crash-hook"),
+    ignore = "needs the faulty encoder: --features deltapack/crash-hook"
+)]
+fn a_faulty_encoder_is_caught_before_anything_is_published() {
+    let s = Setup::new(8);
+    let files = s.versions(2, 64 << 10);
+    let out = s.dir.join("out");
+    s.build(&out, 0, &files[0], &[]).success();
+    let before = snapshot(&out);
+    let mut cmd = deltapack();
+    cmd.env("DELTAPACK_FAULT", "encoder")
+        .arg("build")
+        .arg("--out")
+        .arg(&out)
+        .arg("--secret-key")
+        .arg(s.key_path())
+        .args(["--product", "test-app", "--version", "1.1"])
+        .arg("--artifact")
+        .arg(format!("app.bin={}", files[1].display()))
+        .args(["--created", CREATED[1], "--json"]);
+    let output = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_ne!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("not publishing") || stderr.contains("not publishing"),
+        "{stdout}{stderr}"
+    );
+    assert!(
+        stdout.contains("app.bin") || stderr.contains("app.bin"),
+        "{stdout}{stderr}"
+    );
+    assert_eq!(snapshot(&out), before, "the publish directory changed");
+    s.build(&out, 1, &files[1], &[]).success();
+    assert_eq!(manifest(&out).version, "1.1");
+}
+
 #[test]
 fn tampering_is_detected_and_every_problem_reported() {
     let s = Setup::new(6);

@@ -167,6 +167,7 @@ impl Streams<'_> {
             for ((d, &a), &b) in self.buf.iter_mut().zip(new).zip(old) {
                 *d = a.wrapping_sub(b);
             }
+            super::fault::corrupt(&mut self.buf[..n]);
             self.diff.write_all(&self.buf[..n])?;
             self.zero_run.push(&self.buf[..n], &mut self.coded);
             self.diff_zero_run.write_all(&self.coded)?;

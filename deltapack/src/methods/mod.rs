@@ -2,6 +2,7 @@
 //! bytes: header plus payload. [`crate::make_patch`] picks among them.
 
 mod bsdiff;
+mod fault;
 mod single_frame;
 
 pub(crate) use bsdiff::literal_clusters;

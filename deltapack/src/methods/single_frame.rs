@@ -51,6 +51,6 @@ fn compress(
     enc.include_contentsize(true)?;
     enc.set_pledged_src_size(Some(data.len() as u64))?;
     settings.configure_workers(&mut enc)?;
-    enc.write_all(data)?;
+    enc.write_all(&super::fault::corrupted(data))?;
     enc.finish()
 }
