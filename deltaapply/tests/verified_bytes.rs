@@ -209,3 +209,47 @@ fn any_payload_byte_changed_in_place_after_verification_is_refused() {
         }
     }
 }
+
+#[test]
+fn an_old_file_rewritten_after_its_hash_is_refused_or_applied_as_verified() {
+    // Adversarial plan case 25: the old file changes between its hash check and the
+    // decode (another process rewriting it in place). The bsdiff method reads the old
+    // file again as it decodes, so the output differs and the apply is refused, the
+    // destination untouched; the reference method decodes from the copy it hashed, so
+    // it makes the new file. Either way no output but the new file is ever committed.
+    let bench = common::Workbench::new();
+    for v in common::VALID {
+        let Some(old_vector) = v.old_path() else {
+            continue;
+        };
+        let original = fs::read(&old_vector).unwrap();
+        let old = bench.file("old.bin", &original);
+        let path = bench.file("p.dpatch", &v.patch_bytes());
+        let scratch = common::Scratch::new();
+        let rewritten = Cell::new(false);
+        let mut progress = after_verification(|| {
+            // In place, same length, every byte changed: the inode the applier opened.
+            let other: Vec<u8> = original.iter().map(|b| b ^ 0x5a).collect();
+            let mut f = fs::OpenOptions::new().write(true).open(&old).unwrap();
+            f.write_all(&other).unwrap();
+            f.sync_all().unwrap();
+            rewritten.set(true);
+        });
+        let result = deltaapply::apply_file(
+            Some(&old),
+            &path,
+            &scratch.dest,
+            &Limits::default(),
+            None,
+            &mut progress,
+        );
+        assert!(rewritten.get(), "{}: the callback never fired", v.patch);
+        match (v.method, result) {
+            (Method::Bsdiff, Err(Error::TargetMismatch { .. } | Error::Corrupt { .. })) => {
+                scratch.assert_untouched(v.patch);
+            }
+            (Method::ZstdRef, Ok(_)) => scratch.assert_dest(&v.new_bytes(), v.patch),
+            (method, other) => panic!("{} ({method}): {other:?}", v.patch),
+        }
+    }
+}
