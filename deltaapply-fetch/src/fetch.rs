@@ -63,6 +63,13 @@ pub struct Options {
     /// further bytes of its body: a stalled transfer fails after this much silence,
     /// however long it has run.
     pub read_timeout: Duration,
+    /// Lowest average speed, in bytes per second, that a body must keep up over each
+    /// span of [`Options::min_speed_time`]: a server that trickles (a byte just within
+    /// every read timeout) is cut off and retried, as curl's `--speed-limit` does. 0
+    /// turns the check off.
+    pub min_speed: u64,
+    /// The span over which [`Options::min_speed`] is measured.
+    pub min_speed_time: Duration,
     /// Attempts on one mirror after the first, for failures that may pass (connect
     /// errors, timeouts, interrupted transfers, HTTP 5xx, 408 and 429).
     pub retries: u32,
@@ -90,6 +97,8 @@ impl Default for Options {
         Options {
             connect_timeout: Duration::from_secs(15),
             read_timeout: Duration::from_secs(30),
+            min_speed: 100,
+            min_speed_time: Duration::from_secs(60),
             retries: 4,
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
@@ -213,6 +222,23 @@ pub enum FetchError {
         url: String,
         /// The timeout.
         after: Duration,
+    },
+    /// The body arrived slower than [`Options::min_speed`] over a whole
+    /// [`Options::min_speed_time`].
+    #[error(
+        "{url}: {received} bytes arrived in {span:?}, below the minimum of {min_speed} bytes \
+         per second: the server or the network is too slow, or trickling on purpose; run \
+         again to resume the download"
+    )]
+    TooSlow {
+        /// The URL.
+        url: String,
+        /// Bytes that arrived during the span.
+        received: u64,
+        /// The span measured.
+        span: Duration,
+        /// The minimum speed, bytes per second.
+        min_speed: u64,
     },
     /// The connection broke off in the middle of the body.
     #[error("{url}: the transfer broke off after {received} bytes; run again to resume it")]
@@ -346,7 +372,9 @@ impl FetchError {
     pub fn is_retryable(&self) -> bool {
         match self {
             FetchError::Connect { .. } | FetchError::Request { .. } => true,
-            FetchError::Timeout { .. } | FetchError::Interrupted { .. } => true,
+            FetchError::Timeout { .. }
+            | FetchError::TooSlow { .. }
+            | FetchError::Interrupted { .. } => true,
             FetchError::Status { status, .. } => {
                 (500..600).contains(status) || *status == 408 || *status == 429
             }

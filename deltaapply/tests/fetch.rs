@@ -376,6 +376,51 @@ fn a_server_that_always_stalls_is_a_timeout() {
     assert!(!dest.path().join(done_name(&body)).exists());
 }
 
+/// Plan case 41, slow retrieval: a server that sends a byte just often enough never
+/// trips the read timeout, but falls below the minimum average speed, so the transfer
+/// is cut off (and retried, within the retry budget); what arrived stays for a later run.
+#[test]
+fn a_trickling_server_is_cut_off_by_the_minimum_speed() {
+    let body = content();
+    let server = Server::start();
+    server.put(PATH, Resource::new(&body, "v1"));
+    let trickle = Fault::Trickle(50_000, Duration::from_millis(100));
+    server.faults(PATH, [trickle.clone(), trickle]);
+    let dest = tempfile::tempdir().unwrap();
+    let opts = Options {
+        retries: 1,
+        min_speed: 1000,
+        min_speed_time: Duration::from_secs(1),
+        ..stall_options()
+    };
+    let (result, _) = fetch(&[server.url()], &body, dest.path(), opts);
+    match result {
+        Err(FetchError::TooSlow {
+            received,
+            min_speed,
+            span,
+            ..
+        }) => {
+            assert_eq!(min_speed, 1000);
+            assert!(span >= Duration::from_secs(1), "{span:?}");
+            assert!(
+                (received as f64) < 1000.0 * span.as_secs_f64(),
+                "{received}"
+            );
+        }
+        other => panic!("expected the transfer to be cut off as too slow, got {other:?}"),
+    }
+    assert_eq!(server.log().len(), 2, "one retry");
+    let part = fs::read(dest.path().join(part_name(&body))).unwrap();
+    assert!(
+        part.len() > 50_000 && part.len() < body.len(),
+        "{}",
+        part.len()
+    );
+    assert_eq!(part[..], body[..part.len()]);
+    assert!(!dest.path().join(done_name(&body)).exists());
+}
+
 #[test]
 fn wrong_bytes_are_refused_and_deleted() {
     let body = content();

@@ -18,6 +18,13 @@ pub struct NetworkArgs {
     /// Seconds without data after which a transfer is given up (and retried).
     #[arg(long, value_name = "SECONDS", default_value_t = Options::default().read_timeout.as_secs())]
     read_timeout: u64,
+    /// Lowest average download speed, bytes per second, over each --min-speed-time
+    /// (0: no minimum); a slower transfer is cut off and retried.
+    #[arg(long, value_name = "BYTES", default_value_t = Options::default().min_speed)]
+    min_speed: u64,
+    /// Seconds over which --min-speed is measured.
+    #[arg(long, value_name = "SECONDS", default_value_t = Options::default().min_speed_time.as_secs())]
+    min_speed_time: u64,
     /// Also trust this CA certificate (PEM or DER), for a server with a private CA.
     #[arg(long, value_name = "FILE")]
     ca_cert: Vec<PathBuf>,
@@ -49,6 +56,8 @@ impl NetworkArgs {
         Ok(Options {
             connect_timeout: Duration::from_secs(self.connect_timeout),
             read_timeout: Duration::from_secs(self.read_timeout),
+            min_speed: self.min_speed,
+            min_speed_time: Duration::from_secs(self.min_speed_time.max(1)),
             retries: self.retries,
             allow_http: !self.https_only,
             extra_root_certificates: roots,

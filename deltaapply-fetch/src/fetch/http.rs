@@ -5,6 +5,7 @@
 
 use std::io::{self, Read};
 use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
 
 use ureq::http::header::{CONTENT_RANGE, ETAG, IF_RANGE, LAST_MODIFIED, LOCATION, RANGE};
 use url::Url;
@@ -261,6 +262,7 @@ pub(super) fn transfer(
             .into_reader()
             .take(remaining.saturating_add(1));
         let mut buf = vec![0u8; IO_CHUNK];
+        let mut speed = Speed::new(options);
         loop {
             if deltaapply_apply::cancel::requested() {
                 return Err(FetchError::Cancelled);
@@ -281,6 +283,7 @@ pub(super) fn transfer(
             }
             part.append(&buf[..n])?;
             *transferred += n as u64;
+            speed.arrived(n as u64, &at)?;
             progress(Progress {
                 done: part.len(),
                 total: size,
@@ -559,6 +562,46 @@ fn is_tls_failure(err: &ureq::Error) -> bool {
         };
     }
     false
+}
+
+/// The minimum-speed check of one body ([`Options::min_speed`]): the bytes that
+/// arrived since the current span began.
+struct Speed {
+    min_speed: u64,
+    span: Duration,
+    started: Instant,
+    received: u64,
+}
+
+impl Speed {
+    fn new(options: &Options) -> Speed {
+        Speed {
+            min_speed: options.min_speed,
+            span: options.min_speed_time,
+            started: Instant::now(),
+            received: 0,
+        }
+    }
+
+    /// Counts `n` more bytes; at the end of each span, refuses one that was too slow.
+    fn arrived(&mut self, n: u64, url: &str) -> Result<(), FetchError> {
+        self.received += n;
+        let elapsed = self.started.elapsed();
+        if self.min_speed == 0 || elapsed < self.span {
+            return Ok(());
+        }
+        if (self.received as f64) < self.min_speed as f64 * elapsed.as_secs_f64() {
+            return Err(FetchError::TooSlow {
+                url: url.to_string(),
+                received: self.received,
+                span: elapsed,
+                min_speed: self.min_speed,
+            });
+        }
+        self.started = Instant::now();
+        self.received = 0;
+        Ok(())
+    }
 }
 
 /// A failed read of a body: a timeout, or the transfer broke off.

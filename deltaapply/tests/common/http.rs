@@ -35,6 +35,10 @@ pub enum Fault {
     DropAfter(usize),
     /// The normal headers, this many body bytes, then nothing until the server stops.
     StallAfter(usize),
+    /// The normal headers, this many body bytes, then one byte per interval (a
+    /// trickle that never trips a read timeout) until the body is sent or the server
+    /// stops.
+    Trickle(usize, Duration),
     /// The whole file with 200, whatever Range asked for.
     IgnoreRange,
     /// At most this many bytes of a requested range (a 206 that ends early).
@@ -417,6 +421,22 @@ fn send(conn: &mut dyn Conn, a: &Answer, fault: Option<&Fault>, shared: &Shared)
         Some(Fault::DropAfter(n)) => {
             conn.write_all(&a.body[..(*n).min(a.body.len())])?;
             conn.flush()
+        }
+        Some(Fault::Trickle(n, every)) => {
+            let head = (*n).min(a.body.len());
+            conn.write_all(&a.body[..head])?;
+            conn.flush()?;
+            for byte in &a.body[head..] {
+                let stopped = shared.stop_lock.lock().unwrap();
+                let (stopped, _) = shared.stop_signal.wait_timeout(stopped, *every).unwrap();
+                if *stopped {
+                    break;
+                }
+                drop(stopped);
+                conn.write_all(std::slice::from_ref(byte))?;
+                conn.flush()?;
+            }
+            Ok(())
         }
         Some(Fault::StallAfter(n)) => {
             conn.write_all(&a.body[..(*n).min(a.body.len())])?;
