@@ -4,10 +4,13 @@
 //! binary's own command line is [`app`].
 
 pub mod app;
+mod bar;
 mod cmd;
 pub mod output;
 
-use std::io::{IsTerminal, Write};
+pub use bar::Bar;
+
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -87,101 +90,6 @@ pub fn human_bytes(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-/// A progress bar on stderr, shown only when stderr is a terminal and `--json` is off.
-pub struct Bar {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Bar {
-    /// A byte-counting bar, or a hidden one when not on a terminal.
-    pub fn bytes(enabled: bool) -> Self {
-        if !enabled || output::is_quiet() || !std::io::stderr().is_terminal() {
-            return Bar { bar: None };
-        }
-        let bar = indicatif::ProgressBar::new(0);
-        let style = indicatif::ProgressStyle::with_template(
-            "{msg:>17} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> ");
-        bar.set_style(style);
-        Bar { bar: Some(bar) }
-    }
-
-    /// A spinner for work of unknown length.
-    pub fn spinner(enabled: bool, msg: &str) -> Self {
-        if !enabled || output::is_quiet() || !std::io::stderr().is_terminal() {
-            return Bar { bar: None };
-        }
-        let bar = indicatif::ProgressBar::new_spinner().with_message(msg.to_string());
-        bar.enable_steady_tick(Duration::from_millis(120));
-        Bar { bar: Some(bar) }
-    }
-
-    /// A bar counting items (e.g. patches made), or a hidden one when not on a terminal.
-    pub fn count(enabled: bool, what: &str) -> Self {
-        if !enabled || output::is_quiet() || !std::io::stderr().is_terminal() {
-            return Bar { bar: None };
-        }
-        let bar = indicatif::ProgressBar::new(0).with_message(what.to_string());
-        let style = indicatif::ProgressStyle::with_template(
-            "{msg:>10} [{wide_bar}] {pos}/{len} {elapsed_precise}",
-        )
-        .expect("valid template")
-        .progress_chars("=> ");
-        bar.set_style(style);
-        bar.enable_steady_tick(Duration::from_millis(250));
-        Bar { bar: Some(bar) }
-    }
-
-    /// Whether the bar is drawn (stderr is a terminal and it was enabled).
-    pub fn is_visible(&self) -> bool {
-        self.bar.is_some()
-    }
-
-    /// Sets the number of items.
-    pub fn set_length(&self, len: u64) {
-        if let Some(b) = &self.bar {
-            b.set_length(len);
-        }
-    }
-
-    /// Counts one item done.
-    pub fn inc(&self) {
-        if let Some(b) = &self.bar {
-            b.inc(1);
-        }
-    }
-
-    /// Prints a line on stderr above the bar (or plainly without one), unless `quiet`.
-    pub fn println(&self, line: &str, quiet: bool) {
-        match &self.bar {
-            Some(b) => b.println(line),
-            None if !quiet => eprintln!("{line}"),
-            None => {}
-        }
-    }
-
-    /// Sets what the bar shows.
-    pub fn set(&self, msg: &'static str, done: u64, total: u64) {
-        if let Some(b) = &self.bar {
-            if b.message() != msg {
-                b.set_message(msg);
-                b.reset_elapsed();
-            }
-            b.set_length(total);
-            b.set_position(done);
-        }
-    }
-
-    /// Removes the bar.
-    pub fn finish(&self) {
-        if let Some(b) = &self.bar {
-            b.finish_and_clear();
-        }
     }
 }
 
@@ -428,9 +336,23 @@ fn inspect_opened<B: HeaderBody>(
     trusted: Option<&TrustedKeys>,
     json: bool,
 ) -> i32 {
-    let origin = p.check_origin(trusted);
+    inspect_header(
+        &HeaderView::of(p.header()),
+        p.check_origin(trusted),
+        trusted,
+        json,
+    )
+}
+
+/// [`inspect_opened`] once the kind no longer matters (one copy of the printing code).
+fn inspect_header(
+    view: &HeaderView,
+    origin: Result<Origin, Error>,
+    trusted: Option<&TrustedKeys>,
+    json: bool,
+) -> i32 {
     let printed = if json {
-        let mut value = header_json(p.header());
+        let mut value = header_json(view);
         match &origin {
             Ok(o) => value["origin"] = serde_json::json!(o),
             Err(e) => {
@@ -444,7 +366,7 @@ fn inspect_opened<B: HeaderBody>(
         }
         print_json(&value)
     } else {
-        let mut text = header_text(p.header());
+        let mut text = header_text(view);
         let line = match (&origin, trusted) {
             (Ok(Origin::Trusted { key_id }), _) => format!("trusted: signed by key {key_id}"),
             (Ok(Origin::Unverified { .. }), _) => {
@@ -478,41 +400,74 @@ pub fn parse_args<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
     })
 }
 
+/// The fields of a patch header of either kind, for printing: the kind is read once,
+/// so the printing code exists once in the binary, not once per kind.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderView {
+    kind: deltaapply::PatchKind,
+    source: Option<deltaapply::FileId>,
+    streams: Option<deltaapply::container::StreamSizes>,
+    window_log: u8,
+    target: deltaapply::FileId,
+    payload: deltaapply::FileId,
+    apply_memory: u64,
+    signature: SignatureSlot,
+    /// Whether the signature (if any) verifies against the key it carries.
+    self_verifies: bool,
+}
+
+impl HeaderView {
+    /// The view of `h`.
+    pub fn of<B: HeaderBody>(h: &deltaapply::Header<B>) -> HeaderView {
+        HeaderView {
+            kind: h.kind(),
+            source: h.source(),
+            streams: h.streams(),
+            window_log: h.window_log,
+            target: h.target,
+            payload: h.payload,
+            apply_memory: h.apply_memory,
+            signature: h.signature,
+            self_verifies: check_patch_origin(h, None).is_ok(),
+        }
+    }
+}
+
 /// A patch header as JSON (the fields `inspect --json` prints).
-pub fn header_json<B: HeaderBody>(h: &deltaapply::Header<B>) -> serde_json::Value {
+pub fn header_json(h: &HeaderView) -> serde_json::Value {
     let signature = match h.signature {
         SignatureSlot::Unsigned => serde_json::Value::Null,
         SignatureSlot::Ed25519 { public_key, .. } => serde_json::json!({
             "algorithm": "ed25519",
             "public_key": one_line_key(&public_key),
             "key_id": PublicKey::id_of_bytes(&public_key),
-            "verifies": check_patch_origin(h, None).is_ok(),
+            "verifies": h.self_verifies,
         }),
     };
     serde_json::json!({
         "format": deltaapply::foreign::Format::Deltapack,
         "format_version": deltaapply::container::VERSION,
-        "method": h.kind(),
+        "method": h.kind,
         "window_log": h.window_log,
-        "source": h.source(),
+        "source": h.source,
         "target": h.target,
         "payload": h.payload,
-        "streams": h.streams(),
+        "streams": h.streams,
         "apply_memory": h.apply_memory,
         "signature": signature,
     })
 }
 
 /// A patch header for people, one field a line.
-pub fn header_text<B: HeaderBody>(h: &deltaapply::Header<B>) -> String {
+pub fn header_text(h: &HeaderView) -> String {
     let mut s = String::new();
     let mut line = |k: &str, v: String| s.push_str(&format!("{k:<14} {v}\n"));
     line(
         "format",
         format!("deltapack patch v{}", deltaapply::container::VERSION),
     );
-    line("method", h.kind().to_string());
-    match h.source() {
+    line("method", h.kind.to_string());
+    match h.source {
         Some(src) => line(
             "source",
             format!("{} bytes, sha256 {}", src.size, src.sha256),
@@ -527,7 +482,7 @@ pub fn header_text<B: HeaderBody>(h: &deltaapply::Header<B>) -> String {
         "payload",
         format!("{} bytes, sha256 {}", h.payload.size, h.payload.sha256),
     );
-    if let Some(st) = h.streams() {
+    if let Some(st) = h.streams {
         let coding = match st.diff_coding {
             deltaapply::container::DiffCoding::Plain => "plain",
             deltaapply::container::DiffCoding::ZeroRun => "zero-run coded",
@@ -551,7 +506,7 @@ pub fn header_text<B: HeaderBody>(h: &deltaapply::Header<B>) -> String {
     match h.signature {
         SignatureSlot::Unsigned => line("signature", "none (unsigned)".into()),
         SignatureSlot::Ed25519 { public_key, .. } => {
-            let verifies = if check_patch_origin(h, None).is_ok() {
+            let verifies = if h.self_verifies {
                 "verifies against the key it carries"
             } else {
                 "does NOT verify against the key it carries"

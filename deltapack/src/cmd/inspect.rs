@@ -149,12 +149,12 @@ fn inspect_tree(path: &Path, trusted: Option<&TrustedKeys>, json: bool) -> i32 {
         }
     };
     let printed = if json {
-        let mut value = cli::header_json(patch.header());
+        let mut value = cli::header_json(&cli::HeaderView::of(patch.header()));
         value["origin"] = serde_json::json!(patch.origin());
         value["tree"] = serde_json::json!(summary);
         cli::print_json(&value)
     } else {
-        let mut text = cli::header_text(patch.header());
+        let mut text = cli::header_text(&cli::HeaderView::of(patch.header()));
         let origin = match patch.origin() {
             Origin::Trusted { key_id } => format!("trusted: signed by key {key_id}"),
             Origin::Unverified { .. } => "not verified (no trusted key configured)".into(),
