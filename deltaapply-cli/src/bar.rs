@@ -43,7 +43,7 @@ struct Line {
 }
 
 impl Line {
-    fn new(unit: Unit, msg: &str) -> Bar {
+    fn bar(unit: Unit, msg: &str) -> Bar {
         Bar {
             inner: Some(Inner::Line(Mutex::new(Line {
                 unit,
@@ -132,7 +132,7 @@ impl Bar {
         if !shown(enabled) {
             return Bar { inner: None };
         }
-        Line::new(Unit::Bytes, "")
+        Line::bar(Unit::Bytes, "")
     }
 
     /// A spinner for work of unknown length.
@@ -152,7 +152,7 @@ impl Bar {
         if !shown(enabled) {
             return Bar { inner: None };
         }
-        Line::new(Unit::Items, what)
+        Line::bar(Unit::Items, what)
     }
 
     /// Whether the bar is drawn (stderr is a terminal and it was enabled).
