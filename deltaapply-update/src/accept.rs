@@ -175,6 +175,14 @@ impl Updater {
                 ),
             });
         }
+        if manifest.sequence < self.policy.min_sequence {
+            return Err(UpdateError::BelowFloor {
+                mirror: mirror.to_string(),
+                product: manifest.product,
+                got: manifest.sequence,
+                floor: self.policy.min_sequence,
+            });
+        }
         self.check_product(&manifest, mirror, state)?;
         self.check_channel(&manifest, mirror, state)?;
         // After a rotation that revoked a key, the floors recorded under the old keys

@@ -139,6 +139,22 @@ pub enum UpdateError {
         /// What was expected, in words.
         expected: String,
     },
+    /// The manifest's sequence is below the policy's floor (`Policy::min_sequence`).
+    #[error(
+        "the manifest from {mirror} has sequence {got}, below the lowest this device accepts \
+         for {product} ({floor}, set by the embedder or the command line, whatever the state \
+         file says); refusing a rollback, nothing was changed"
+    )]
+    BelowFloor {
+        /// The mirror.
+        mirror: String,
+        /// The manifest's product.
+        product: String,
+        /// The manifest's sequence.
+        got: u64,
+        /// The floor.
+        floor: u64,
+    },
     /// The manifest is older than one accepted before: a rollback.
     #[error(
         "the manifest from {mirror} has sequence {got}, older than sequence {accepted} already \
@@ -285,6 +301,7 @@ impl UpdateError {
             UpdateError::WrongProduct { .. }
             | UpdateError::WrongChannel { .. }
             | UpdateError::Rollback { .. }
+            | UpdateError::BelowFloor { .. }
             | UpdateError::Expired { .. }
             | UpdateError::ClockBehind { .. } => ErrorKind::Refused,
             UpdateError::NoManifest(problems) => {

@@ -43,6 +43,10 @@ pub struct Policy {
     /// Accept a manifest past its `expires` time. Meant for air-gapped devices whose
     /// clock cannot be trusted; it gives up protection against a frozen feed.
     pub allow_expired: bool,
+    /// Lowest manifest sequence accepted, whatever the state file says: the sequence of
+    /// the release an installer was built with, so that a device whose state file was
+    /// lost cannot be rolled back past it. 0: no floor.
+    pub min_sequence: u64,
 }
 
 impl Default for Policy {
@@ -53,6 +57,7 @@ impl Default for Policy {
             max_chain: DEFAULT_MAX_CHAIN,
             max_apply_memory: deltaapply_apply::Limits::default().max_apply_memory,
             allow_expired: false,
+            min_sequence: 0,
         }
     }
 }

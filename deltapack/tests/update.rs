@@ -1285,6 +1285,46 @@ fn manifest_not_signed_by_a_trusted_key_is_refused() {
     );
 }
 
+/// Plan case 37: a state file that is lost (or deleted to reset the device) must not
+/// open the way to a rollback past the release the device shipped with: the floor
+/// (`Policy::min_sequence`, `--min-sequence`) holds whatever the state file says.
+#[test]
+fn a_sequence_floor_holds_without_the_state_file() {
+    let p = Publisher::new("example-app");
+    let v = releases(20, 2);
+    publish_all(&p, &v);
+    let newest = Publisher::manifest(&p.out()).sequence;
+    let server = Server::start();
+    server.put_dir("/", &p.out());
+    let url = server.url();
+    let dev = Device::new(&p.public_key(), Some(&v[0]));
+    let floor = (newest + 1).to_string();
+    for sub in ["update", "check"] {
+        let json = dev.run(
+            sub,
+            &[&url],
+            &["--min-sequence", &floor],
+            code::REFUSED,
+            Some(&v[0]),
+        );
+        let error = json["error"].as_str().unwrap();
+        assert!(
+            error.contains(&format!(
+                "sequence {newest}, below the lowest this device accepts"
+            )),
+            "{json}"
+        );
+    }
+    assert!(!dev.state_file().exists());
+    let at_floor = newest.to_string();
+    dev.update(
+        &[&url],
+        &["--min-sequence", &at_floor],
+        code::OK,
+        Some(&v[1]),
+    );
+}
+
 #[test]
 fn state_file_pins_the_product() {
     let app = Publisher::new("example-app");

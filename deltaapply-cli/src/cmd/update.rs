@@ -78,6 +78,11 @@ pub struct Args {
     /// gives up the protection against a frozen (withheld) feed.
     #[arg(long)]
     allow_expired: bool,
+    /// Refuse manifests with a sequence below N, whatever the state file says (the
+    /// sequence of the release the device was shipped with: a lost state file cannot
+    /// roll it back further).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    min_sequence: u64,
     #[command(flatten)]
     network: super::network::NetworkArgs,
     /// Print the result as one line of JSON on stdout.
@@ -190,6 +195,7 @@ fn updater(args: &Args) -> anyhow::Result<Updater> {
         max_chain: usize::from(args.max_chain),
         max_apply_memory: args.max_memory,
         allow_expired: args.allow_expired,
+        min_sequence: args.min_sequence,
     };
     let mut updater = Updater::new(source, trusted, &args.target)
         .policy(policy)
