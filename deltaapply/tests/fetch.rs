@@ -421,6 +421,46 @@ fn a_trickling_server_is_cut_off_by_the_minimum_speed() {
     assert!(!dest.path().join(done_name(&body)).exists());
 }
 
+/// Plan case 47, a chunked body whose framing breaks: the transfer is an interrupted
+/// one, never a complete file, and the retry brings the right bytes.
+#[test]
+fn a_broken_chunked_body_is_interrupted_and_resumed() {
+    let body = content();
+    let server = Server::start();
+    server.put(PATH, Resource::new(&body, "v1"));
+    server.faults(PATH, [Fault::BadChunked(70_000)]);
+    let dest = tempfile::tempdir().unwrap();
+    let (result, _) = fetch(&[server.url()], &body, dest.path(), options());
+    assert_fetched(result, &body, dest.path());
+    let log = server.log();
+    assert_eq!(log.len(), 2, "{log:?}");
+    // The retry resumes from what was kept (ureq may drop the last bytes it read with
+    // the broken size line) or starts over; never past the valid chunk.
+    let resumed_at = log[1].range.as_deref().map_or(0, |r| {
+        r.strip_prefix("bytes=")
+            .and_then(|r| r.strip_suffix('-'))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap()
+    });
+    assert!(resumed_at <= 70_000, "{log:?}");
+
+    // Always broken: the retries run out and no file is taken as complete.
+    let server = Server::start();
+    server.put(PATH, Resource::new(&body, "v1"));
+    server.faults(PATH, [Fault::BadChunked(0), Fault::BadChunked(0)]);
+    let dest = tempfile::tempdir().unwrap();
+    let opts = Options {
+        retries: 1,
+        ..options()
+    };
+    let (result, _) = fetch(&[server.url()], &body, dest.path(), opts);
+    assert!(
+        matches!(result, Err(FetchError::Interrupted { .. })),
+        "{result:?}"
+    );
+    assert!(!dest.path().join(done_name(&body)).exists());
+}
+
 #[test]
 fn wrong_bytes_are_refused_and_deleted() {
     let body = content();

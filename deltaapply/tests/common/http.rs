@@ -39,6 +39,10 @@ pub enum Fault {
     /// trickle that never trips a read timeout) until the body is sent or the server
     /// stops.
     Trickle(usize, Duration),
+    /// The body in chunked transfer encoding (no Content-Length): a valid chunk of
+    /// this many bytes, then a chunk-size line that is not hexadecimal, then the
+    /// connection is closed.
+    BadChunked(usize),
     /// The whole file with 200, whatever Range asked for.
     IgnoreRange,
     /// At most this many bytes of a requested range (a 206 that ends early).
@@ -411,6 +415,15 @@ fn send(conn: &mut dyn Conn, a: &Answer, fault: Option<&Fault>, shared: &Shared)
     let mut head = format!("HTTP/1.1 {} Fault\r\nConnection: close\r\n", a.status);
     for (name, value) in &a.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    if let Some(Fault::BadChunked(n)) = fault {
+        head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+        conn.write_all(head.as_bytes())?;
+        let n = (*n).min(a.body.len());
+        conn.write_all(format!("{n:x}\r\n").as_bytes())?;
+        conn.write_all(&a.body[..n])?;
+        conn.write_all(b"\r\nzz\r\nnot a chunk\r\n")?;
+        return conn.flush();
     }
     if a.length {
         head.push_str(&format!("Content-Length: {}\r\n", a.body.len()));
