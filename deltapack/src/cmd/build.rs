@@ -10,7 +10,7 @@ use deltaapply_cli as cli;
 use deltapack::Settings;
 use deltapack::build::{BuildError, BuildEvent, BuildReport, BuildSpec, build};
 use deltapack::config::{BuildConfig, CONFIG_FILE};
-use deltapack::keys::{SecretKey, readable_by_others};
+use deltapack::keys::{KeySource, SecretKey};
 
 /// Add a release to a publish directory: patches from the last N releases, full
 /// images, a signed manifest. Settings come from the flags, then deltapack.toml.
@@ -19,9 +19,9 @@ pub struct Args {
     /// The publish directory (holds the previous releases; the new one is added).
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// The secret key file (PKCS#8 PEM, from `deltapack keygen`).
-    #[arg(long, value_name = "FILE")]
-    secret_key: Option<PathBuf>,
+    /// The signing key: --secret-key FILE, --key-env VAR or --key-fd N.
+    #[command(flatten)]
+    key: super::keysrc::OneKey,
     /// The new release's version.
     #[arg(long, value_name = "VERSION")]
     version: Option<String>,
@@ -119,11 +119,16 @@ fn run_build(args: Args) -> anyhow::Result<()> {
         .out
         .or(config.out)
         .ok_or_else(|| usage("say where to publish: --out DIR (or `out` in deltapack.toml)"))?;
-    let key_path = args.secret_key.or(config.secret_key).ok_or_else(|| {
-        usage(
-            "a build is always signed: give --secret-key FILE (or `secret_key` in deltapack.toml)",
-        )
-    })?;
+    let key_source = args
+        .key
+        .source()
+        .or(config.secret_key.map(KeySource::File))
+        .ok_or_else(|| {
+            usage(
+                "a build is always signed: give --secret-key FILE, --key-env VAR or --key-fd N \
+                 (or `secret_key` in deltapack.toml)",
+            )
+        })?;
     let version = args
         .version
         .or(config.version)
@@ -174,14 +179,10 @@ fn run_build(args: Args) -> anyhow::Result<()> {
         },
         jobs,
     };
-    check_key_location(&key_path, &out)?;
-    let key = SecretKey::load(&key_path)?;
-    if readable_by_others(&key_path) && !args.json {
-        eprintln!(
-            "warning: secret key {} can be read by other users; chmod 600 it",
-            key_path.display()
-        );
+    if let KeySource::File(key_path) = &key_source {
+        check_key_location(key_path, &out)?;
     }
+    let key = super::keysrc::load(&key_source, args.json)?;
 
     let bar = cli::Bar::count(!args.json, "patches");
     let quiet = args.json || cli::output::is_quiet();

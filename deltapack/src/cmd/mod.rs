@@ -7,4 +7,5 @@ pub mod inspect;
 pub mod key;
 pub mod keygen;
 pub mod keys;
+pub mod keysrc;
 pub mod verify;
