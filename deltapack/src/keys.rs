@@ -64,7 +64,9 @@ pub enum KeyError {
     },
     /// The environment variable or file descriptor holds no usable key (its content is
     /// never part of the message).
-    #[error("{from} does not hold an ed25519 secret key in PKCS#8 PEM form (\"BEGIN PRIVATE KEY\")")]
+    #[error(
+        "{from} does not hold an ed25519 secret key in PKCS#8 PEM form (\"BEGIN PRIVATE KEY\")"
+    )]
     NotAKey {
         /// Where it was read from ("environment variable X", "file descriptor 3").
         from: String,
@@ -159,7 +161,9 @@ impl SecretKey {
             KeySource::File(path) => return SecretKey::load(path),
             KeySource::Env(var) => match std::env::var_os(var) {
                 None => return Err(KeyError::EnvUnset { var: var.clone() }),
-                Some(value) => zeroize::Zeroizing::new(value.into_string().map_err(|_| not_a_key())?),
+                Some(value) => {
+                    zeroize::Zeroizing::new(value.into_string().map_err(|_| not_a_key())?)
+                }
             },
             KeySource::Fd(fd) => read_fd(*fd)?,
         };
@@ -417,4 +421,3 @@ mod tests {
         assert!(!shown.contains("0707070707"));
     }
 }
-

@@ -98,7 +98,10 @@ fn a_bad_key_is_named_by_where_it_was_read_never_by_its_content() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr.contains("environment variable BAD_KEY"), "{stderr}");
-    assert!(!stderr.contains(marker), "the key's text was echoed: {stderr}");
+    assert!(
+        !stderr.contains(marker),
+        "the key's text was echoed: {stderr}"
+    );
     assert!(!dir.join("a").join("manifest.toml").exists());
 
     let out = build(&dir, &dir.join("b"), &["--key-env", "NO_SUCH_KEY_VAR"])
@@ -116,7 +119,10 @@ fn a_bad_key_is_named_by_where_it_was_read_never_by_its_content() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr.contains("file descriptor 0"), "{stderr}");
-    assert!(!stderr.contains(marker), "the key's text was echoed: {stderr}");
+    assert!(
+        !stderr.contains(marker),
+        "the key's text was echoed: {stderr}"
+    );
 
     let out = build(&dir, &dir.join("d"), &["--key-fd", "57"])
         .output()
@@ -133,7 +139,12 @@ fn a_bad_key_is_named_by_where_it_was_read_never_by_its_content() {
     )
     .output()
     .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

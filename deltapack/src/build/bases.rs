@@ -9,7 +9,7 @@ use deltaapply::{Sha256Digest, TrustedKeys};
 
 use super::tree::TreeBase;
 use super::{BuildError, Inputs, hash_file};
-use crate::store;
+use crate::store::{self, Store};
 
 /// A base artifact to diff from.
 pub(super) struct Base {
@@ -19,6 +19,17 @@ pub(super) struct Base {
     pub artifact: String,
     /// The rebuilt file (in the build's scratch directory).
     pub file: PathBuf,
+}
+
+/// Where bases come from: the publish location, the download cache, and the keys
+/// their full images must be signed by.
+pub(super) struct Sources<'a> {
+    /// The publish location.
+    pub store: &'a Store,
+    /// Where full images downloaded from a bucket are kept, by SHA-256.
+    pub cache: &'a Path,
+    /// The keys a full image must be signed by.
+    pub trusted: &'a TrustedKeys,
 }
 
 /// Every base a build diffs from.
@@ -33,11 +44,10 @@ pub(super) struct Bases {
 /// each new artifact: unchanged file artifacts need no patch, and a base equal to a
 /// newer base needs only the newer one's.
 pub(super) fn rebuild_all(
-    dir: &Path,
+    sources: &Sources,
     releases: &[PreviousRelease],
     inputs: &Inputs,
     scratch: &Path,
-    trusted: &TrustedKeys,
 ) -> Result<Bases, BuildError> {
     let mut bases = Bases {
         files: Vec::new(),
@@ -58,7 +68,7 @@ pub(super) fn rebuild_all(
                     continue;
                 }
                 let tree_dir = scratch.join(format!("tree-base-{}", seen.len()));
-                rebuild(dir, &release.version, a, &tree_dir, trusted)?;
+                rebuild(sources, &release.version, a, &tree_dir)?;
                 list.push(TreeBase {
                     version: release.version.clone(),
                     dir: tree_dir,
@@ -72,7 +82,7 @@ pub(super) fn rebuild_all(
                 continue;
             }
             let file = scratch.join(format!("base-{}", bases.files.len()));
-            rebuild(dir, &release.version, a, &file, trusted)?;
+            rebuild(sources, &release.version, a, &file)?;
             bases.files.push(Base {
                 version: release.version.clone(),
                 artifact: a.name.clone(),
@@ -88,19 +98,27 @@ pub(super) fn rebuild_all(
 /// manifest, its signature, and the result's size and hash (a tree's: its total file
 /// bytes and listing digest).
 pub(super) fn rebuild(
-    dir: &Path,
+    sources: &Sources,
     version: &str,
     artifact: &Artifact,
     dest: &Path,
-    trusted: &TrustedKeys,
 ) -> Result<(), BuildError> {
-    let path = artifact.full.path.under(dir);
+    let trusted = sources.trusted;
     let fail = |source: Box<dyn std::error::Error + Send + Sync>| BuildError::Base {
         artifact: artifact.name.clone(),
         version: version.to_string(),
-        path: path.clone(),
+        path: sources.store.shown_at(artifact.full.path.as_str()),
         source,
     };
+    let path = sources
+        .store
+        .local_file(
+            &artifact.full.path,
+            artifact.full.size,
+            artifact.full.sha256,
+            sources.cache,
+        )
+        .map_err(|e| fail(Box::new(e)))?;
     let file_id = hash_file(&path).map_err(|e| fail(Box::new(e)))?;
     if file_id != (artifact.full.size, artifact.full.sha256) {
         return Err(fail(

@@ -1,6 +1,7 @@
-//! `deltapack build`: adds a release to a publish directory.
+//! `deltapack build`: adds a release to a publish location (a directory or an
+//! S3-compatible bucket, [`crate::store::Store`]).
 //!
-//! The directory is the pipeline's state. Its signed manifest (if any) names the
+//! The location is the pipeline's state. Its signed manifest (if any) names the
 //! current release and the older ones still supported, each with a full image in the
 //! directory. A build verifies that manifest, rebuilds the last `keep` releases'
 //! artifacts from their full images (checking every hash), makes a patch from each to
@@ -24,14 +25,18 @@ use deltaapply::signature::SignatureError;
 use deltaapply::{PatchKind, Sha256Digest, TrustedKeys};
 
 use crate::keys::SecretKey;
-use crate::store::StoreError;
+use crate::store::{Location, Store, StoreError};
 use crate::{DiffError, Settings};
 
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct BuildSpec {
-    /// The publish directory.
-    pub out: PathBuf,
+    /// The publish location: a directory, or `s3://bucket/prefix`.
+    pub out: Location,
+    /// Where base full images downloaded from a bucket are kept across builds, by
+    /// SHA-256 (`None`: a temporary directory, so every build downloads its bases).
+    /// Unused for a local directory, whose files are read in place.
+    pub cache: Option<PathBuf>,
     /// Product name; required for the first release, must match afterwards.
     pub product: Option<String>,
     /// Channel name; defaults to `stable` for the first release, must match afterwards.
@@ -114,6 +119,12 @@ pub struct BuildReport {
     pub publish_bytes: u64,
     /// What the same releases would take as full images only.
     pub full_only_bytes: u64,
+    /// Bytes downloaded from a bucket (the manifest, its signature, the key chain and
+    /// the bases' full images not in the cache); 0 for a directory.
+    pub downloaded_bytes: u64,
+    /// Bytes uploaded to a bucket (content files not there yet, the signature and the
+    /// manifest); 0 for a directory.
+    pub uploaded_bytes: u64,
 }
 
 /// One new artifact.
@@ -238,16 +249,16 @@ pub enum BuildError {
 /// The keys a build trusts in its publish directory: its own, and with a key chain
 /// (`keys/`), every key of its versions (the manifest and patches there may have been
 /// signed before the last rotations). The build key must be in the newest version.
-fn build_keys(dir: &Path, key: &SecretKey) -> Result<TrustedKeys, BuildError> {
-    let chain = crate::rotation::read_chain(dir).map_err(|source| BuildError::KeyChain {
-        dir: dir.to_path_buf(),
+fn build_keys(store: &Store, key: &SecretKey) -> Result<TrustedKeys, BuildError> {
+    let chain = crate::rotation::read_chain_in(store).map_err(|source| BuildError::KeyChain {
+        dir: store.shown(),
         source: Box::new(source),
     })?;
     let mut keys = vec![key.public_key()];
     if let Some(chain) = chain {
         if !chain.newest.keys.contains(&key.public_key()) {
             return Err(BuildError::KeyNotInChain {
-                dir: dir.to_path_buf(),
+                dir: store.shown(),
                 key_id: key.key_id(),
                 version: chain.newest.version,
             });
@@ -276,19 +287,41 @@ pub fn build(
     events: &mut dyn FnMut(BuildEvent),
 ) -> Result<BuildReport, BuildError> {
     check_spec(spec)?;
-    let dir = &spec.out;
-    std::fs::create_dir_all(dir).map_err(StoreError::new("cannot create", dir))?;
-    let trusted = build_keys(dir, key)?;
+    if let Location::Dir(dir) = &spec.out {
+        std::fs::create_dir_all(dir).map_err(StoreError::new("cannot create", dir))?;
+    }
+    let store = Store::open(&spec.out)?;
+    let trusted = build_keys(&store, key)?;
 
-    let old = state::read_verified(dir, key, &trusted)?;
+    let old = state::read_verified(&store, key, &trusted)?;
     let identity = state::identity(spec, old.as_ref())?;
     let inputs = read_artifacts(spec)?;
     let releases = state::kept_releases(old.as_ref(), spec.keep);
-    let scratch = tempfile::Builder::new()
-        .prefix(".deltapack-build-")
-        .tempdir_in(dir)
-        .map_err(StoreError::new("cannot create a scratch directory in", dir))?;
-    let bases = bases::rebuild_all(dir, &releases, &inputs, scratch.path(), &trusted)?;
+    // Beside the publish directory's files (same file system); for a bucket, in the
+    // system's temporary directory.
+    let scratch = match &spec.out {
+        Location::Dir(dir) => tempfile::Builder::new()
+            .prefix(".deltapack-build-")
+            .tempdir_in(dir)
+            .map_err(StoreError::new("cannot create a scratch directory in", dir))?,
+        Location::S3(_) => tempfile::Builder::new()
+            .prefix(".deltapack-build-")
+            .tempdir()
+            .map_err(StoreError::new(
+                "cannot create a scratch directory in",
+                &std::env::temp_dir(),
+            ))?,
+    };
+    let cache = spec
+        .cache
+        .clone()
+        .unwrap_or_else(|| scratch.path().join("downloads"));
+    let sources = bases::Sources {
+        store: &store,
+        cache: &cache,
+        trusted: &trusted,
+    };
+    let bases = bases::rebuild_all(&sources, &releases, &inputs, scratch.path())?;
 
     // Nothing else runs meanwhile, so the full images use every core (the bytes do not
     // depend on the thread count).
@@ -330,9 +363,15 @@ pub fn build(
     jobs::record(made, &mut artifacts, &mut summaries, &mut patch_files);
 
     let manifest = publish::new_manifest(spec, identity, &artifacts, releases)?;
-    let written = publish::write(dir, &manifest, &artifacts, &patch_files, key)?;
+    let written = publish::write(&store, &manifest, &artifacts, &patch_files, key)?;
+    if let (Store::S3(_), Some(cache)) = (&store, &spec.cache) {
+        publish::seed_cache(cache, &manifest, &artifacts, &patch_files);
+    }
     drop(scratch);
-    Ok(publish::report(&manifest, summaries, written))
+    let mut report = publish::report(&manifest, summaries, written);
+    report.downloaded_bytes = store.downloaded();
+    report.uploaded_bytes = store.uploaded();
+    Ok(report)
 }
 
 /// The new release's artifacts as given: files read, directories kept as paths.

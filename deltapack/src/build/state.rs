@@ -3,7 +3,6 @@
 //! and the older releases still supported.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use deltaapply::TrustedKeys;
 use deltaapply::manifest::{MANIFEST_FILE, Manifest, PreviousRelease};
@@ -11,7 +10,7 @@ use deltaapply::signature::verify_manifest;
 
 use super::{BuildError, BuildSpec, settings_err};
 use crate::keys::SecretKey;
-use crate::store;
+use crate::store::Store;
 
 /// Who the new release is.
 pub(super) struct Identity {
@@ -26,16 +25,16 @@ pub(super) struct Identity {
 /// The directory's manifest, if any, once its signature checks out against the build
 /// key and it parses.
 pub(super) fn read_verified(
-    dir: &Path,
+    store: &Store,
     key: &SecretKey,
     trusted: &TrustedKeys,
 ) -> Result<Option<Manifest>, BuildError> {
-    let Some(signed) = store::read_manifest(dir)? else {
+    let Some(signed) = store.read_manifest()? else {
         return Ok(None);
     };
     verify_manifest(&signed.manifest, &signed.signature, trusted).map_err(|source| {
         BuildError::UntrustedState {
-            dir: dir.to_path_buf(),
+            dir: store.shown(),
             key_id: key.key_id(),
             source,
         }
@@ -43,7 +42,7 @@ pub(super) fn read_verified(
     Manifest::parse(&signed.manifest)
         .map(Some)
         .map_err(|source| BuildError::BadState {
-            path: dir.join(MANIFEST_FILE),
+            path: store.shown_at(MANIFEST_FILE),
             source,
         })
 }
@@ -77,10 +76,7 @@ pub(super) fn identity(spec: &BuildSpec, old: Option<&Manifest>) -> Result<Ident
             if m.version == spec.version || m.previous.iter().any(|p| p.version == spec.version) {
                 return Err(settings_err(format!(
                     "version {:?} is already published in {} (current: {}, sequence {}); give the new release a new version",
-                    spec.version,
-                    dir.display(),
-                    m.version,
-                    m.sequence
+                    spec.version, dir, m.version, m.sequence
                 )));
             }
             // A TOML integer holds at most i64::MAX.
@@ -88,8 +84,7 @@ pub(super) fn identity(spec: &BuildSpec, old: Option<&Manifest>) -> Result<Ident
                 return Err(settings_err(format!(
                     "the manifest in {} has sequence {}, the largest there can be; it cannot be \
                      raised for a new release",
-                    dir.display(),
-                    m.sequence
+                    dir, m.sequence
                 )));
             };
             Identity {

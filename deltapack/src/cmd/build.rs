@@ -11,14 +11,21 @@ use deltapack::Settings;
 use deltapack::build::{BuildError, BuildEvent, BuildReport, BuildSpec, build};
 use deltapack::config::{BuildConfig, CONFIG_FILE};
 use deltapack::keys::{KeySource, SecretKey};
+use deltapack::store::Location;
 
 /// Add a release to a publish directory: patches from the last N releases, full
 /// images, a signed manifest. Settings come from the flags, then deltapack.toml.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The publish directory (holds the previous releases; the new one is added).
-    #[arg(long, value_name = "DIR")]
+    /// The publish location (holds the previous releases; the new one is added): a
+    /// directory, or s3://bucket/prefix (endpoint, region and credentials from the
+    /// AWS_* variables and ~/.aws files, as the AWS CLI reads them).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     out: Option<PathBuf>,
+    /// Keep base full images downloaded from a bucket here, by SHA-256, for later
+    /// builds [default: download them again each time].
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
     /// The signing key: --secret-key FILE, --key-env VAR or --key-fd N.
     #[command(flatten)]
     key: super::keysrc::OneKey,
@@ -115,10 +122,10 @@ fn run_build(args: Args) -> anyhow::Result<()> {
         None if Path::new(CONFIG_FILE).exists() => BuildConfig::load(Path::new(CONFIG_FILE))?,
         None => BuildConfig::default(),
     };
-    let out = args
-        .out
-        .or(config.out)
-        .ok_or_else(|| usage("say where to publish: --out DIR (or `out` in deltapack.toml)"))?;
+    let out = args.out.or(config.out).ok_or_else(|| {
+        usage("say where to publish: --out DIR or s3://BUCKET/PREFIX (or `out` in deltapack.toml)")
+    })?;
+    let location = Location::parse(out.as_os_str()).map_err(usage)?;
     let key_source = args
         .key
         .source()
@@ -157,7 +164,8 @@ fn run_build(args: Args) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.or(config.jobs).unwrap_or(cores).max(1);
     let spec = BuildSpec {
-        out: out.clone(),
+        out: location.clone(),
+        cache: args.cache,
         product: args.product.or(config.product),
         channel: args.channel.or(config.channel),
         version,
@@ -179,8 +187,8 @@ fn run_build(args: Args) -> anyhow::Result<()> {
         },
         jobs,
     };
-    if let KeySource::File(key_path) = &key_source {
-        check_key_location(key_path, &out)?;
+    if let (KeySource::File(key_path), Location::Dir(dir)) = (&key_source, &location) {
+        check_key_location(key_path, dir)?;
     }
     let key = super::keysrc::load(&key_source, args.json)?;
 
@@ -211,24 +219,18 @@ fn run_build(args: Args) -> anyhow::Result<()> {
             bar.inc();
         }
     })
-    .with_context(|| {
-        format!(
-            "cannot build release {} into {}",
-            spec.version,
-            out.display()
-        )
-    })?;
+    .with_context(|| format!("cannot build release {} into {}", spec.version, location))?;
     bar.finish();
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         value["ok"] = true.into();
-        value["out"] = serde_json::to_value(&out)?;
+        value["out"] = location.to_string().into();
         value["key_id"] = key.key_id().to_string().into();
         value["seconds"] = seconds.into();
         return cli::print_json(&value);
     }
-    cli::write_stdout(&summary(&report, &out, &key, seconds))
+    cli::write_stdout(&summary(&report, &location, &key, seconds))
 }
 
 /// Refuses a secret key inside the publish directory, which is published as is.
@@ -247,7 +249,7 @@ fn check_key_location(key: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn summary(report: &BuildReport, out: &Path, key: &SecretKey, seconds: f64) -> String {
+fn summary(report: &BuildReport, out: &Location, key: &SecretKey, seconds: f64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -256,7 +258,7 @@ fn summary(report: &BuildReport, out: &Path, key: &SecretKey, seconds: f64) -> S
         report.channel,
         report.version,
         report.sequence,
-        out.display(),
+        out,
         key.key_id(),
         report.expires
     );
@@ -313,5 +315,15 @@ fn summary(report: &BuildReport, out: &Path, key: &SecretKey, seconds: f64) -> S
         cli::human_bytes(report.full_only_bytes),
         report.full_only_bytes
     );
+    if let Location::S3(_) = out {
+        let _ = writeln!(
+            s,
+            "  bucket traffic: {} downloaded ({} bytes), {} uploaded ({} bytes)",
+            cli::human_bytes(report.downloaded_bytes),
+            report.downloaded_bytes,
+            cli::human_bytes(report.uploaded_bytes),
+            report.uploaded_bytes
+        );
+    }
     s
 }

@@ -74,7 +74,8 @@ impl ManyKeys {
 
 /// Loads one key, warning (unless `quiet`) when others can read its file.
 pub fn load(source: &KeySource, quiet: bool) -> anyhow::Result<SecretKey> {
-    let key = SecretKey::load_from(source).with_context(|| format!("cannot load the signing key from {source}"))?;
+    let key = SecretKey::load_from(source)
+        .with_context(|| format!("cannot load the signing key from {source}"))?;
     if let KeySource::File(path) = source
         && readable_by_others(path)
         && !quiet

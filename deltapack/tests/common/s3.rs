@@ -187,7 +187,7 @@ pub const AWS_VARS: &[&str] = &[
 
 /// Clears the AWS variables of `cmd` and points HOME at `home` (no ~/.aws of the
 /// machine's user is read), then sets `vars`.
-pub fn aws_env(cmd: &mut assert_cmd::Command, home: &Path, vars: &[(&str, String)]) {
+pub fn aws_env(cmd: &mut std::process::Command, home: &Path, vars: &[(&str, String)]) {
     for v in AWS_VARS {
         cmd.env_remove(v);
     }
