@@ -33,12 +33,6 @@ fn url() -> String {
     format!("s3://{BUCKET}/{PREFIX}")
 }
 
-fn deltapack() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_deltapack"));
-    cmd.timeout(Duration::from_secs(300));
-    cmd
-}
-
 /// The inputs of every release: a key, and per version a file artifact and a tree.
 struct Inputs {
     dir: Dir,
