@@ -26,6 +26,7 @@ enum Command {
     Keygen(cmd::keygen::Args),
     Key(cmd::key::Args),
     Keys(cmd::keys::Args),
+    Prune(cmd::prune::Args),
     Completions(cmd::docs::CompletionsArgs),
     Man(cmd::docs::ManArgs),
 }
@@ -44,6 +45,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Key(args) => cmd::key::run(args),
         Command::Keys(args) => cmd::keys::run(args),
+        Command::Prune(args) => cmd::prune::run(args),
         Command::Completions(args) => cmd::docs::run_completions(args),
         Command::Man(args) => cmd::docs::run_man(args),
     };

@@ -72,6 +72,15 @@ pub(super) fn write(
     for (path, bytes) in patch_files {
         store.write(path.as_str(), bytes)?;
     }
+    // A copy of the manifest for `deltapack prune` (devices never read it).
+    store.write(
+        &store::history_path(manifest.sequence, true),
+        signature.as_bytes(),
+    )?;
+    store.write(
+        &store::history_path(manifest.sequence, false),
+        &manifest_bytes,
+    )?;
     store.write(SIGNATURE_FILE, signature.as_bytes())?;
     store.write(MANIFEST_FILE, &manifest_bytes)?;
     Ok(Written {

@@ -8,4 +8,5 @@ pub mod key;
 pub mod keygen;
 pub mod keys;
 pub mod keysrc;
+pub mod prune;
 pub mod verify;

@@ -59,22 +59,13 @@ pub fn pull(store: &Store, dest: &Path, trusted: &TrustedKeys) -> Result<Pulled,
         pulled.downloaded = store.downloaded();
         return Ok(pulled);
     };
-    let mut wanted = BTreeSet::new();
-    for (_, artifact) in manifest.all_artifacts() {
-        wanted.insert((artifact.full.path.to_string(), artifact.full.size));
-        for p in &artifact.patches {
-            wanted.insert((p.path.to_string(), p.size));
-        }
-        for f in artifact.entries.iter().filter_map(|e| e.full.as_ref()) {
-            wanted.insert((f.path.to_string(), f.size));
-        }
-    }
+    let wanted = super::references(&manifest);
     for (rel, size) in &wanted {
         if let Err(e) = copy_one(store, rel, *size, dest) {
             pulled.problems.push((rel.clone(), e.to_string()));
         }
     }
-    let referenced: BTreeSet<&String> = wanted.iter().map(|(rel, _)| rel).collect();
+    let referenced: BTreeSet<&String> = wanted.keys().collect();
     for kind in [PATCH_DIR, FULL_DIR, FILES_DIR] {
         let mut names: Vec<String> = store
             .list(kind)?

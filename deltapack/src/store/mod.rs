@@ -178,6 +178,19 @@ impl Store {
         }
     }
 
+    /// Removes `rel`; one already gone is not an error.
+    pub fn remove(&self, rel: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Dir(d) => match std::fs::remove_file(d.join(rel)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(StoreError::new("cannot remove", &d.join(rel))(e))
+                }
+                _ => Ok(()),
+            },
+            Store::S3(s) => s.delete(rel),
+        }
+    }
+
     /// A local file holding `rel`, whose size and SHA-256 the verified manifest gives:
     /// in a directory, the file itself (the caller checks it); from a bucket, a copy in
     /// `cache` named by its SHA-256, downloaded unless a copy with that hash is there
@@ -263,6 +276,37 @@ pub const FULL_DIR: &str = "full";
 
 /// Subdirectory of tree artifacts' per-file full containers.
 pub const FILES_DIR: &str = "files";
+
+/// Subdirectory of the copies of every manifest published (`manifests/<sequence>.toml`
+/// and its `.sig`), which `deltapack prune` reads to know what clients holding an
+/// older manifest may still fetch. Devices never read it.
+pub const HISTORY_DIR: &str = "manifests";
+
+/// The path of the copy of manifest `sequence` (`sig`: of its signature file).
+pub fn history_path(sequence: u64, sig: bool) -> String {
+    format!(
+        "{HISTORY_DIR}/{sequence}.toml{}",
+        if sig { ".sig" } else { "" }
+    )
+}
+
+/// Every file `manifest` references (full images, patches, tree artifacts' per-file
+/// containers, of every release it lists), with the size it gives.
+pub fn references(
+    manifest: &deltaapply::manifest::Manifest,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut files = std::collections::BTreeMap::new();
+    for (_, artifact) in manifest.all_artifacts() {
+        files.insert(artifact.full.path.to_string(), artifact.full.size);
+        for p in &artifact.patches {
+            files.insert(p.path.to_string(), p.size);
+        }
+        for f in artifact.entries.iter().filter_map(|e| e.full.as_ref()) {
+            files.insert(f.path.to_string(), f.size);
+        }
+    }
+    files
+}
 
 /// The extension of both kinds of file (both are patch-v1 containers).
 pub const EXTENSION: &str = "dpatch";

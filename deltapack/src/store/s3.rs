@@ -300,6 +300,20 @@ impl S3Store {
         Ok(())
     }
 
+    /// Deletes the object `rel` (S3 answers success for a key already gone).
+    pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
+        let key = self.key(rel);
+        let url = self
+            .bucket
+            .delete_object(self.credentials.as_ref(), &key)
+            .sign(SIGNED_FOR);
+        let resp = self.send("cannot remove", rel, self.agent.delete(url.as_str()).call())?;
+        if !resp.status().is_success() && resp.status() != 404 {
+            return Err(self.failure("cannot remove", rel, resp));
+        }
+        Ok(())
+    }
+
     /// Every key under `rel_dir/` (relative to the prefix; `""`: every key under the
     /// prefix), with its size.
     pub fn list(&self, rel_dir: &str) -> Result<Vec<(String, u64)>, StoreError> {
