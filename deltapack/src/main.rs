@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Diff(cmd::diff::Args),
-    Build(cmd::build::Args),
+    Build(Box<cmd::build::Args>),
     Verify(cmd::verify::Args),
     Inspect(cmd::inspect::Args),
     Keygen(cmd::keygen::Args),
@@ -39,7 +39,7 @@ fn main() -> ExitCode {
     cli.verbosity.install();
     let code = match cli.command {
         Command::Diff(args) => cmd::diff::run(args),
-        Command::Build(args) => cmd::build::run(args),
+        Command::Build(args) => cmd::build::run(*args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),

@@ -11,6 +11,7 @@
 //! byte-identical files.
 
 mod bases;
+pub mod fanout;
 mod files;
 mod jobs;
 mod publish;
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use deltaapply::manifest::{Manifest, ManifestError, SIGNATURE_FILE, Timestamp};
 use deltaapply::signature::SignatureError;
-use deltaapply::{PatchKind, Sha256Digest, TrustedKeys};
+use deltaapply::{PatchKind, PublicKey, Sha256Digest, TrustedKeys};
 
 use crate::keys::SecretKey;
 use crate::store::{Location, Store, StoreError};
@@ -246,17 +247,24 @@ pub enum BuildError {
     },
 }
 
-/// The keys a build trusts in its publish directory: its own, and with a key chain
-/// (`keys/`), every key of its versions (the manifest and patches there may have been
-/// signed before the last rotations). The build key must be in the newest version.
-fn build_keys(store: &Store, key: &SecretKey) -> Result<TrustedKeys, BuildError> {
+/// The keys a build trusts in its publish directory: its own (`own`: the build key's
+/// public half, or for `--plan` and `--shard` the keys given to trust), and with a key
+/// chain (`keys/`), every key of its versions (the manifest and patches there may have
+/// been signed before the last rotations). A signing key must be in the newest version.
+fn build_keys(
+    store: &Store,
+    own: &[PublicKey],
+    signer: Option<&SecretKey>,
+) -> Result<TrustedKeys, BuildError> {
     let chain = crate::rotation::read_chain_in(store).map_err(|source| BuildError::KeyChain {
         dir: store.shown(),
         source: Box::new(source),
     })?;
-    let mut keys = vec![key.public_key()];
+    let mut keys = own.to_vec();
     if let Some(chain) = chain {
-        if !chain.newest.keys.contains(&key.public_key()) {
+        if let Some(key) = signer
+            && !chain.newest.keys.contains(&key.public_key())
+        {
             return Err(BuildError::KeyNotInChain {
                 dir: store.shown(),
                 key_id: key.key_id(),
@@ -272,28 +280,51 @@ fn settings_err(msg: impl Into<String>) -> BuildError {
     BuildError::Settings(msg.into())
 }
 
-/// Adds the release described by `spec` to its publish directory, signed with `key`.
-/// `events` hears about progress (on the calling thread).
-///
-/// The phases, each its own function: verify the existing state and derive the new
-/// release's identity ([`state`]); read the new artifacts; rebuild the bases still
-/// supported from their full images ([`bases`]); make the full images of file
-/// artifacts ([`files`]) and everything a tree artifact publishes ([`tree`]); make the
-/// patches in parallel, each checked against its base ([`jobs`]); write the new
-/// manifest's content files first, then its signature and itself ([`publish`]).
-pub fn build(
+/// What every kind of build reads first: the location's verified state, the new
+/// release's identity and inputs, the releases still supported, and a scratch
+/// directory.
+pub(crate) struct Prepared {
+    store: Store,
+    trusted: TrustedKeys,
+    manifest_sha256: Option<Sha256Digest>,
+    identity: state::Identity,
+    inputs: Inputs,
+    releases: Vec<deltaapply::manifest::PreviousRelease>,
+    scratch: tempfile::TempDir,
+    cache: PathBuf,
+}
+
+impl Prepared {
+    /// The bases' sources.
+    fn sources(&self) -> bases::Sources<'_> {
+        bases::Sources {
+            store: &self.store,
+            cache: &self.cache,
+            trusted: &self.trusted,
+        }
+    }
+}
+
+/// Opens the location and reads what every build needs, trusting `own` (and the key
+/// chain's keys); `signer` is the key that will sign, if this build signs.
+fn prepare(
     spec: &BuildSpec,
-    key: &SecretKey,
-    events: &mut dyn FnMut(BuildEvent),
-) -> Result<BuildReport, BuildError> {
+    own: &[PublicKey],
+    signer: Option<&SecretKey>,
+) -> Result<Prepared, BuildError> {
     check_spec(spec)?;
     if let Location::Dir(dir) = &spec.out {
         std::fs::create_dir_all(dir).map_err(StoreError::new("cannot create", dir))?;
     }
     let store = Store::open(&spec.out)?;
-    let trusted = build_keys(&store, key)?;
-
-    let old = state::read_verified(&store, key, &trusted)?;
+    let trusted = build_keys(&store, own, signer)?;
+    let key_id = own
+        .first()
+        .map(PublicKey::id)
+        .expect("a build trusts a key");
+    let verified = state::read_verified(&store, key_id, &trusted)?;
+    let manifest_sha256 = verified.as_ref().map(|(_, d)| *d);
+    let old = verified.map(|(m, _)| m);
     let identity = state::identity(spec, old.as_ref())?;
     let inputs = read_artifacts(spec)?;
     let releases = state::kept_releases(old.as_ref(), spec.keep);
@@ -316,12 +347,64 @@ pub fn build(
         .cache
         .clone()
         .unwrap_or_else(|| scratch.path().join("downloads"));
-    let sources = bases::Sources {
-        store: &store,
-        cache: &cache,
-        trusted: &trusted,
-    };
-    let bases = bases::rebuild_all(&sources, &releases, &inputs, scratch.path())?;
+    Ok(Prepared {
+        store,
+        trusted,
+        manifest_sha256,
+        identity,
+        inputs,
+        releases,
+        scratch,
+        cache,
+    })
+}
+
+/// Adds the release described by `spec` to its publish directory, signed with `key`.
+/// `events` hears about progress (on the calling thread).
+///
+/// The phases, each its own function: verify the existing state and derive the new
+/// release's identity ([`state`]); read the new artifacts; rebuild the bases still
+/// supported from their full images ([`bases`]); make the full images of file
+/// artifacts ([`files`]) and everything a tree artifact publishes ([`tree`]); make the
+/// patches in parallel, each checked against its base ([`jobs`]); write the new
+/// manifest's content files first, then its signature and itself ([`publish`]).
+pub fn build(
+    spec: &BuildSpec,
+    key: &SecretKey,
+    events: &mut dyn FnMut(BuildEvent),
+) -> Result<BuildReport, BuildError> {
+    let prepared = prepare(spec, &[key.public_key()], Some(key))?;
+    finish(spec, key, prepared, None, events)
+}
+
+/// The rest of a build once [`prepare`]d: with `merge`, the file patches are the
+/// shards' uploads for that plan (checked against it first) instead of made here.
+fn finish(
+    spec: &BuildSpec,
+    key: &SecretKey,
+    prepared: Prepared,
+    merge: Option<&fanout::Plan>,
+    events: &mut dyn FnMut(BuildEvent),
+) -> Result<BuildReport, BuildError> {
+    if let Some(plan) = merge {
+        plan.check_against(&fanout::Plan::of(spec, &prepared))?;
+    }
+    let Prepared {
+        store,
+        trusted,
+        identity,
+        inputs,
+        releases,
+        scratch,
+        ..
+    } = &prepared;
+    let bases = bases::rebuild_all(
+        &prepared.sources(),
+        releases,
+        inputs,
+        scratch.path(),
+        &bases::Select::ALL,
+    )?;
 
     // Nothing else runs meanwhile, so the full images use every core (the bytes do not
     // depend on the thread count).
@@ -330,14 +413,14 @@ pub fn build(
         ..spec.settings.clone()
     };
     let mut artifacts =
-        files::full_images(&inputs.files, &full_settings, key, &trusted, scratch.path())?;
+        files::full_images(&inputs.files, &full_settings, key, trusted, scratch.path())?;
     let trees = tree::publish_trees(
         &inputs.trees,
         &bases.trees,
         &full_settings,
         spec.max_patch_share,
         key,
-        &trusted,
+        trusted,
         scratch.path(),
     )?;
     artifacts.extend(trees.artifacts.into_iter().map(|a| (a, Vec::new())));
@@ -349,25 +432,29 @@ pub fn build(
         .iter()
         .map(|(a, _)| (a.name.clone(), a.full.size))
         .collect();
+    let fetch = merge.map(|plan| fanout::fetcher(plan, store, &inputs.files));
     let jobs = jobs::Jobs {
         spec,
         key,
-        trusted: &trusted,
+        trusted,
         new_files: &inputs.files,
         full_sizes: &full_sizes,
         scratch: scratch.path(),
+        fetch: fetch.as_ref().map(|f| f as jobs::Fetch),
     };
     let made = jobs.run(&bases.files, events)?;
     let mut summaries = trees.summaries;
     let mut patch_files = trees.files;
     jobs::record(made, &mut artifacts, &mut summaries, &mut patch_files);
 
-    let manifest = publish::new_manifest(spec, identity, &artifacts, releases)?;
-    let written = publish::write(&store, &manifest, &artifacts, &patch_files, key)?;
-    if let (Store::S3(_), Some(cache)) = (&store, &spec.cache) {
+    let manifest = publish::new_manifest(spec, identity.clone(), &artifacts, releases.clone())?;
+    let written = publish::write(store, &manifest, &artifacts, &patch_files, key)?;
+    if let (Store::S3(_), Some(cache)) = (store, &spec.cache) {
         publish::seed_cache(cache, &manifest, &artifacts, &patch_files);
     }
-    drop(scratch);
+    if let Some(plan) = merge {
+        plan.remove_shard_files(store);
+    }
     let mut report = publish::report(&manifest, summaries, written);
     report.downloaded_bytes = store.downloaded();
     report.uploaded_bytes = store.uploaded();

@@ -9,10 +9,10 @@ use deltaapply::manifest::{MANIFEST_FILE, Manifest, PreviousRelease};
 use deltaapply::signature::verify_manifest;
 
 use super::{BuildError, BuildSpec, settings_err};
-use crate::keys::SecretKey;
 use crate::store::Store;
 
 /// Who the new release is.
+#[derive(Debug, Clone)]
 pub(super) struct Identity {
     /// The product.
     pub product: String,
@@ -23,24 +23,25 @@ pub(super) struct Identity {
 }
 
 /// The directory's manifest, if any, once its signature checks out against the build
-/// key and it parses.
+/// key and it parses, with the SHA-256 of its bytes.
 pub(super) fn read_verified(
     store: &Store,
-    key: &SecretKey,
+    key_id: deltaapply::KeyId,
     trusted: &TrustedKeys,
-) -> Result<Option<Manifest>, BuildError> {
+) -> Result<Option<(Manifest, deltaapply::Sha256Digest)>, BuildError> {
     let Some(signed) = store.read_manifest()? else {
         return Ok(None);
     };
     verify_manifest(&signed.manifest, &signed.signature, trusted).map_err(|source| {
         BuildError::UntrustedState {
             dir: store.shown(),
-            key_id: key.key_id(),
+            key_id,
             source,
         }
     })?;
+    let digest = deltaapply::Sha256Digest::of(&signed.manifest);
     Manifest::parse(&signed.manifest)
-        .map(Some)
+        .map(|m| Some((m, digest)))
         .map_err(|source| BuildError::BadState {
             path: store.shown_at(MANIFEST_FILE),
             source,

@@ -63,6 +63,23 @@ pub struct Args {
     /// files and a suffix array (about 7× the old file) in memory.
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
+    /// Fan-out over CI jobs: with neither --shard nor --merge, write the build's work
+    /// list here and stop (needs no secret key: --trust the publisher's public key);
+    /// with --shard or --merge, the plan to carry out.
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
+    /// Make only shard K of N of --plan's patches (jobs K-1, K-1+N, ...), unsigned, and
+    /// write them to the publish location; needs no secret key.
+    #[arg(long, value_name = "K/N", requires = "plan", value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+    /// Publish --plan's release from every shard's patches: check them, sign them,
+    /// apply each to its base, write the manifest. The only job that needs the key.
+    #[arg(long, requires = "plan", conflicts_with = "shard")]
+    merge: bool,
+    /// A publisher public key to trust for the location's manifest with --plan and
+    /// --shard, which take no secret key (repeatable).
+    #[arg(long = "trust", value_name = "KEY")]
+    trust: Vec<String>,
     /// The settings file [default: ./deltapack.toml if it exists].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -79,6 +96,16 @@ fn parse_artifact(s: &str) -> Result<(String, PathBuf), String> {
         return Err(format!("{s:?}: expected NAME=PATH"));
     }
     Ok((name.to_string(), PathBuf::from(path)))
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("{s:?}: expected K/N with 1 <= K <= N, e.g. 2/4");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (k.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if k == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
 pub(crate) fn parse_time(s: &str) -> Result<Timestamp, String> {
@@ -126,19 +153,13 @@ fn run_build(args: Args) -> anyhow::Result<()> {
         usage("say where to publish: --out DIR or s3://BUCKET/PREFIX (or `out` in deltapack.toml)")
     })?;
     let location = Location::parse(out.as_os_str()).map_err(usage)?;
-    let key_source = args
-        .key
-        .source()
-        .or(config.secret_key.map(KeySource::File))
-        .ok_or_else(|| {
-            usage(
-                "a build is always signed: give --secret-key FILE, --key-env VAR or --key-fd N \
-                 (or `secret_key` in deltapack.toml)",
-            )
-        })?;
+    let mode = super::fanout::Mode::of(args.plan.as_deref(), args.shard, args.merge)?;
+    let plan = mode.plan();
+    let key_source = args.key.source().or(config.secret_key.map(KeySource::File));
     let version = args
         .version
         .or(config.version)
+        .or(plan.map(|p| p.version.clone()))
         .ok_or_else(|| usage("give the new release's version: --version VERSION"))?;
     let artifacts = if args.artifacts.is_empty() {
         config.artifacts.into_iter().collect()
@@ -166,8 +187,14 @@ fn run_build(args: Args) -> anyhow::Result<()> {
     let spec = BuildSpec {
         out: location.clone(),
         cache: args.cache,
-        product: args.product.or(config.product),
-        channel: args.channel.or(config.channel),
+        product: args
+            .product
+            .or(config.product)
+            .or(plan.map(|p| p.product.clone())),
+        channel: args
+            .channel
+            .or(config.channel)
+            .or(plan.map(|p| p.channel.clone())),
         version,
         artifacts,
         keep: args.keep.or(config.keep).unwrap_or(5),
@@ -187,14 +214,29 @@ fn run_build(args: Args) -> anyhow::Result<()> {
         },
         jobs,
     };
-    if let (KeySource::File(key_path), Location::Dir(dir)) = (&key_source, &location) {
+    if let (Some(KeySource::File(key_path)), Location::Dir(dir)) = (&key_source, &location) {
         check_key_location(key_path, dir)?;
     }
+    if mode.needs_no_key() {
+        return super::fanout::run_unsigned(
+            &mode,
+            &spec,
+            key_source.as_ref(),
+            &args.trust,
+            args.json,
+        );
+    }
+    let key_source = key_source.ok_or_else(|| {
+        usage(
+            "a build is always signed: give --secret-key FILE, --key-env VAR or --key-fd N \
+             (or `secret_key` in deltapack.toml)",
+        )
+    })?;
     let key = super::keysrc::load(&key_source, args.json)?;
 
     let bar = cli::Bar::count(!args.json, "patches");
     let quiet = args.json || cli::output::is_quiet();
-    let report = build(&spec, &key, &mut |event| match event {
+    let mut on_event = |event| match event {
         BuildEvent::Planned { patches } => {
             bar.set_length(patches as u64);
             if !quiet && !bar.is_visible() {
@@ -218,7 +260,11 @@ fn run_build(args: Args) -> anyhow::Result<()> {
             bar.println(&line, quiet);
             bar.inc();
         }
-    })
+    };
+    let report = match plan {
+        Some(plan) => deltapack::build::fanout::merge(&spec, &key, plan, &mut on_event),
+        None => build(&spec, &key, &mut on_event),
+    }
     .with_context(|| format!("cannot build release {} into {}", spec.version, location))?;
     bar.finish();
     let seconds = started.elapsed().as_secs_f64();

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod diff;
 pub mod docs;
+pub mod fanout;
 pub mod inspect;
 pub mod key;
 pub mod keygen;
