@@ -188,6 +188,11 @@ impl Plan {
         for job in &self.jobs {
             let _ = store.remove(&self.shard_path(job.job));
         }
+        if let Store::Dir(dir) = store {
+            let shards = dir.join(SHARDS_DIR);
+            let _ = std::fs::remove_dir(shards.join(self.id()));
+            let _ = std::fs::remove_dir(shards);
+        }
     }
 }
 
