@@ -19,7 +19,8 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# The S3-compatible server of the object-store tests (deltapack/tests/s3_publish.rs):
+# The S3-compatible server of the object-store tests (deltapack/tests/s3_publish.rs,
+# prune.rs, fanout.rs) and of benches/fanout.py:
 # s3s-fs from crates.io, built once into target/tools (a real S3 protocol server, no
 # Docker). The tests find it there; S3S_FS=PATH overrides.
 S3S_FS_VERSION=0.14.1
