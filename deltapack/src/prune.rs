@@ -67,6 +67,16 @@ pub enum PruneError {
     History(String),
 }
 
+/// Whether `name` is `<64 lowercase hex digits>.dpatch`.
+fn is_content_name(name: &str) -> bool {
+    name.strip_suffix(".dpatch").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// Prunes `store` against `trusted`.
 pub fn prune(
     store: &Store,
@@ -154,6 +164,10 @@ pub fn prune(
     for kind in [PATCH_DIR, FULL_DIR, FILES_DIR] {
         for name in store.list(kind)? {
             let rel = format!("{kind}/{name}");
+            // Only content-addressed names: anything else there is not ours to remove.
+            if !is_content_name(&name) {
+                continue;
+            }
             if !kept.contains(&rel) {
                 removed.push(rel);
             }

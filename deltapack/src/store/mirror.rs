@@ -34,6 +34,14 @@ pub fn pull(store: &Store, dest: &Path, trusted: &TrustedKeys) -> Result<Pulled,
     write_file(&dest.join(MANIFEST_FILE), &signed.manifest)?;
     write_file(&dest.join(SIGNATURE_FILE), &signed.signature)?;
     for name in store.list(KEYS_DIR)? {
+        // Only `N.toml` and `N.toml.sig`: the listing's other names are not read.
+        let stem = name.strip_suffix(".sig").unwrap_or(&name);
+        let Some(number) = stem.strip_suffix(".toml") else {
+            continue;
+        };
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
         let rel = format!("{KEYS_DIR}/{name}");
         let cap = if name.ends_with(".sig") {
             MAX_SIGNATURE_FILE

@@ -169,6 +169,24 @@ impl S3Store {
         format!("{}{rel}", self.url.prefix)
     }
 
+    /// The object key of `rel`, refusing a name a URL cannot carry as it is: an empty,
+    /// `.` or `..` segment would be resolved away (`a/../b` is `b`; an empty key is the
+    /// bucket itself), so such a name, e.g. from a hostile listing, is never sent.
+    fn object_key(&self, rel: &str) -> Result<String, StoreError> {
+        if rel.is_empty()
+            || rel
+                .split('/')
+                .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        {
+            return Err(StoreError {
+                what: "refusing the object name",
+                path: self.shown(rel),
+                source: std::io::Error::other("empty, '.' or '..' path segments"),
+            });
+        }
+        Ok(self.key(rel))
+    }
+
     fn shown(&self, rel: &str) -> PathBuf {
         PathBuf::from(format!("s3://{}/{}", self.url.bucket, self.key(rel)))
     }
@@ -205,7 +223,7 @@ impl S3Store {
         cap: u64,
         out: &mut dyn Write,
     ) -> Result<Option<(u64, Sha256Digest)>, StoreError> {
-        let key = self.key(rel);
+        let key = self.object_key(rel)?;
         let url = self
             .bucket
             .get_object(self.credentials.as_ref(), &key)
@@ -261,7 +279,7 @@ impl S3Store {
 
     /// The size of the object `rel`, or `None` if there is none.
     pub fn size(&self, rel: &str) -> Result<Option<u64>, StoreError> {
-        let key = self.key(rel);
+        let key = self.object_key(rel)?;
         let url = self
             .bucket
             .head_object(self.credentials.as_ref(), &key)
@@ -282,7 +300,7 @@ impl S3Store {
 
     /// Writes the object `rel` with `bytes`, in one request.
     pub fn put(&self, rel: &str, bytes: &[u8]) -> Result<(), StoreError> {
-        let key = self.key(rel);
+        let key = self.object_key(rel)?;
         let url = self
             .bucket
             .put_object(self.credentials.as_ref(), &key)
@@ -302,7 +320,7 @@ impl S3Store {
 
     /// Deletes the object `rel` (S3 answers success for a key already gone).
     pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
-        let key = self.key(rel);
+        let key = self.object_key(rel)?;
         let url = self
             .bucket
             .delete_object(self.credentials.as_ref(), &key)
@@ -510,6 +528,24 @@ mod tests {
             "http://bucket/x",
         ] {
             assert!(S3Url::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_a_url_would_resolve_away_are_never_sent() {
+        let config = AwsConfig {
+            // Nothing listens there: a request sent would fail with another error.
+            endpoint: Some("http://127.0.0.1:9".into()),
+            region: "us-east-1".into(),
+            credentials: None,
+            credentials_from: "nowhere".into(),
+        };
+        let store = S3Store::new(S3Url::parse("s3://bucket/p").unwrap(), &config).unwrap();
+        for rel in ["", "patches/..", "patches/../manifest.toml", "./x", "a//b"] {
+            let e = store.get(rel, 10).unwrap_err();
+            assert_eq!(e.what, "refusing the object name", "{rel}: {e}");
+            assert!(store.delete(rel).is_err(), "{rel}");
+            assert!(store.put(rel, b"x").is_err(), "{rel}");
         }
     }
 
