@@ -632,3 +632,47 @@ fn a_device_updates_over_http_from_the_buckets_public_endpoint() {
         String::from_utf8_lossy(&output.stdout)
     );
 }
+
+#[test]
+fn transient_errors_are_retried_and_persistent_ones_reported() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let inputs = Inputs::new();
+    // The first four connections get 503 SlowDown: the build retries and publishes.
+    let flaky = common::s3::FlakyProxy::start(server.port(), 4);
+    let mut env = server.env();
+    env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL", flaky.endpoint()));
+    let output = inputs
+        .build(Dir::new().path(), &url(), 0, &env)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(flaky.refused.load(std::sync::atomic::Ordering::SeqCst), 4);
+    let (code, report, error) = inputs.verify(Dir::new().path(), &url(), &server.env());
+    assert_eq!(code, 0, "{report:#} {error}");
+
+    // An endpoint that never stops answering 503 fails the build, saying so.
+    let down = common::s3::FlakyProxy::start(server.port(), usize::MAX);
+    env.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+    env.push(("AWS_ENDPOINT_URL", down.endpoint()));
+    let output = inputs
+        .build(Dir::new().path(), &url(), 1, &env)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let error = json_of(&output)["error"].as_str().unwrap().to_string();
+    assert!(
+        error.contains("HTTP 503") && error.contains("SlowDown"),
+        "{error}"
+    );
+    assert_eq!(
+        down.refused.load(std::sync::atomic::Ordering::SeqCst),
+        5,
+        "five attempts"
+    );
+}

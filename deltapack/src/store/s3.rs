@@ -18,6 +18,12 @@ use super::aws::AwsConfig;
 /// How long a signed request stays valid: each is signed just before it is sent.
 const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
 
+/// How many times a request is sent before its failure is reported.
+const ATTEMPTS: u32 = 5;
+
+/// The pause before the first retry; each next one is twice as long (0.25 + 0.5 + 1 + 2 s).
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
 /// The most of an error answer's body read for its message.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 
@@ -194,11 +200,12 @@ impl S3Store {
     /// Checks that the bucket exists and the credentials are accepted: a listing of
     /// at most one key under the prefix.
     pub fn check(&self) -> Result<(), StoreError> {
-        let mut list = self.bucket.list_objects_v2(self.credentials.as_ref());
-        list.with_prefix(self.url.prefix.as_str());
-        list.with_max_keys(1);
-        let url = list.sign(SIGNED_FOR);
-        let resp = self.send("cannot list", "", self.agent.get(url.as_str()).call())?;
+        let resp = self.request("cannot list", "", &|| {
+            let mut list = self.bucket.list_objects_v2(self.credentials.as_ref());
+            list.with_prefix(self.url.prefix.as_str());
+            list.with_max_keys(1);
+            self.agent.get(list.sign(SIGNED_FOR).as_str()).call()
+        })?;
         if resp.status().is_success() {
             return Ok(());
         }
@@ -224,11 +231,13 @@ impl S3Store {
         out: &mut dyn Write,
     ) -> Result<Option<(u64, Sha256Digest)>, StoreError> {
         let key = self.object_key(rel)?;
-        let url = self
-            .bucket
-            .get_object(self.credentials.as_ref(), &key)
-            .sign(SIGNED_FOR);
-        let mut resp = self.send("cannot read", rel, self.agent.get(url.as_str()).call())?;
+        let mut resp = self.request("cannot read", rel, &|| {
+            let url = self
+                .bucket
+                .get_object(self.credentials.as_ref(), &key)
+                .sign(SIGNED_FOR);
+            self.agent.get(url.as_str()).call()
+        })?;
         if resp.status() == 404 {
             let err = self.failure("cannot read", rel, resp);
             return match err
@@ -280,11 +289,13 @@ impl S3Store {
     /// The size of the object `rel`, or `None` if there is none.
     pub fn size(&self, rel: &str) -> Result<Option<u64>, StoreError> {
         let key = self.object_key(rel)?;
-        let url = self
-            .bucket
-            .head_object(self.credentials.as_ref(), &key)
-            .sign(SIGNED_FOR);
-        let resp = self.send("cannot look up", rel, self.agent.head(url.as_str()).call())?;
+        let resp = self.request("cannot look up", rel, &|| {
+            let url = self
+                .bucket
+                .head_object(self.credentials.as_ref(), &key)
+                .sign(SIGNED_FOR);
+            self.agent.head(url.as_str()).call()
+        })?;
         if resp.status() == 404 {
             return Ok(None);
         }
@@ -301,15 +312,13 @@ impl S3Store {
     /// Writes the object `rel` with `bytes`, in one request.
     pub fn put(&self, rel: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let key = self.object_key(rel)?;
-        let url = self
-            .bucket
-            .put_object(self.credentials.as_ref(), &key)
-            .sign(SIGNED_FOR);
-        let resp = self.send(
-            "cannot write",
-            rel,
-            self.agent.put(url.as_str()).send(bytes),
-        )?;
+        let resp = self.request("cannot write", rel, &|| {
+            let url = self
+                .bucket
+                .put_object(self.credentials.as_ref(), &key)
+                .sign(SIGNED_FOR);
+            self.agent.put(url.as_str()).send(bytes)
+        })?;
         if !resp.status().is_success() {
             return Err(self.failure("cannot write", rel, resp));
         }
@@ -321,11 +330,13 @@ impl S3Store {
     /// Deletes the object `rel` (S3 answers success for a key already gone).
     pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
         let key = self.object_key(rel)?;
-        let url = self
-            .bucket
-            .delete_object(self.credentials.as_ref(), &key)
-            .sign(SIGNED_FOR);
-        let resp = self.send("cannot remove", rel, self.agent.delete(url.as_str()).call())?;
+        let resp = self.request("cannot remove", rel, &|| {
+            let url = self
+                .bucket
+                .delete_object(self.credentials.as_ref(), &key)
+                .sign(SIGNED_FOR);
+            self.agent.delete(url.as_str()).call()
+        })?;
         if !resp.status().is_success() && resp.status() != 404 {
             return Err(self.failure("cannot remove", rel, resp));
         }
@@ -342,14 +353,14 @@ impl S3Store {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut list = self.bucket.list_objects_v2(self.credentials.as_ref());
-            list.with_prefix(dir_prefix.as_str());
-            if let Some(t) = &token {
-                list.with_continuation_token(t.as_str());
-            }
-            let url = list.sign(SIGNED_FOR);
-            let mut resp =
-                self.send("cannot list", rel_dir, self.agent.get(url.as_str()).call())?;
+            let mut resp = self.request("cannot list", rel_dir, &|| {
+                let mut list = self.bucket.list_objects_v2(self.credentials.as_ref());
+                list.with_prefix(dir_prefix.as_str());
+                if let Some(t) = &token {
+                    list.with_continuation_token(t.as_str());
+                }
+                self.agent.get(list.sign(SIGNED_FOR).as_str()).call()
+            })?;
             if !resp.status().is_success() {
                 return Err(self.failure("cannot list", rel_dir, resp));
             }
@@ -381,6 +392,34 @@ impl S3Store {
             }
         }
         Ok(found)
+    }
+
+    /// Sends the request `attempt` makes (signed anew each time), again after a pause
+    /// when there is no answer or the answer is one S3 asks to retry (429, 500, 502,
+    /// 503 `SlowDown`, 504), at most [`ATTEMPTS`] times. Every request deltapack makes
+    /// is idempotent (whole-object reads and writes, listings, deletes). A body that
+    /// breaks off once it has begun is not retried here: the caller's error says so,
+    /// and a rerun of the build starts over.
+    fn request(
+        &self,
+        what: &'static str,
+        rel: &str,
+        attempt: &dyn Fn() -> Result<Response, ureq::Error>,
+    ) -> Result<Response, StoreError> {
+        let mut pause = RETRY_PAUSE;
+        for _ in 1..ATTEMPTS {
+            let result = attempt();
+            let again = match &result {
+                Err(_) => true,
+                Ok(resp) => matches!(resp.status().as_u16(), 429 | 500 | 502 | 503 | 504),
+            };
+            if !again {
+                return self.send(what, rel, result);
+            }
+            std::thread::sleep(pause);
+            pause *= 2;
+        }
+        self.send(what, rel, attempt())
     }
 
     /// The answer, or an error naming the bucket and endpoint when there is none.

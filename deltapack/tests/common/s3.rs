@@ -196,3 +196,73 @@ pub fn aws_env(cmd: &mut std::process::Command, home: &Path, vars: &[(&str, Stri
         cmd.env(k, v);
     }
 }
+
+/// A TCP proxy on 127.0.0.1 in front of a server that answers its first `fail_first`
+/// connections with `503 SlowDown` (as S3 does under load) and forwards every later
+/// one: for the retry tests. Stops with the test process.
+pub struct FlakyProxy {
+    port: u16,
+    /// Connections refused so far.
+    pub refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FlakyProxy {
+    /// A proxy to `127.0.0.1:upstream` failing its first `fail_first` connections.
+    pub fn start(upstream: u16, fail_first: usize) -> FlakyProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = refused.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut client) = conn else { continue };
+                if count.load(Ordering::SeqCst) < fail_first {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    // Read the request head, answer 503 and close.
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).unwrap_or(0) == 1 {
+                        head.push(byte[0]);
+                    }
+                    let body = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code>\
+                                <Message>Please reduce your request rate.</Message></Error>";
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/xml\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let mut server = server;
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut server);
+                    let _ = server.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut client);
+                    let _ = client.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        FlakyProxy { port, refused }
+    }
+
+    /// The endpoint URL through the proxy.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl S3Server {
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
