@@ -21,6 +21,20 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# The S3-compatible server of the object-store tests (deltapack/tests/s3_publish.rs,
+# prune.rs, fanout.rs) and of benches/fanout.py:
+# s3s-fs from crates.io, built once into target/tools (a real S3 protocol server, no
+# Docker). The tests find it there; S3S_FS=PATH overrides.
+S3S_FS_VERSION=0.14.1
+tools="$PWD/target/tools"
+if [ ! -x "$tools/bin/s3s-fs" ] || ! "$tools/bin/s3s-fs" --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
+  echo "installing s3s-fs $S3S_FS_VERSION into $tools" >&2
+  build_dir="$(mktemp -d)"
+  CARGO_TARGET_DIR="$build_dir" cargo install s3s-fs --locked --version "$S3S_FS_VERSION" \
+    --features binary --root "$tools" -j2
+  rm -rf "$build_dir"
+fi
+
 # The crash-point tests need the test-only crash hook in the deltaapply binary.
 cargo test --workspace --all-targets --locked --no-fail-fast --features deltaapply-cli/crash-hook,deltapack/crash-hook "$@"
 # The binary as shipped (no crash hook) ignores DELTAAPPLY_CRASH_AT.

@@ -72,7 +72,8 @@ fn main() {
         let file = scratch.path().join(format!("app-{i}.txt"));
         std::fs::write(&file, artifact(8000 + 100 * i, i as u64)).expect("write artifact");
         let spec = BuildSpec {
-            out: publish.clone(),
+            out: deltapack::store::Location::Dir(publish.clone()),
+            cache: None,
             product: Some("vector-app".into()),
             channel: Some("stable".into()),
             version: format!("1.{i}"),

@@ -107,7 +107,10 @@ impl BuildConfig {
                 *p = base.join(&*p);
             }
         };
-        if let Some(p) = config.out.as_mut() {
+        // `s3://bucket/prefix` is a bucket, not a path relative to the file.
+        if let Some(p) = config.out.as_mut()
+            && !p.to_str().is_some_and(|s| s.starts_with("s3://"))
+        {
             resolve(p);
         }
         if let Some(p) = config.secret_key.as_mut() {

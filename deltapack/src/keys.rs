@@ -62,6 +62,53 @@ pub enum KeyError {
         /// The file.
         path: PathBuf,
     },
+    /// The environment variable or file descriptor holds no usable key (its content is
+    /// never part of the message).
+    #[error(
+        "{from} does not hold an ed25519 secret key in PKCS#8 PEM form (\"BEGIN PRIVATE KEY\")"
+    )]
+    NotAKey {
+        /// Where it was read from ("environment variable X", "file descriptor 3").
+        from: String,
+    },
+    /// The environment variable is not set.
+    #[error("environment variable {var} is not set (expected the secret key's PEM text)")]
+    EnvUnset {
+        /// The variable.
+        var: String,
+    },
+    /// The file descriptor cannot be read.
+    #[error("cannot read the secret key from file descriptor {fd}")]
+    Fd {
+        /// The descriptor.
+        fd: u32,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where a secret key comes from: a file, an environment variable holding the PEM text
+/// (a CI secret), or a file descriptor inherited from the parent process (a pipe, so
+/// the key never touches a disk or the environment of other processes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// A PKCS#8 PEM file.
+    File(PathBuf),
+    /// The named environment variable holds the PEM text.
+    Env(String),
+    /// The descriptor, open for reading, holds the PEM text (read to its end).
+    Fd(u32),
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::File(p) => write!(f, "secret key file {}", p.display()),
+            KeySource::Env(var) => write!(f, "environment variable {var}"),
+            KeySource::Fd(fd) => write!(f, "file descriptor {fd}"),
+        }
+    }
 }
 
 impl SecretKey {
@@ -101,6 +148,29 @@ impl SecretKey {
         let key = SigningKey::from_pkcs8_pem(&text).map_err(|_| KeyError::Format {
             path: path.to_path_buf(),
         })?;
+        Ok(SecretKey { key })
+    }
+
+    /// Reads the key from `source`. Whatever the source holds is never echoed: a bad
+    /// key's error says only where it came from.
+    pub fn load_from(source: &KeySource) -> Result<SecretKey, KeyError> {
+        let not_a_key = || KeyError::NotAKey {
+            from: source.to_string(),
+        };
+        let text = match source {
+            KeySource::File(path) => return SecretKey::load(path),
+            KeySource::Env(var) => match std::env::var_os(var) {
+                None => return Err(KeyError::EnvUnset { var: var.clone() }),
+                Some(value) => {
+                    zeroize::Zeroizing::new(value.into_string().map_err(|_| not_a_key())?)
+                }
+            },
+            KeySource::Fd(fd) => read_fd(*fd)?,
+        };
+        if text.len() as u64 > MAX_SECRET_KEY_FILE {
+            return Err(not_a_key());
+        }
+        let key = SigningKey::from_pkcs8_pem(text.trim()).map_err(|_| not_a_key())?;
         Ok(SecretKey { key })
     }
 
@@ -249,6 +319,28 @@ pub fn readable_by_others(path: &Path) -> bool {
 #[cfg(not(unix))]
 pub fn readable_by_others(_path: &Path) -> bool {
     false
+}
+
+/// Reads an inherited file descriptor to its end (at most one byte more than a key file
+/// may hold), through `/dev/fd/N` so that no unsafe code is needed.
+fn read_fd(fd: u32) -> Result<zeroize::Zeroizing<String>, KeyError> {
+    use std::io::Read;
+    let io = |source| KeyError::Fd { fd, source };
+    if !cfg!(unix) {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "--key-fd needs a Unix system (/dev/fd)",
+        )));
+    }
+    let file = std::fs::File::open(format!("/dev/fd/{fd}")).map_err(io)?;
+    let mut bytes = zeroize::Zeroizing::new(Vec::new());
+    file.take(MAX_SECRET_KEY_FILE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::NotAKey {
+        from: KeySource::Fd(fd).to_string(),
+    })?;
+    Ok(zeroize::Zeroizing::new(text.to_string()))
 }
 
 #[cfg(test)]

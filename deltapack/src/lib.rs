@@ -24,6 +24,7 @@ pub mod keys;
 mod make;
 pub mod matcher;
 pub mod methods;
+pub mod prune;
 pub mod rotation;
 pub mod store;
 pub mod suffix;

@@ -20,12 +20,13 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Diff(cmd::diff::Args),
-    Build(cmd::build::Args),
+    Build(Box<cmd::build::Args>),
     Verify(cmd::verify::Args),
     Inspect(cmd::inspect::Args),
     Keygen(cmd::keygen::Args),
     Key(cmd::key::Args),
     Keys(cmd::keys::Args),
+    Prune(cmd::prune::Args),
     Completions(cmd::docs::CompletionsArgs),
     Man(cmd::docs::ManArgs),
 }
@@ -38,12 +39,13 @@ fn main() -> ExitCode {
     cli.verbosity.install();
     let code = match cli.command {
         Command::Diff(args) => cmd::diff::run(args),
-        Command::Build(args) => cmd::build::run(args),
+        Command::Build(args) => cmd::build::run(*args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Key(args) => cmd::key::run(args),
         Command::Keys(args) => cmd::keys::run(args),
+        Command::Prune(args) => cmd::prune::run(args),
         Command::Completions(args) => cmd::docs::run_completions(args),
         Command::Man(args) => cmd::docs::run_man(args),
     };

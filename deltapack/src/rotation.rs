@@ -16,7 +16,7 @@ use deltaapply::signature::{
 };
 
 use crate::keys::SecretKey;
-use crate::store::{self, StoreError};
+use crate::store::{self, Store, StoreError};
 
 /// Why a key chain could not be read, extended or signed.
 #[derive(Debug, thiserror::Error)]
@@ -72,19 +72,29 @@ pub struct Chain {
 /// Reads and checks `dir/keys/`: version 1 signed by its own keys, each later version
 /// by its predecessor's and its own. `Ok(None)` when the directory has no chain.
 pub fn read_chain(dir: &Path) -> Result<Option<Chain>, RotateError> {
+    read_chain_in(&Store::Dir(dir.to_path_buf()))
+}
+
+/// [`read_chain`] for any publish location (a directory or a bucket).
+pub fn read_chain_in(store: &Store) -> Result<Option<Chain>, RotateError> {
     let mut chain: Option<Chain> = None;
     for version in 1.. {
-        let path = dir.join(rotation::document_path(version));
-        let Some(bytes) = store::read_capped(&path, MAX_KEYS_DOCUMENT)? else {
+        let doc_rel = rotation::document_path(version);
+        let path = store.shown_at(&doc_rel);
+        let Some(bytes) = store.read(&doc_rel, MAX_KEYS_DOCUMENT)? else {
             break;
         };
-        let sig_path = dir.join(rotation::signature_path(version));
-        let signature = store::read_capped(&sig_path, MAX_SIGNATURE_FILE)?.ok_or_else(|| {
-            RotateError::Chain {
-                path: path.clone(),
-                source: RotationError::Malformed(format!("{} is missing", sig_path.display())),
-            }
-        })?;
+        let sig_rel = rotation::signature_path(version);
+        let signature =
+            store
+                .read(&sig_rel, MAX_SIGNATURE_FILE)?
+                .ok_or_else(|| RotateError::Chain {
+                    path: path.clone(),
+                    source: RotationError::Malformed(format!(
+                        "{} is missing",
+                        store.shown_at(&sig_rel).display()
+                    )),
+                })?;
         let checked = match &chain {
             None => verify_self_signed(&bytes, &signature).and_then(|doc| {
                 if doc.version == 1 {
@@ -107,36 +117,22 @@ pub fn read_chain(dir: &Path) -> Result<Option<Chain>, RotateError> {
         });
     }
     let newest = chain.as_ref().map_or(0, |c| c.newest.version);
-    if let Some(stray) = later_versions(dir)?.into_iter().find(|v| *v > newest + 1) {
+    if let Some(stray) = later_versions(store)?.into_iter().find(|v| *v > newest + 1) {
         return Err(RotateError::Gap {
-            missing: dir.join(rotation::document_path(newest + 1)),
-            found: dir.join(rotation::document_path(stray)),
+            missing: store.shown_at(&rotation::document_path(newest + 1)),
+            found: store.shown_at(&rotation::document_path(stray)),
         });
     }
     Ok(chain)
 }
 
-/// The versions `dir/keys/` holds documents for.
-fn later_versions(dir: &Path) -> Result<Vec<u64>, RotateError> {
-    let keys_dir = dir.join(KEYS_DIR);
-    let entries = match std::fs::read_dir(&keys_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(StoreError::new("cannot list", &keys_dir)(e).into()),
-    };
-    let mut versions = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(StoreError::new("cannot list", &keys_dir))?;
-        let name = entry.file_name();
-        if let Some(v) = name
-            .to_str()
-            .and_then(|n| n.strip_suffix(".toml"))
-            .and_then(|n| n.parse::<u64>().ok())
-        {
-            versions.push(v);
-        }
-    }
-    Ok(versions)
+/// The versions `keys/` holds documents for.
+fn later_versions(store: &Store) -> Result<Vec<u64>, RotateError> {
+    Ok(store
+        .list(KEYS_DIR)?
+        .iter()
+        .filter_map(|n| n.strip_suffix(".toml").and_then(|n| n.parse::<u64>().ok()))
+        .collect())
 }
 
 /// What the next version lists.

@@ -26,7 +26,7 @@ use deltaapply::{AnyHeader, AnyPatch, FileId, Method, Sha256Digest, TrustedKeys}
 
 use crate::build::hash_file;
 use crate::build::tree::FILES_DIR;
-use crate::store::{self, EXTENSION, FULL_DIR, PATCH_DIR};
+use crate::store::{self, EXTENSION, FULL_DIR, Location, PATCH_DIR, Store, StoreError, mirror};
 
 /// One problem found, with the file it concerns.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -66,6 +66,8 @@ pub struct VerifyReport {
     /// Files in `patches/`, `full/` and `files/` the manifest does not reference (not a problem:
     /// an older manifest a client still holds may reference them).
     pub unreferenced: Vec<String>,
+    /// Bytes downloaded from a bucket to check it (0 for a directory).
+    pub downloaded_bytes: u64,
 }
 
 impl VerifyReport {
@@ -75,6 +77,37 @@ impl VerifyReport {
             problem: problem.into(),
         });
     }
+}
+
+/// Verifies a publish location: a directory in place; a bucket through a local copy of
+/// the release it serves ([`crate::store::mirror::pull`]: the manifest, signature and
+/// key chain, then every file the manifest references once its signature checks out),
+/// with the bucket's own listing for `unreferenced`. An error means the location
+/// could not be reached at all (bucket missing, credentials refused).
+pub fn verify_location(
+    location: &Location,
+    trusted: &TrustedKeys,
+    now: Timestamp,
+) -> Result<VerifyReport, StoreError> {
+    if let Location::Dir(dir) = location {
+        return Ok(verify(dir, trusted, now));
+    }
+    let store = Store::open(location)?;
+    let copy = tempfile::Builder::new()
+        .prefix(".deltapack-verify-copy-")
+        .tempdir()
+        .map_err(StoreError::new(
+            "cannot create a scratch directory in",
+            &std::env::temp_dir(),
+        ))?;
+    let pulled = mirror::pull(&store, copy.path(), trusted)?;
+    let mut report = verify(copy.path(), trusted, now);
+    for (file, problem) in pulled.problems {
+        report.problem(file, problem);
+    }
+    report.unreferenced = pulled.unreferenced;
+    report.downloaded_bytes = pulled.downloaded;
+    Ok(report)
 }
 
 /// Verifies the publish directory `dir` against `trusted`, with `now` as the time for

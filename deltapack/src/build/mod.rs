@@ -1,6 +1,7 @@
-//! `deltapack build`: adds a release to a publish directory.
+//! `deltapack build`: adds a release to a publish location (a directory or an
+//! S3-compatible bucket, [`crate::store::Store`]).
 //!
-//! The directory is the pipeline's state. Its signed manifest (if any) names the
+//! The location is the pipeline's state. Its signed manifest (if any) names the
 //! current release and the older ones still supported, each with a full image in the
 //! directory. A build verifies that manifest, rebuilds the last `keep` releases'
 //! artifacts from their full images (checking every hash), makes a patch from each to
@@ -10,6 +11,7 @@
 //! byte-identical files.
 
 mod bases;
+pub mod fanout;
 mod files;
 mod jobs;
 mod publish;
@@ -21,17 +23,21 @@ use std::path::{Path, PathBuf};
 
 use deltaapply::manifest::{Manifest, ManifestError, SIGNATURE_FILE, Timestamp};
 use deltaapply::signature::SignatureError;
-use deltaapply::{PatchKind, Sha256Digest, TrustedKeys};
+use deltaapply::{PatchKind, PublicKey, Sha256Digest, TrustedKeys};
 
 use crate::keys::SecretKey;
-use crate::store::StoreError;
+use crate::store::{Location, Store, StoreError};
 use crate::{DiffError, Settings};
 
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct BuildSpec {
-    /// The publish directory.
-    pub out: PathBuf,
+    /// The publish location: a directory, or `s3://bucket/prefix`.
+    pub out: Location,
+    /// Where base full images downloaded from a bucket are kept across builds, by
+    /// SHA-256 (`None`: a temporary directory, so every build downloads its bases).
+    /// Unused for a local directory, whose files are read in place.
+    pub cache: Option<PathBuf>,
     /// Product name; required for the first release, must match afterwards.
     pub product: Option<String>,
     /// Channel name; defaults to `stable` for the first release, must match afterwards.
@@ -114,6 +120,12 @@ pub struct BuildReport {
     pub publish_bytes: u64,
     /// What the same releases would take as full images only.
     pub full_only_bytes: u64,
+    /// Bytes downloaded from a bucket (the manifest, its signature, the key chain and
+    /// the bases' full images not in the cache); 0 for a directory.
+    pub downloaded_bytes: u64,
+    /// Bytes uploaded to a bucket (content files not there yet, the signature and the
+    /// manifest); 0 for a directory.
+    pub uploaded_bytes: u64,
 }
 
 /// One new artifact.
@@ -235,19 +247,26 @@ pub enum BuildError {
     },
 }
 
-/// The keys a build trusts in its publish directory: its own, and with a key chain
-/// (`keys/`), every key of its versions (the manifest and patches there may have been
-/// signed before the last rotations). The build key must be in the newest version.
-fn build_keys(dir: &Path, key: &SecretKey) -> Result<TrustedKeys, BuildError> {
-    let chain = crate::rotation::read_chain(dir).map_err(|source| BuildError::KeyChain {
-        dir: dir.to_path_buf(),
+/// The keys a build trusts in its publish directory: its own (`own`: the build key's
+/// public half, or for `--plan` and `--shard` the keys given to trust), and with a key
+/// chain (`keys/`), every key of its versions (the manifest and patches there may have
+/// been signed before the last rotations). A signing key must be in the newest version.
+fn build_keys(
+    store: &Store,
+    own: &[PublicKey],
+    signer: Option<&SecretKey>,
+) -> Result<TrustedKeys, BuildError> {
+    let chain = crate::rotation::read_chain_in(store).map_err(|source| BuildError::KeyChain {
+        dir: store.shown(),
         source: Box::new(source),
     })?;
-    let mut keys = vec![key.public_key()];
+    let mut keys = own.to_vec();
     if let Some(chain) = chain {
-        if !chain.newest.keys.contains(&key.public_key()) {
+        if let Some(key) = signer
+            && !chain.newest.keys.contains(&key.public_key())
+        {
             return Err(BuildError::KeyNotInChain {
-                dir: dir.to_path_buf(),
+                dir: store.shown(),
                 key_id: key.key_id(),
                 version: chain.newest.version,
             });
@@ -259,6 +278,85 @@ fn build_keys(dir: &Path, key: &SecretKey) -> Result<TrustedKeys, BuildError> {
 
 fn settings_err(msg: impl Into<String>) -> BuildError {
     BuildError::Settings(msg.into())
+}
+
+/// What every kind of build reads first: the location's verified state, the new
+/// release's identity and inputs, the releases still supported, and a scratch
+/// directory.
+pub(crate) struct Prepared {
+    store: Store,
+    trusted: TrustedKeys,
+    manifest_sha256: Option<Sha256Digest>,
+    identity: state::Identity,
+    inputs: Inputs,
+    releases: Vec<deltaapply::manifest::PreviousRelease>,
+    scratch: tempfile::TempDir,
+    cache: PathBuf,
+}
+
+impl Prepared {
+    /// The bases' sources.
+    fn sources(&self) -> bases::Sources<'_> {
+        bases::Sources {
+            store: &self.store,
+            cache: &self.cache,
+            trusted: &self.trusted,
+        }
+    }
+}
+
+/// Opens the location and reads what every build needs, trusting `own` (and the key
+/// chain's keys); `signer` is the key that will sign, if this build signs.
+fn prepare(
+    spec: &BuildSpec,
+    own: &[PublicKey],
+    signer: Option<&SecretKey>,
+) -> Result<Prepared, BuildError> {
+    check_spec(spec)?;
+    if let Location::Dir(dir) = &spec.out {
+        std::fs::create_dir_all(dir).map_err(StoreError::new("cannot create", dir))?;
+    }
+    let store = Store::open(&spec.out)?;
+    let trusted = build_keys(&store, own, signer)?;
+    let key_id = own
+        .first()
+        .map(PublicKey::id)
+        .expect("a build trusts a key");
+    let verified = state::read_verified(&store, key_id, &trusted)?;
+    let manifest_sha256 = verified.as_ref().map(|(_, d)| *d);
+    let old = verified.map(|(m, _)| m);
+    let identity = state::identity(spec, old.as_ref())?;
+    let inputs = read_artifacts(spec)?;
+    let releases = state::kept_releases(old.as_ref(), spec.keep);
+    // Beside the publish directory's files (same file system); for a bucket, in the
+    // system's temporary directory.
+    let scratch = match &spec.out {
+        Location::Dir(dir) => tempfile::Builder::new()
+            .prefix(".deltapack-build-")
+            .tempdir_in(dir)
+            .map_err(StoreError::new("cannot create a scratch directory in", dir))?,
+        Location::S3(_) => tempfile::Builder::new()
+            .prefix(".deltapack-build-")
+            .tempdir()
+            .map_err(StoreError::new(
+                "cannot create a scratch directory in",
+                &std::env::temp_dir(),
+            ))?,
+    };
+    let cache = spec
+        .cache
+        .clone()
+        .unwrap_or_else(|| scratch.path().join("downloads"));
+    Ok(Prepared {
+        store,
+        trusted,
+        manifest_sha256,
+        identity,
+        inputs,
+        releases,
+        scratch,
+        cache,
+    })
 }
 
 /// Adds the release described by `spec` to its publish directory, signed with `key`.
@@ -275,20 +373,38 @@ pub fn build(
     key: &SecretKey,
     events: &mut dyn FnMut(BuildEvent),
 ) -> Result<BuildReport, BuildError> {
-    check_spec(spec)?;
-    let dir = &spec.out;
-    std::fs::create_dir_all(dir).map_err(StoreError::new("cannot create", dir))?;
-    let trusted = build_keys(dir, key)?;
+    let prepared = prepare(spec, &[key.public_key()], Some(key))?;
+    finish(spec, key, prepared, None, events)
+}
 
-    let old = state::read_verified(dir, key, &trusted)?;
-    let identity = state::identity(spec, old.as_ref())?;
-    let inputs = read_artifacts(spec)?;
-    let releases = state::kept_releases(old.as_ref(), spec.keep);
-    let scratch = tempfile::Builder::new()
-        .prefix(".deltapack-build-")
-        .tempdir_in(dir)
-        .map_err(StoreError::new("cannot create a scratch directory in", dir))?;
-    let bases = bases::rebuild_all(dir, &releases, &inputs, scratch.path(), &trusted)?;
+/// The rest of a build once [`prepare`]d: with `merge`, the file patches are the
+/// shards' uploads for that plan (checked against it first) instead of made here.
+fn finish(
+    spec: &BuildSpec,
+    key: &SecretKey,
+    prepared: Prepared,
+    merge: Option<&fanout::Plan>,
+    events: &mut dyn FnMut(BuildEvent),
+) -> Result<BuildReport, BuildError> {
+    if let Some(plan) = merge {
+        plan.check_against(&fanout::Plan::of(spec, &prepared))?;
+    }
+    let Prepared {
+        store,
+        trusted,
+        identity,
+        inputs,
+        releases,
+        scratch,
+        ..
+    } = &prepared;
+    let bases = bases::rebuild_all(
+        &prepared.sources(),
+        releases,
+        inputs,
+        scratch.path(),
+        &bases::Select::ALL,
+    )?;
 
     // Nothing else runs meanwhile, so the full images use every core (the bytes do not
     // depend on the thread count).
@@ -297,14 +413,14 @@ pub fn build(
         ..spec.settings.clone()
     };
     let mut artifacts =
-        files::full_images(&inputs.files, &full_settings, key, &trusted, scratch.path())?;
+        files::full_images(&inputs.files, &full_settings, key, trusted, scratch.path())?;
     let trees = tree::publish_trees(
         &inputs.trees,
         &bases.trees,
         &full_settings,
         spec.max_patch_share,
         key,
-        &trusted,
+        trusted,
         scratch.path(),
     )?;
     artifacts.extend(trees.artifacts.into_iter().map(|a| (a, Vec::new())));
@@ -316,23 +432,33 @@ pub fn build(
         .iter()
         .map(|(a, _)| (a.name.clone(), a.full.size))
         .collect();
+    let fetch = merge.map(|plan| fanout::fetcher(plan, store, &inputs.files));
     let jobs = jobs::Jobs {
         spec,
         key,
-        trusted: &trusted,
+        trusted,
         new_files: &inputs.files,
         full_sizes: &full_sizes,
         scratch: scratch.path(),
+        fetch: fetch.as_ref().map(|f| f as jobs::Fetch),
     };
     let made = jobs.run(&bases.files, events)?;
     let mut summaries = trees.summaries;
     let mut patch_files = trees.files;
     jobs::record(made, &mut artifacts, &mut summaries, &mut patch_files);
 
-    let manifest = publish::new_manifest(spec, identity, &artifacts, releases)?;
-    let written = publish::write(dir, &manifest, &artifacts, &patch_files, key)?;
-    drop(scratch);
-    Ok(publish::report(&manifest, summaries, written))
+    let manifest = publish::new_manifest(spec, identity.clone(), &artifacts, releases.clone())?;
+    let written = publish::write(store, &manifest, &artifacts, &patch_files, key)?;
+    if let (Store::S3(_), Some(cache)) = (store, &spec.cache) {
+        publish::seed_cache(cache, &manifest, &artifacts, &patch_files);
+    }
+    if let Some(plan) = merge {
+        plan.remove_shard_files(store);
+    }
+    let mut report = publish::report(&manifest, summaries, written);
+    report.downloaded_bytes = store.downloaded();
+    report.uploaded_bytes = store.uploaded();
+    Ok(report)
 }
 
 /// The new release's artifacts as given: files read, directories kept as paths.

@@ -2,7 +2,6 @@
 //! (then its signature, then itself), and the report of what the build did.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use deltaapply::manifest::{
     Artifact, ArtifactKind, MANIFEST_FILE, MANIFEST_FORMAT, Manifest, PreviousRelease, RelPath,
@@ -15,7 +14,7 @@ use super::{
     ArtifactSummary, BuildError, BuildReport, BuildSpec, PatchSummary, render, settings_err,
 };
 use crate::keys::SecretKey;
-use crate::store;
+use crate::store::{self, Store};
 
 /// The new release's manifest: its artifacts in the spec's order, and the bases kept
 /// as previous releases. Validated before it is used.
@@ -57,7 +56,7 @@ pub(super) struct Written {
 /// the signature and the manifest, so that a reader sees the old release or the new
 /// one, complete.
 pub(super) fn write(
-    dir: &Path,
+    store: &Store,
     manifest: &Manifest,
     artifacts: &[(Artifact, Vec<u8>)],
     patch_files: &[(RelPath, Vec<u8>)],
@@ -67,18 +66,55 @@ pub(super) fn write(
     let signature = encode_signature_file(&[key.sign_manifest(&manifest_bytes)]);
     for (a, full_bytes) in artifacts {
         if a.kind == ArtifactKind::File {
-            store::write_file(&a.full.path.under(dir), full_bytes)?;
+            store.write(a.full.path.as_str(), full_bytes)?;
         }
     }
     for (path, bytes) in patch_files {
-        store::write_file(&path.under(dir), bytes)?;
+        store.write(path.as_str(), bytes)?;
     }
-    store::write_file(&dir.join(SIGNATURE_FILE), signature.as_bytes())?;
-    store::write_file(&dir.join(MANIFEST_FILE), &manifest_bytes)?;
+    // A copy of the manifest for `deltapack prune` (devices never read it).
+    store.write(
+        &store::history_path(manifest.sequence, true),
+        signature.as_bytes(),
+    )?;
+    store.write(
+        &store::history_path(manifest.sequence, false),
+        &manifest_bytes,
+    )?;
+    store.write(SIGNATURE_FILE, signature.as_bytes())?;
+    store.write(MANIFEST_FILE, &manifest_bytes)?;
     Ok(Written {
         manifest: manifest_bytes.len() as u64,
         signature: signature.len() as u64,
     })
+}
+
+/// Puts the new release's full images into the download cache (named by SHA-256, as
+/// [`Store::local_file`] looks for them), so that the next build on this runner needs
+/// none of them from the bucket. Best effort: a cache that cannot be written only
+/// costs a download later.
+pub(super) fn seed_cache(
+    cache: &std::path::Path,
+    manifest: &Manifest,
+    artifacts: &[(Artifact, Vec<u8>)],
+    patch_files: &[(RelPath, Vec<u8>)],
+) {
+    for a in &manifest.artifacts {
+        let bytes = match a.kind {
+            ArtifactKind::File => artifacts
+                .iter()
+                .find(|(b, _)| b.name == a.name)
+                .map(|(_, bytes)| bytes),
+            ArtifactKind::Tree => patch_files
+                .iter()
+                .find(|(path, _)| *path == a.full.path)
+                .map(|(_, bytes)| bytes),
+        };
+        if let Some(bytes) = bytes {
+            let name = format!("{}.{}", a.full.sha256, store::EXTENSION);
+            let _ = store::write_file(&cache.join(name), bytes);
+        }
+    }
 }
 
 /// What the build did, for its caller.
@@ -130,5 +166,7 @@ pub(super) fn report(
             .collect(),
         publish_bytes: full_only + patch_bytes + written.manifest + written.signature,
         full_only_bytes: full_only,
+        downloaded_bytes: 0,
+        uploaded_bytes: 0,
     }
 }

@@ -3,17 +3,16 @@
 //! and the older releases still supported.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use deltaapply::TrustedKeys;
 use deltaapply::manifest::{MANIFEST_FILE, Manifest, PreviousRelease};
 use deltaapply::signature::verify_manifest;
 
 use super::{BuildError, BuildSpec, settings_err};
-use crate::keys::SecretKey;
-use crate::store;
+use crate::store::Store;
 
 /// Who the new release is.
+#[derive(Debug, Clone)]
 pub(super) struct Identity {
     /// The product.
     pub product: String,
@@ -24,26 +23,27 @@ pub(super) struct Identity {
 }
 
 /// The directory's manifest, if any, once its signature checks out against the build
-/// key and it parses.
+/// key and it parses, with the SHA-256 of its bytes.
 pub(super) fn read_verified(
-    dir: &Path,
-    key: &SecretKey,
+    store: &Store,
+    key_id: deltaapply::KeyId,
     trusted: &TrustedKeys,
-) -> Result<Option<Manifest>, BuildError> {
-    let Some(signed) = store::read_manifest(dir)? else {
+) -> Result<Option<(Manifest, deltaapply::Sha256Digest)>, BuildError> {
+    let Some(signed) = store.read_manifest()? else {
         return Ok(None);
     };
     verify_manifest(&signed.manifest, &signed.signature, trusted).map_err(|source| {
         BuildError::UntrustedState {
-            dir: dir.to_path_buf(),
-            key_id: key.key_id(),
+            dir: store.shown(),
+            key_id,
             source,
         }
     })?;
+    let digest = deltaapply::Sha256Digest::of(&signed.manifest);
     Manifest::parse(&signed.manifest)
-        .map(Some)
+        .map(|m| Some((m, digest)))
         .map_err(|source| BuildError::BadState {
-            path: dir.join(MANIFEST_FILE),
+            path: store.shown_at(MANIFEST_FILE),
             source,
         })
 }
@@ -77,10 +77,7 @@ pub(super) fn identity(spec: &BuildSpec, old: Option<&Manifest>) -> Result<Ident
             if m.version == spec.version || m.previous.iter().any(|p| p.version == spec.version) {
                 return Err(settings_err(format!(
                     "version {:?} is already published in {} (current: {}, sequence {}); give the new release a new version",
-                    spec.version,
-                    dir.display(),
-                    m.version,
-                    m.sequence
+                    spec.version, dir, m.version, m.sequence
                 )));
             }
             // A TOML integer holds at most i64::MAX.
@@ -88,8 +85,7 @@ pub(super) fn identity(spec: &BuildSpec, old: Option<&Manifest>) -> Result<Ident
                 return Err(settings_err(format!(
                     "the manifest in {} has sequence {}, the largest there can be; it cannot be \
                      raised for a new release",
-                    dir.display(),
-                    m.sequence
+                    dir, m.sequence
                 )));
             };
             Identity {

@@ -21,7 +21,7 @@ use crate::store::{self, StoreError};
 use crate::tree::{diff_trees, scan_tree};
 
 /// Subdirectory of the per-file full containers of tree artifacts.
-pub const FILES_DIR: &str = "files";
+pub const FILES_DIR: &str = crate::store::FILES_DIR;
 
 /// An older release's tree, rebuilt from its full image.
 pub struct TreeBase {

@@ -10,18 +10,25 @@ use deltaapply_cli as cli;
 use deltapack::Settings;
 use deltapack::build::{BuildError, BuildEvent, BuildReport, BuildSpec, build};
 use deltapack::config::{BuildConfig, CONFIG_FILE};
-use deltapack::keys::{SecretKey, readable_by_others};
+use deltapack::keys::{KeySource, SecretKey};
+use deltapack::store::Location;
 
 /// Add a release to a publish directory: patches from the last N releases, full
 /// images, a signed manifest. Settings come from the flags, then deltapack.toml.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The publish directory (holds the previous releases; the new one is added).
-    #[arg(long, value_name = "DIR")]
+    /// The publish location (holds the previous releases; the new one is added): a
+    /// directory, or s3://bucket/prefix (endpoint, region and credentials from the
+    /// AWS_* variables and ~/.aws files, as the AWS CLI reads them).
+    #[arg(long, value_name = "DIR|s3://BUCKET/PREFIX")]
     out: Option<PathBuf>,
-    /// The secret key file (PKCS#8 PEM, from `deltapack keygen`).
-    #[arg(long, value_name = "FILE")]
-    secret_key: Option<PathBuf>,
+    /// Keep base full images downloaded from a bucket here, by SHA-256, for later
+    /// builds [default: download them again each time].
+    #[arg(long, value_name = "DIR")]
+    cache: Option<PathBuf>,
+    /// The signing key: --secret-key FILE, --key-env VAR or --key-fd N.
+    #[command(flatten)]
+    key: super::keysrc::OneKey,
     /// The new release's version.
     #[arg(long, value_name = "VERSION")]
     version: Option<String>,
@@ -56,6 +63,23 @@ pub struct Args {
     /// files and a suffix array (about 7× the old file) in memory.
     #[arg(long, value_name = "N")]
     jobs: Option<usize>,
+    /// Fan-out over CI jobs: with neither --shard nor --merge, write the build's work
+    /// list here and stop (needs no secret key: --trust the publisher's public key);
+    /// with --shard or --merge, the plan to carry out.
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
+    /// Make only shard K of N of --plan's patches (jobs K-1, K-1+N, ...), unsigned, and
+    /// write them to the publish location; needs no secret key.
+    #[arg(long, value_name = "K/N", requires = "plan", value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+    /// Publish --plan's release from every shard's patches: check them, sign them,
+    /// apply each to its base, write the manifest. The only job that needs the key.
+    #[arg(long, requires = "plan", conflicts_with = "shard")]
+    merge: bool,
+    /// A publisher public key to trust for the location's manifest with --plan and
+    /// --shard, which take no secret key (repeatable).
+    #[arg(long = "trust", value_name = "KEY")]
+    trust: Vec<String>,
     /// The settings file [default: ./deltapack.toml if it exists].
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -72,6 +96,16 @@ fn parse_artifact(s: &str) -> Result<(String, PathBuf), String> {
         return Err(format!("{s:?}: expected NAME=PATH"));
     }
     Ok((name.to_string(), PathBuf::from(path)))
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("{s:?}: expected K/N with 1 <= K <= N, e.g. 2/4");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (k.parse().map_err(|_| bad())?, n.parse().map_err(|_| bad())?);
+    if k == 0 || k > n {
+        return Err(bad());
+    }
+    Ok((k, n))
 }
 
 pub(crate) fn parse_time(s: &str) -> Result<Timestamp, String> {
@@ -115,18 +149,17 @@ fn run_build(args: Args) -> anyhow::Result<()> {
         None if Path::new(CONFIG_FILE).exists() => BuildConfig::load(Path::new(CONFIG_FILE))?,
         None => BuildConfig::default(),
     };
-    let out = args
-        .out
-        .or(config.out)
-        .ok_or_else(|| usage("say where to publish: --out DIR (or `out` in deltapack.toml)"))?;
-    let key_path = args.secret_key.or(config.secret_key).ok_or_else(|| {
-        usage(
-            "a build is always signed: give --secret-key FILE (or `secret_key` in deltapack.toml)",
-        )
+    let out = args.out.or(config.out).ok_or_else(|| {
+        usage("say where to publish: --out DIR or s3://BUCKET/PREFIX (or `out` in deltapack.toml)")
     })?;
+    let location = Location::parse(out.as_os_str()).map_err(usage)?;
+    let mode = super::fanout::Mode::of(args.plan.as_deref(), args.shard, args.merge)?;
+    let plan = mode.plan();
+    let key_source = args.key.source().or(config.secret_key.map(KeySource::File));
     let version = args
         .version
         .or(config.version)
+        .or(plan.map(|p| p.version.clone()))
         .ok_or_else(|| usage("give the new release's version: --version VERSION"))?;
     let artifacts = if args.artifacts.is_empty() {
         config.artifacts.into_iter().collect()
@@ -152,9 +185,16 @@ fn run_build(args: Args) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.or(config.jobs).unwrap_or(cores).max(1);
     let spec = BuildSpec {
-        out: out.clone(),
-        product: args.product.or(config.product),
-        channel: args.channel.or(config.channel),
+        out: location.clone(),
+        cache: args.cache,
+        product: args
+            .product
+            .or(config.product)
+            .or(plan.map(|p| p.product.clone())),
+        channel: args
+            .channel
+            .or(config.channel)
+            .or(plan.map(|p| p.channel.clone())),
         version,
         artifacts,
         keep: args.keep.or(config.keep).unwrap_or(5),
@@ -174,18 +214,29 @@ fn run_build(args: Args) -> anyhow::Result<()> {
         },
         jobs,
     };
-    check_key_location(&key_path, &out)?;
-    let key = SecretKey::load(&key_path)?;
-    if readable_by_others(&key_path) && !args.json {
-        eprintln!(
-            "warning: secret key {} can be read by other users; chmod 600 it",
-            key_path.display()
+    if let (Some(KeySource::File(key_path)), Location::Dir(dir)) = (&key_source, &location) {
+        check_key_location(key_path, dir)?;
+    }
+    if mode.needs_no_key() {
+        return super::fanout::run_unsigned(
+            &mode,
+            &spec,
+            key_source.as_ref(),
+            &args.trust,
+            args.json,
         );
     }
+    let key_source = key_source.ok_or_else(|| {
+        usage(
+            "a build is always signed: give --secret-key FILE, --key-env VAR or --key-fd N \
+             (or `secret_key` in deltapack.toml)",
+        )
+    })?;
+    let key = super::keysrc::load(&key_source, args.json)?;
 
     let bar = cli::Bar::count(!args.json, "patches");
     let quiet = args.json || cli::output::is_quiet();
-    let report = build(&spec, &key, &mut |event| match event {
+    let mut on_event = |event| match event {
         BuildEvent::Planned { patches } => {
             bar.set_length(patches as u64);
             if !quiet && !bar.is_visible() {
@@ -209,25 +260,23 @@ fn run_build(args: Args) -> anyhow::Result<()> {
             bar.println(&line, quiet);
             bar.inc();
         }
-    })
-    .with_context(|| {
-        format!(
-            "cannot build release {} into {}",
-            spec.version,
-            out.display()
-        )
-    })?;
+    };
+    let report = match plan {
+        Some(plan) => deltapack::build::fanout::merge(&spec, &key, plan, &mut on_event),
+        None => build(&spec, &key, &mut on_event),
+    }
+    .with_context(|| format!("cannot build release {} into {}", spec.version, location))?;
     bar.finish();
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         value["ok"] = true.into();
-        value["out"] = serde_json::to_value(&out)?;
+        value["out"] = location.to_string().into();
         value["key_id"] = key.key_id().to_string().into();
         value["seconds"] = seconds.into();
         return cli::print_json(&value);
     }
-    cli::write_stdout(&summary(&report, &out, &key, seconds))
+    cli::write_stdout(&summary(&report, &location, &key, seconds))
 }
 
 /// Refuses a secret key inside the publish directory, which is published as is.
@@ -246,7 +295,7 @@ fn check_key_location(key: &Path, out: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn summary(report: &BuildReport, out: &Path, key: &SecretKey, seconds: f64) -> String {
+fn summary(report: &BuildReport, out: &Location, key: &SecretKey, seconds: f64) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -255,7 +304,7 @@ fn summary(report: &BuildReport, out: &Path, key: &SecretKey, seconds: f64) -> S
         report.channel,
         report.version,
         report.sequence,
-        out.display(),
+        out,
         key.key_id(),
         report.expires
     );
@@ -312,5 +361,15 @@ fn summary(report: &BuildReport, out: &Path, key: &SecretKey, seconds: f64) -> S
         cli::human_bytes(report.full_only_bytes),
         report.full_only_bytes
     );
+    if let Location::S3(_) = out {
+        let _ = writeln!(
+            s,
+            "  bucket traffic: {} downloaded ({} bytes), {} uploaded ({} bytes)",
+            cli::human_bytes(report.downloaded_bytes),
+            report.downloaded_bytes,
+            cli::human_bytes(report.uploaded_bytes),
+            report.uploaded_bytes
+        );
+    }
     s
 }

@@ -10,7 +10,7 @@ use anyhow::Context;
 use deltaapply::{Method, PatchKind};
 use deltaapply_cli as cli;
 use deltapack::formats::PatchFormat;
-use deltapack::keys::{self, SecretKey};
+use deltapack::keys::SecretKey;
 use deltapack::tree::TreeDiffError;
 use deltapack::{DiffError, MethodChoice, Settings, make_patch};
 
@@ -54,9 +54,10 @@ pub struct Args {
     /// Memory the device may use to apply the patch (e.g. 32MiB, 1GiB).
     #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = cli::parse_size)]
     max_apply_memory: u64,
-    /// Sign the patch with this secret key (PKCS#8 PEM, from `deltapack keygen`).
-    #[arg(long, value_name = "FILE")]
-    secret_key: Option<PathBuf>,
+    /// Sign the patch: --secret-key FILE (PKCS#8 PEM, from `deltapack keygen`),
+    /// --key-env VAR or --key-fd N.
+    #[command(flatten)]
+    key: super::keysrc::OneKey,
     /// The patch's format: deltapack (our container), bsdiff40 (bsdiff 4.x, for
     /// devices with only `bspatch`) or vcdiff (RFC 3284, for `xdelta3 -d`); the last
     /// two have no signature and no digests, and --method does not apply.
@@ -150,18 +151,10 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 /// Loads the signing key, if one was given, warning when others can read it. Done
 /// first, so that a bad key file fails before minutes of diffing.
 fn load_key(args: &Args) -> anyhow::Result<Option<SecretKey>> {
-    let Some(path) = &args.secret_key else {
+    let Some(source) = args.key.source() else {
         return Ok(None);
     };
-    let key = SecretKey::load(path)?;
-    if keys::readable_by_others(path) {
-        eprintln!(
-            "warning: secret key {} can be read by other users: `chmod 600 {}`",
-            path.display(),
-            path.display()
-        );
-    }
-    Ok(Some(key))
+    Ok(Some(super::keysrc::load(&source, false)?))
 }
 
 fn settings(args: &Args) -> Settings {
@@ -404,7 +397,7 @@ mod foreign {
 
     pub(super) fn diff(args: Args) -> anyhow::Result<()> {
         let format = args.format;
-        if args.method != Choice::File(MethodChoice::Auto) || args.secret_key.is_some() {
+        if args.method != Choice::File(MethodChoice::Auto) || args.key.source().is_some() {
             anyhow::bail!(
                 "--format {} has no methods and no signatures: leave out --method and --secret-key",
                 format.name()

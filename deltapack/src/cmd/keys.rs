@@ -8,7 +8,6 @@ use deltaapply::KeyFile;
 use deltaapply::manifest::Timestamp;
 use deltaapply::{KeyId, PublicKey};
 use deltaapply_cli as cli;
-use deltapack::keys::SecretKey;
 use deltapack::rotation::{self, RotateError, Rotation};
 use serde_json::json;
 
@@ -52,9 +51,9 @@ struct RotateArgs {
     /// When the new version stops being trusted, e.g. 2028-01-01T00:00:00Z [default: never].
     #[arg(long, value_name = "TIME", value_parser = super::build::parse_time)]
     expires: Option<Timestamp>,
-    /// A secret key to sign with (repeat): keys of the current version and of the new.
-    #[arg(long = "secret-key", value_name = "FILE", required = true)]
-    secret_keys: Vec<PathBuf>,
+    /// The keys to sign with (repeat): keys of the current version and of the new.
+    #[command(flatten)]
+    signers: super::keysrc::ManyKeys,
     /// Print the result as one line of JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -64,9 +63,9 @@ struct RotateArgs {
 struct SignArgs {
     /// The document: `DIR/keys/N.toml` or `DIR/manifest.toml`.
     file: PathBuf,
-    /// A secret key to sign with (repeat).
-    #[arg(long = "secret-key", value_name = "FILE", required = true)]
-    secret_keys: Vec<PathBuf>,
+    /// The keys to sign with (repeat).
+    #[command(flatten)]
+    signers: super::keysrc::ManyKeys,
     /// Print the result as one line of JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -95,13 +94,6 @@ pub fn run(args: Args) -> i32 {
     }
 }
 
-fn signers(paths: &[PathBuf]) -> anyhow::Result<Vec<SecretKey>> {
-    paths
-        .iter()
-        .map(|p| SecretKey::load(p).with_context(|| format!("--secret-key {}", p.display())))
-        .collect()
-}
-
 fn ids(keys: &[KeyId]) -> Vec<String> {
     keys.iter().map(ToString::to_string).collect()
 }
@@ -118,7 +110,7 @@ fn rotate(args: &RotateArgs) -> anyhow::Result<()> {
         threshold: args.threshold,
         expires: args.expires,
     };
-    let rotated = rotation::rotate(&args.dir, &next, &signers(&args.secret_keys)?)?;
+    let rotated = rotation::rotate(&args.dir, &next, &args.signers.load(args.json)?)?;
     let doc = &rotated.document;
     let key_ids: Vec<KeyId> = doc.keys.iter().map(PublicKey::id).collect();
     if args.json {
@@ -150,7 +142,7 @@ fn rotate(args: &RotateArgs) -> anyhow::Result<()> {
 }
 
 fn sign(args: &SignArgs) -> anyhow::Result<()> {
-    let (sig_path, count) = rotation::sign(&args.file, &signers(&args.secret_keys)?)?;
+    let (sig_path, count) = rotation::sign(&args.file, &args.signers.load(args.json)?)?;
     if args.json {
         return cli::print_json(&json!({
             "ok": true,

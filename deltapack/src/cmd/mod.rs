@@ -3,8 +3,11 @@
 pub mod build;
 pub mod diff;
 pub mod docs;
+pub mod fanout;
 pub mod inspect;
 pub mod key;
 pub mod keygen;
 pub mod keys;
+pub mod keysrc;
+pub mod prune;
 pub mod verify;

@@ -7,13 +7,16 @@ use anyhow::Context;
 use deltaapply::manifest::Timestamp;
 use deltaapply::{KeyFile as _, PublicKey, TrustedKeys};
 use deltaapply_cli as cli;
-use deltapack::verify::{VerifyReport, verify};
+use deltapack::store::Location;
+use deltapack::verify::{VerifyReport, verify_location};
 
 /// Check a publish directory: signature, manifest, every file's size and hash, every
 /// full image, every patch applied to its base. Reports every problem; exits 1 if any.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The publish directory.
+    /// The publish location: a directory, or s3://bucket/prefix (read with the AWS_*
+    /// variables and ~/.aws files, as `build` does).
+    #[arg(value_name = "DIR|s3://BUCKET/PREFIX")]
     dir: PathBuf,
     /// A trusted public key: the one-line form or a public key file (repeatable).
     #[arg(long = "key", value_name = "KEY", required = true)]
@@ -51,9 +54,21 @@ fn run_verify(args: Args) -> anyhow::Result<i32> {
         })?,
         None => Timestamp::now(),
     };
+    let location = Location::parse(args.dir.as_os_str()).map_err(anyhow::Error::msg)?;
     let bar = cli::Bar::spinner(!args.json, "verifying");
-    let report = verify(&args.dir, &trusted, now);
+    let report = verify_location(&location, &trusted, now);
     bar.finish();
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            let e = anyhow::Error::new(e).context(format!("cannot verify {location}"));
+            return Ok(cli::report_error(
+                &e,
+                deltaapply_cli::exit::FAILURE,
+                args.json,
+            ));
+        }
+    };
     let code = if report.problems.is_empty() {
         deltaapply_cli::exit::OK
     } else {
@@ -62,20 +77,20 @@ fn run_verify(args: Args) -> anyhow::Result<i32> {
     if args.json {
         let mut value = serde_json::to_value(&report)?;
         value["ok"] = report.problems.is_empty().into();
-        value["dir"] = serde_json::to_value(&args.dir)?;
+        value["dir"] = location.to_string().into();
         cli::print_json(&value)?;
     } else {
-        cli::write_stdout(&text(&report, &args.dir))?;
+        cli::write_stdout(&text(&report, &location))?;
     }
     Ok(code)
 }
 
-fn text(r: &VerifyReport, dir: &std::path::Path) -> String {
+fn text(r: &VerifyReport, dir: &Location) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
         "{}: version {} (sequence {}), expires {}, signed by {}",
-        dir.display(),
+        dir,
         r.version.as_deref().unwrap_or("?"),
         r.sequence.map_or("?".into(), |n| n.to_string()),
         r.expires.as_deref().unwrap_or("?"),

@@ -15,6 +15,7 @@ use std::time::SystemTime;
 use deltaapply::{Limits, Method};
 use deltapack::Settings;
 
+pub mod s3;
 #[cfg(unix)]
 pub mod trees;
 
