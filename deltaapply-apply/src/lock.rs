@@ -88,13 +88,21 @@ impl TargetLock {
             source,
         };
         for _ in 0..ATTEMPTS {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(|e| io_err("create the lock file", e))?;
+            let mut options = OpenOptions::new();
+            options.read(true).write(true).create(true).truncate(false);
+            // A link planted at the lock's name is never followed: through a dangling
+            // one, `create` would make a file wherever it points.
+            crate::platform::no_follow(&mut options);
+            let file = options.open(&path).map_err(|e| {
+                if fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                    io_err(
+                        "create the lock file",
+                        io::Error::other("its name is a symbolic link, which is not followed"),
+                    )
+                } else {
+                    io_err("create the lock file", e)
+                }
+            })?;
             match file.try_lock() {
                 Ok(()) => {}
                 Err(fs::TryLockError::WouldBlock) => {

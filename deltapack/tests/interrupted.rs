@@ -219,3 +219,63 @@ fn with_wait_an_applier_waits_for_the_holder_and_then_applies() {
     assert_eq!(f.dir.read("app"), f.old);
     drop(lock);
 }
+
+/// Plan case 26: a link planted at the lock file's name (dangling, or to a file
+/// outside the directory) is refused, not followed: nothing is created or changed
+/// where it points, and the target keeps its old bytes.
+#[test]
+fn a_link_planted_at_the_lock_name_is_refused_and_nothing_is_written_through_it() {
+    let f = Fixture::new();
+    let outside = Dir::new();
+    let lock = f.dir.join(".app.deltaapply-lock");
+    // Dangling: a followed `create` would make outside/made-by-the-lock.
+    std::os::unix::fs::symlink(outside.join("made-by-the-lock"), &lock).unwrap();
+    let out = f.apply().output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "applied through a planted lock link");
+    assert!(
+        stderr.contains(".app.deltaapply-lock") && stderr.contains("symbolic link"),
+        "the refusal names the lock file and why: {stderr}"
+    );
+    assert!(outside.names().is_empty(), "{:?}", outside.names());
+    assert_eq!(f.dir.read("app"), f.old);
+
+    // To an existing file: refused the same way; the file keeps its bytes.
+    std::fs::remove_file(&lock).unwrap();
+    outside.write("precious", b"not the applier's");
+    std::os::unix::fs::symlink(outside.join("precious"), &lock).unwrap();
+    let out = f.apply().output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(outside.read("precious"), b"not the applier's");
+    assert_eq!(outside.names(), ["precious"]);
+    assert_eq!(f.dir.read("app"), f.old);
+    assert!(f.temporaries().is_empty());
+}
+
+/// Plan case 26: links planted under the applier's own temporary names (which it
+/// removes when a killed run left them) are not followed: the run succeeds, what
+/// they point to keeps its bytes, and the links are left alone (not ours). The
+/// temporary file itself is made with `O_CREAT | O_EXCL` under a fresh random name,
+/// which never opens an existing name, link or not.
+#[test]
+fn links_planted_under_temporary_names_are_not_followed_or_removed_through() {
+    let f = Fixture::new();
+    let outside = Dir::new();
+    outside.write("precious", b"not the applier's");
+    let planted = [".app.AAAAAA.deltaapply-tmp", ".app.zz9zz9.deltaapply-tmp"];
+    std::os::unix::fs::symlink(outside.join("precious"), f.dir.join(planted[0])).unwrap();
+    std::os::unix::fs::symlink(outside.join("dangling"), f.dir.join(planted[1])).unwrap();
+    let out = f.apply().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(f.dir.read("app"), f.new);
+    assert_eq!(outside.read("precious"), b"not the applier's");
+    assert_eq!(outside.names(), ["precious"]);
+    for name in planted {
+        let meta = std::fs::symlink_metadata(f.dir.join(name)).unwrap();
+        assert!(meta.file_type().is_symlink(), "{name} was replaced");
+    }
+}

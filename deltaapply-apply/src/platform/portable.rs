@@ -85,6 +85,11 @@ pub(crate) fn symlink(target: &str, path: &Path) -> io::Result<()> {
     ))
 }
 
+/// Without `O_NOFOLLOW`: nothing to add.
+pub(crate) fn no_follow(options: &mut OpenOptions) {
+    let _ = options;
+}
+
 /// Without `O_NOFOLLOW`: a plain open.
 pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
     File::open(path)

@@ -97,6 +97,12 @@ pub(crate) fn symlink(target: &str, path: &Path) -> io::Result<()> {
     std::os::unix::fs::symlink(target, path)
 }
 
+/// Makes `options` refuse to open through a link in the path's last component
+/// (`O_NOFOLLOW`).
+pub(crate) fn no_follow(options: &mut OpenOptions) {
+    options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+}
+
 /// Opens a file for reading without following a link in its last component.
 pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
