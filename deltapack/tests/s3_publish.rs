@@ -676,3 +676,53 @@ fn transient_errors_are_retried_and_persistent_ones_reported() {
         "five attempts"
     );
 }
+
+#[test]
+fn large_objects_go_up_in_parts_and_read_back_whole() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let store = client(&server, BUCKET).with_part_size(deltapack::store::s3::MIN_PART_SIZE);
+    let mut rng = Rng::new(77);
+    let big: Vec<u8> = (0..(2 * deltapack::store::s3::MIN_PART_SIZE + 123_457))
+        .map(|_| rng.byte())
+        .collect();
+    store.put("full/big.dpatch", &big).unwrap();
+    assert_eq!(store.parts_uploaded(), 3, "5 MiB, 5 MiB and the rest");
+    assert_eq!(store.uploaded(), big.len() as u64);
+    assert_eq!(
+        store.list("full").unwrap(),
+        [("full/big.dpatch".to_string(), big.len() as u64)]
+    );
+    assert!(store.get("full/big.dpatch", u64::MAX).unwrap().unwrap() == big);
+    // Replaced whole by a second upload; an object of one part's size goes in one PUT.
+    let smaller = &big[..deltapack::store::s3::MIN_PART_SIZE + 1];
+    store.put("full/big.dpatch", smaller).unwrap();
+    assert_eq!(store.parts_uploaded(), 5);
+    assert!(store.get("full/big.dpatch", u64::MAX).unwrap().unwrap() == smaller);
+    store
+        .put("small", &big[..deltapack::store::s3::MIN_PART_SIZE])
+        .unwrap();
+    assert_eq!(store.parts_uploaded(), 5);
+
+    // Refused credentials: refused at the start, named, nothing written.
+    let config = AwsConfig {
+        endpoint: Some(server.endpoint()),
+        region: "us-east-1".into(),
+        credentials: Some(Credentials {
+            access_key_id: common::s3::ACCESS_KEY.into(),
+            secret_access_key: zeroize::Zeroizing::new("not-the-secret".into()),
+            session_token: None,
+        }),
+        credentials_from: "the test".into(),
+    };
+    let url = S3Url::parse(&format!("s3://{BUCKET}/{PREFIX}")).unwrap();
+    let refused = S3Store::new(url, &config).unwrap().with_part_size(1);
+    let err = refused.put("full/other.dpatch", &big).unwrap_err();
+    let text = format!("{err}: {}", std::error::Error::source(&err).unwrap());
+    assert!(
+        text.contains("refused access") && text.contains(BUCKET),
+        "{text}"
+    );
+    assert_eq!(refused.parts_uploaded(), 0);
+    assert_eq!(store.get("full/other.dpatch", u64::MAX).unwrap(), None);
+}

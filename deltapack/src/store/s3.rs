@@ -1,8 +1,10 @@
 //! A publish location in an S3-compatible bucket (`s3://bucket/prefix`): AWS, MinIO,
 //! R2, Ceph RGW, s3s. Requests are signed with SigV4 by rusty-s3 (sans-IO: it builds
 //! presigned URLs, nothing more) and sent with ureq, the HTTP client the applier
-//! already links. Objects are written whole with one `PutObject` each, which S3 makes
-//! visible atomically: a reader sees the old object or the new one, never part.
+//! already links. Objects are written whole with one `PutObject` each, or, past
+//! [`PART_SIZE`], as a multipart upload (one `PutObject` takes at most 5 GiB); either
+//! way S3 makes the object visible atomically, when the request or the upload's
+//! completion succeeds: a reader sees the old object or the new one, never part.
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -23,6 +25,16 @@ const ATTEMPTS: u32 = 5;
 
 /// The pause before the first retry; each next one is twice as long (0.25 + 0.5 + 1 + 2 s).
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
+
+/// Objects larger than this are uploaded in parts of this size (the last one smaller):
+/// S3 takes at most 5 GiB in one `PutObject`, and a failed part is sent again alone.
+pub const PART_SIZE: usize = 64 << 20;
+
+/// The smallest part S3 accepts (all but the last).
+pub const MIN_PART_SIZE: usize = 5 << 20;
+
+/// The most parts one upload may have.
+const MAX_PARTS: usize = 10_000;
 
 /// The most of an error answer's body read for its message.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
@@ -98,6 +110,10 @@ pub struct S3Store {
     agent: ureq::Agent,
     downloaded: AtomicU64,
     uploaded: AtomicU64,
+    /// Objects larger than this go up in parts of this size.
+    part_size: usize,
+    /// Parts uploaded by multipart uploads so far.
+    parts: AtomicU64,
 }
 
 impl std::fmt::Debug for S3Store {
@@ -153,7 +169,21 @@ impl S3Store {
             agent: agent(),
             downloaded: AtomicU64::new(0),
             uploaded: AtomicU64::new(0),
+            part_size: PART_SIZE,
+            parts: AtomicU64::new(0),
         })
+    }
+
+    /// This store with objects larger than `size` bytes uploaded in parts of `size`
+    /// (at least [`MIN_PART_SIZE`]; [`PART_SIZE`] unless set).
+    pub fn with_part_size(mut self, size: usize) -> S3Store {
+        self.part_size = size.max(MIN_PART_SIZE);
+        self
+    }
+
+    /// Parts sent by multipart uploads so far (each counted once, however often sent).
+    pub fn parts_uploaded(&self) -> u64 {
+        self.parts.load(Ordering::Relaxed)
     }
 
     /// The location, as `s3://bucket/prefix`.
@@ -309,9 +339,13 @@ impl S3Store {
             .and_then(|v| v.parse().ok()))
     }
 
-    /// Writes the object `rel` with `bytes`, in one request.
+    /// Writes the object `rel` with `bytes`: in one request, or in parts past the
+    /// part size.
     pub fn put(&self, rel: &str, bytes: &[u8]) -> Result<(), StoreError> {
         let key = self.object_key(rel)?;
+        if bytes.len() > self.part_size {
+            return self.put_in_parts(rel, &key, bytes);
+        }
         let resp = self.request("cannot write", rel, &|| {
             let url = self
                 .bucket
@@ -325,6 +359,128 @@ impl S3Store {
         self.uploaded
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Writes the object `rel` (key `key`) by a multipart upload: create, the parts in
+    /// order (each retried alone), complete. On any failure the upload is aborted (so
+    /// the bucket keeps no parts) and the object is as it was.
+    fn put_in_parts(&self, rel: &str, key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let size = self.part_size.max(bytes.len().div_ceil(MAX_PARTS));
+        let mut resp = self.request("cannot start the upload of", rel, &|| {
+            let url = self
+                .bucket
+                .create_multipart_upload(self.credentials.as_ref(), key)
+                .sign(SIGNED_FOR);
+            self.agent.post(url.as_str()).send_empty()
+        })?;
+        if !resp.status().is_success() {
+            return Err(self.failure("cannot start the upload of", rel, resp));
+        }
+        let body = self.read_answer("cannot start the upload of", rel, &mut resp)?;
+        let created = rusty_s3::actions::CreateMultipartUpload::parse_response(&body)
+            .map_err(|e| self.bad_answer("cannot start the upload of", rel, e))?;
+        let upload_id = created.upload_id().to_string();
+        let result = self.send_parts(rel, key, &upload_id, bytes, size);
+        if result.is_err() {
+            // Best effort: a bucket's lifecycle rule removes what this leaves.
+            let url = self
+                .bucket
+                .abort_multipart_upload(self.credentials.as_ref(), key, &upload_id)
+                .sign(SIGNED_FOR);
+            let _ = self.agent.delete(url.as_str()).call();
+        }
+        result
+    }
+
+    /// The parts of upload `upload_id`, then its completion.
+    fn send_parts(
+        &self,
+        rel: &str,
+        key: &str,
+        upload_id: &str,
+        bytes: &[u8],
+        size: usize,
+    ) -> Result<(), StoreError> {
+        let mut etags = Vec::new();
+        for (i, part) in bytes.chunks(size).enumerate() {
+            let number = u16::try_from(i + 1).expect("at most MAX_PARTS parts");
+            let resp = self.request("cannot write a part of", rel, &|| {
+                let url = self
+                    .bucket
+                    .upload_part(self.credentials.as_ref(), key, number, upload_id)
+                    .sign(SIGNED_FOR);
+                self.agent.put(url.as_str()).send(part)
+            })?;
+            if !resp.status().is_success() {
+                return Err(self.failure("cannot write a part of", rel, resp));
+            }
+            let etag = resp
+                .headers()
+                .get("etag")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    self.bad_answer("cannot write a part of", rel, "no ETag in the answer")
+                })?;
+            etags.push(etag);
+            self.uploaded
+                .fetch_add(part.len() as u64, Ordering::Relaxed);
+            self.parts.fetch_add(1, Ordering::Relaxed);
+        }
+        let complete = || {
+            self.bucket.complete_multipart_upload(
+                self.credentials.as_ref(),
+                key,
+                upload_id,
+                etags.iter().map(String::as_str),
+            )
+        };
+        let body = complete().body();
+        let mut resp = self.request("cannot complete the upload of", rel, &|| {
+            let url = complete().sign(SIGNED_FOR);
+            self.agent.post(url.as_str()).send(body.as_bytes())
+        })?;
+        if !resp.status().is_success() {
+            return Err(self.failure("cannot complete the upload of", rel, resp));
+        }
+        // S3 may answer 200 and an error body: only a result says it completed.
+        let answer = self.read_answer("cannot complete the upload of", rel, &mut resp)?;
+        if rusty_s3::actions::CompleteMultipartUploadResponse::parse(&answer).is_err() {
+            let code = xml_field(&answer, "Code").unwrap_or_else(|| "no result".into());
+            let message = xml_field(&answer, "Message").unwrap_or_default();
+            return Err(self.bad_answer(
+                "cannot complete the upload of",
+                rel,
+                format!("{code} {message}").trim(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// An answer's body as text, at most [`MAX_ERROR_BODY`] bytes.
+    fn read_answer(
+        &self,
+        what: &'static str,
+        rel: &str,
+        resp: &mut Response,
+    ) -> Result<String, StoreError> {
+        resp.body_mut()
+            .with_config()
+            .limit(MAX_ERROR_BODY)
+            .read_to_string()
+            .map_err(|e| self.bad_answer(what, rel, e))
+    }
+
+    /// The error for an answer that is not what S3 sends.
+    fn bad_answer(&self, what: &'static str, rel: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError {
+            what,
+            path: self.shown(rel),
+            source: std::io::Error::other(format!(
+                "unexpected answer from the S3 endpoint {} for bucket {}: {e}",
+                self.endpoint, self.url.bucket
+            )),
+        }
     }
 
     /// Deletes the object `rel` (S3 answers success for a key already gone).
@@ -397,7 +553,11 @@ impl S3Store {
     /// Sends the request `attempt` makes (signed anew each time), again after a pause
     /// when there is no answer or the answer is one S3 asks to retry (429, 500, 502,
     /// 503 `SlowDown`, 504), at most [`ATTEMPTS`] times. Every request deltapack makes
-    /// is idempotent (whole-object reads and writes, listings, deletes). A body that
+    /// is idempotent (whole-object reads and writes, parts, listings, deletes) but
+    /// a multipart upload's start (a retried one leaves an unused upload, which
+    /// costs nothing once the bucket's lifecycle rule for incomplete uploads runs)
+    /// and its completion (a retry of one that succeeded is answered `NoSuchUpload`,
+    /// reported: a rerun of the build finds the object there). A body that
     /// breaks off once it has begun is not retried here: the caller's error says so,
     /// and a rerun of the build starts over.
     fn request(
