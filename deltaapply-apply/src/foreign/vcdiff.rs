@@ -100,9 +100,12 @@ pub(super) fn plan(
             )
         })?;
         let mut need = w.target_len.saturating_add(w.sections_len());
-        if header.compressor == Some(LZMA_ID) {
+        if header.compressor == Some(LZMA_ID) && w.delta_indicator != 0 {
             for section in Section::ALL {
+                // A window with a compressed section is decoded into a copy of all
+                // three sections uncompressed.
                 if !w.is_compressed(section) {
+                    need = need.saturating_add(w.section_len(section));
                     continue;
                 }
                 let at = offset + w.section_offset(section);

@@ -8,6 +8,7 @@ use std::process::Command;
 use anyhow::Context;
 use deltaapply::vcdiff::{VCD_ADLER32, VCD_SOURCE, VCD_TARGET, adler32, write_varint};
 use deltapack::Settings;
+use deltapack::formats::vcdiff::{Options, Secondary, encode};
 
 use super::{BAD_PATCH, LIMIT, Set, peer};
 
@@ -170,13 +171,25 @@ pub(super) fn cases(set: &mut Set, parent: &Path, old: &[u8], new: &[u8]) -> any
         }
     }
     let settings = Settings::default();
-    let ours = deltapack::formats::vcdiff::encode(old, new, &settings)?;
+    let plain = Options {
+        secondary: Secondary::None,
+        ..Options::default()
+    };
+    let ours = encode(old, new, &settings, &plain)?;
     set.ok(
         "vcdiff-deltapack.vcdiff",
         &ours,
-        "made by `deltapack diff --format vcdiff`",
+        "made by `deltapack diff --format vcdiff --vcdiff-secondary none`",
     )?;
-    let windowed = deltapack::formats::vcdiff::encode_windowed(old, new, &settings, 1000)?;
+    let windowed = encode(
+        old,
+        new,
+        &settings,
+        &Options {
+            window: 1000,
+            ..plain
+        },
+    )?;
     set.ok(
         "vcdiff-deltapack-windows.vcdiff",
         &windowed,
