@@ -4,6 +4,13 @@
     python3 benches/compare.py [--corpus DIR] [--pairs a,b] [--tools t1,t2]
                                [--skip-peers | --only-ours] [--skip-ours]
                                [--timeout SECS] [--out FILE] [--work DIR] [--keep] [--no-build]
+    python3 benches/compare.py --vcdiff [--pairs a,b] [--out benches/results/vcdiff.md] ...
+
+--vcdiff compares the two VCDIFF encoders instead, in the same run: `deltapack diff
+--format vcdiff` (its default LZMA secondary compression) beside `xdelta3 -e -9 -s`
+(Debian's 3.0.11, whose default secondary compressor is LZMA), and applies each patch
+with `deltaapply apply` and `xdelta3 -d` (the interop matrix), each output compared
+with `new`.
 
 For every pair DIR/pairs/<name>/{old,new} (a `*-tree` pair's sides are first packed into
 deterministic tars, as PEERS.md prescribes) and every tool, it makes a patch, applies it
@@ -477,6 +484,131 @@ def render(head, rows, summ, progress):
     return "\n".join(lines)
 
 
+# --vcdiff: our VCDIFF encoder beside xdelta3 -9, and who applies whose patches.
+VCD_MAKERS = ("ours", "xdelta3")
+VCD_APPLIERS = ("deltaapply", "xdelta3")
+
+
+def vcdiff_cmds(maker, applier, old, new, patch, out):
+    """(diff argv, apply argv) of a VCDIFF maker and applier."""
+    diff = ([str(BIN["deltapack"]), "diff", "--format", "vcdiff", old, new, "-o", patch, "--json"]
+            if maker == "ours" else ["xdelta3", "-f", "-e", "-9", "-s", old, new, patch])
+    digest = hashlib.sha256(Path(new).read_bytes()).hexdigest()
+    apply = ([str(BIN["deltaapply"]), "apply", old, patch, "-o", out, "--expect-sha256", digest,
+              "--max-memory", "1GiB", "--json"]
+             if applier == "deltaapply" else ["xdelta3", "-f", "-d", "-s", old, patch, out])
+    return diff, apply
+
+
+def vcdiff_pair(old, new, wd, timeout):
+    """Rows for one pair: each maker's patch, applied by each applier."""
+    rows, tf = [], str(wd / "time.txt")
+    for maker in VCD_MAKERS:
+        patch = str(wd / f"{maker}.vcdiff")
+        d = timed(vcdiff_cmds(maker, "xdelta3", old, new, patch, "")[0], timeout, tf)
+        r = {"maker": maker, "diff_cmd": vcdiff_cmds(maker, "xdelta3", old, new, patch, "")[0]}
+        if d.get("timeout") or d["rc"] != 0 or not os.path.exists(patch):
+            r.update(status="diff timeout" if d.get("timeout") else f"diff exit {d['rc']}: {why(d, patch)}")
+            rows.append(r)
+            continue
+        r.update(status="ok", patch_bytes=os.path.getsize(patch), diff_wall=d["wall"],
+                 diff_rss_kib=d["rss_kib"], applied={})
+        for applier in VCD_APPLIERS:
+            out = str(wd / f"{maker}-{applier}.out")
+            a = timed(vcdiff_cmds(maker, applier, old, new, patch, out)[1], timeout, tf)
+            if a.get("timeout"):
+                cellr = {"status": "timeout", "verified": False}
+            elif a["rc"] != 0 or not os.path.exists(out):
+                cellr = {"status": f"exit {a['rc']}: {why(a, patch, out)}", "verified": False}
+            else:
+                cellr = {"status": "ok", "verified": same(out, new), "wall": a["wall"],
+                         "rss_kib": a["rss_kib"]}
+            r["applied"][applier] = cellr
+            Path(out).unlink(missing_ok=True)
+        rows.append(r)
+        Path(patch).unlink(missing_ok=True)
+    return rows
+
+
+def vcdiff_render(head, results, progress):
+    def applied(r, who):
+        c = (r.get("applied") or {}).get(who)
+        if not c:
+            return "-"
+        if not c.get("verified"):
+            return f"FAILED ({c['status']})"
+        return f"{c['wall']:.2f} s, {c['rss_kib'] / 1024:.0f} MiB"
+    lines = [f"# VCDIFF: deltapack vs xdelta3 -9{progress}", "",
+             f"- date: {head['date']}; machine: {head['machine']}",
+             f"- tools: {head['versions']['xdelta3']}; deltapack {head['versions']['deltapack']}",
+             "- ours: `deltapack diff --format vcdiff OLD NEW -o P` (LZMA secondary compression); "
+             "xdelta3: `xdelta3 -e -9 -s OLD NEW P` (its default secondary compression, LZMA). "
+             "`*-tree` pairs are compared on deterministic tars of each side.",
+             "- apply: `deltaapply apply OLD P -o OUT --expect-sha256 HEX` (the `applier` build) and "
+             "`xdelta3 -d -s OLD P OUT`; wall time and peak RSS under GNU time; every output is "
+             "compared with `new` byte for byte.", "",
+             "| pair | new bytes | ours bytes | xdelta3 -9 bytes | ours / xdelta3 | ours → deltaapply "
+             "| ours → xdelta3 -d | xdelta3 → deltaapply | xdelta3 → xdelta3 -d |",
+             "|---|---:|---:|---:|---:|---|---|---|---|"]
+    for pair, (new_bytes, rows) in results.items():
+        by = {r["maker"]: r for r in rows}
+        o, x = by.get("ours", {}), by.get("xdelta3", {})
+        ob, xb = o.get("patch_bytes"), x.get("patch_bytes")
+        rt = f"{ob / xb:.3f}" if ob and xb else "-"
+        lines.append(f"| {pair} | {new_bytes:,} | {fnum(ob)} | {fnum(xb)} | {rt} | "
+                     f"{applied(o, 'deltaapply')} | {applied(o, 'xdelta3')} | "
+                     f"{applied(x, 'deltaapply')} | {applied(x, 'xdelta3')} |")
+    lines += ["", "Interop matrix (verified = output equals `new`):", "",
+              "| patch made by | applied by deltaapply | applied by xdelta3 -d |", "|---|---|---|"]
+    for maker in VCD_MAKERS:
+        cells = []
+        for who in VCD_APPLIERS:
+            vs = [((r.get("applied") or {}).get(who) or {}).get("verified")
+                  for _, rows in results.values() for r in rows if r["maker"] == maker]
+            cells.append(f"{sum(1 for v in vs if v)}/{len(vs)} pairs verified")
+        lines.append(f"| {maker} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+def vcdiff_main(args, pairs, head):
+    """--vcdiff: the VCDIFF table (benches/results/vcdiff.md and .json)."""
+    out = args.out if args.out != ROOT / "benches/results/latest.md" else ROOT / "benches/results/vcdiff.md"
+    work = args.work or Path(tempfile.mkdtemp(prefix="deltabench-vcdiff-"))
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "bin").mkdir(exist_ok=True)
+    for name, exe in BIN.items():
+        BIN[name] = Path(shutil.copy2(exe, work / "bin" / name))
+    results, failed = {}, False
+    try:
+        for i, pair in enumerate(pairs, 1):
+            wd = work / pair
+            wd.mkdir(exist_ok=True)
+            old, new = prepare(args.corpus / "pairs" / pair, wd)
+            log(f"[{pair}] VCDIFF ...")
+            rows = vcdiff_pair(old, new, wd, args.timeout)
+            results[pair] = (os.path.getsize(new), rows)
+            for r in rows:
+                log(f"[{pair}] {r['maker']}: {r['status']}, {fnum(r.get('patch_bytes'))} B, "
+                    f"applied: {json.dumps(r.get('applied'))}")
+                failed |= r["status"] != "ok" or not all(
+                    c.get("verified") for c in r["applied"].values())
+            if not args.keep:
+                shutil.rmtree(wd)
+            progress = "" if i == len(pairs) else f" (partial: {i}/{len(pairs)} pairs done)"
+            md = vcdiff_render(head, results, progress)
+            out.write_text(md)
+            out.with_suffix(".json").write_text(json.dumps(
+                {"header": head, "partial": bool(progress),
+                 "pairs": {p: {"new_bytes": n, "rows": rs} for p, (n, rs) in results.items()}},
+                indent=1) + "\n")
+    finally:
+        if not args.keep and not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    print(md)
+    log(f"wrote {out} and {out.with_suffix('.json')}")
+    sys.exit(1 if failed else 0)
+
+
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
@@ -493,6 +625,8 @@ def main():
     ap.add_argument("--work", type=Path, help="work directory (default: a temp dir under /tmp)")
     ap.add_argument("--keep", action="store_true", help="keep tars, patches and outputs")
     ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/")
+    ap.add_argument("--vcdiff", action="store_true",
+                    help="compare VCDIFF encoders and appliers (writes benches/results/vcdiff.md)")
     args = ap.parse_args()
 
     want = {t.strip() for t in args.tools.split(",")} if args.tools else set(TOOLS)
@@ -517,6 +651,13 @@ def main():
     need = ["tar", "/usr/bin/time", *(b for t in tools for b in PEER_BINS.get(t, ()))]
     if lacking := [n for n in need if not shutil.which(n)]:
         sys.exit(f"error: missing {', '.join(lacking)}; install with: apt-get install -y bsdiff xdelta3 zstd time")
+
+    if args.vcdiff:
+        if not shutil.which("xdelta3"):
+            sys.exit("error: --vcdiff needs xdelta3: apt-get install -y xdelta3")
+        if why_not := (probe_ours() if args.no_build else build_ours()):
+            sys.exit(f"error: our tools are not available ({why_not})")
+        vcdiff_main(args, pairs, header_info(args, None, "not used by --vcdiff"))
 
     ours_missing = None
     if any(t.startswith("ours-") for t in tools):

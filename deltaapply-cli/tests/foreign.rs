@@ -164,7 +164,7 @@ fn every_vector_does_what_vectors_json_says_through_the_library_and_the_binary()
 }
 
 /// The valid vectors every sweep starts from: (patch, the file it makes).
-const SWEPT: [&str; 7] = [
+const SWEPT: [&str; 9] = [
     "bsdiff40-debian.bsdiff",
     "bsdiff40-deltapack.bsdiff",
     "bsdiff40-qbsdiff.bsdiff",
@@ -172,6 +172,8 @@ const SWEPT: [&str; 7] = [
     "vcdiff-xdelta3.vcdiff",
     "vcdiff-deltapack-windows.vcdiff",
     "vcdiff-target-window.vcdiff",
+    "vcdiff-xdelta3-lzma.vcdiff",
+    "vcdiff-deltapack-lzma.vcdiff",
 ];
 
 /// Applies `bytes` as a patch of exe.old expecting exe.new; returns whether it

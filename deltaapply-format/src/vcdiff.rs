@@ -19,6 +19,7 @@
 //! bytes, and after its memory limit has admitted it.
 
 mod decode;
+pub mod secondary;
 mod table;
 
 pub use decode::{AddressCache, DecodeError, Mode, ReadSource, check_instructions, decode_window};
@@ -110,11 +111,11 @@ pub enum VcdiffError {
          which this decoder does not support: only the default code table"
     )]
     CodeTable,
-    /// A window uses secondary compression (VCD_DECOMPRESS).
+    /// A window's sections are compressed with a secondary compressor other than LZMA.
     #[error(
         "{place}: Delta_Indicator {delta_indicator:#04x} says its sections are compressed \
          with secondary compressor {id} ({}, VCD_DECOMPRESS), which this decoder does not \
-         support; make the patch without secondary compression (xdelta3 -S none)",
+         support (only LZMA, id 2); make the patch with xdelta3 -S lzma or -S none",
         compressor_name(*id)
     )]
     SecondaryCompression {
@@ -122,7 +123,7 @@ pub enum VcdiffError {
         place: Place,
         /// The window's Delta_Indicator.
         delta_indicator: u8,
-        /// The compressor id of the file header (0 if it names none).
+        /// The compressor id of the file header.
         id: u8,
     },
     /// Any other invalid field, named with what is wrong with it.
@@ -491,13 +492,14 @@ impl WindowHeader {
         self.data_len + self.inst_len + self.addr_len
     }
 
-    /// Refuses a window whose sections are compressed (Delta_Indicator bits, which
-    /// need the secondary compressor the file header names: not supported).
-    pub fn require_plain(&self, header: &FileHeader, place: Place) -> Result<(), VcdiffError> {
+    /// Refuses a window whose sections are compressed with anything but LZMA (the
+    /// Delta_Indicator bits need the secondary compressor the file header names).
+    pub fn check_compressor(&self, header: &FileHeader, place: Place) -> Result<(), VcdiffError> {
         if self.delta_indicator == 0 {
             return Ok(());
         }
         match header.compressor {
+            Some(secondary::LZMA_ID) => Ok(()),
             Some(id) => Err(VcdiffError::SecondaryCompression {
                 place,
                 delta_indicator: self.delta_indicator,
@@ -512,6 +514,29 @@ impl WindowHeader {
                     self.delta_indicator
                 ),
             }),
+        }
+    }
+
+    /// Whether `section` is compressed in this window.
+    pub fn is_compressed(&self, section: secondary::Section) -> bool {
+        self.delta_indicator & section.bit() != 0
+    }
+
+    /// The length of `section` in the patch.
+    pub fn section_len(&self, section: secondary::Section) -> u64 {
+        match section {
+            secondary::Section::Data => self.data_len,
+            secondary::Section::Inst => self.inst_len,
+            secondary::Section::Addr => self.addr_len,
+        }
+    }
+
+    /// Where `section` starts, from the window's start.
+    pub fn section_offset(&self, section: secondary::Section) -> u64 {
+        match section {
+            secondary::Section::Data => self.header_len,
+            secondary::Section::Inst => self.header_len + self.data_len,
+            secondary::Section::Addr => self.header_len + self.data_len + self.inst_len,
         }
     }
 

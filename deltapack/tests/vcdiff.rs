@@ -1,8 +1,8 @@
 //! VCDIFF both ways against an independent implementation, Debian's `xdelta3`: it
 //! applies what `deltapack diff --format vcdiff` writes byte for byte (checking each
-//! window's adler32), in one window or many; `deltaapply` applies what `xdelta3 -e -9
-//! -S none` writes, in one window or many (`-W`), and refuses by name what xdelta3
-//! writes with its default secondary compression. `scripts/test.sh` installs xdelta3.
+//! window's adler32), with LZMA secondary compression or without, in one window or
+//! many; `deltaapply` applies what `xdelta3 -e -9` writes, with its default LZMA
+//! secondary compression and with `-S none`, in one window or many (`-W`). `scripts/test.sh` installs xdelta3.
 
 mod common;
 
@@ -13,7 +13,7 @@ use common::{Dir, release_pair};
 use deltaapply::Sha256Digest;
 use deltaapply::foreign::{Check, ForeignApply, ForeignError, apply_foreign};
 use deltapack::Settings;
-use deltapack::formats::vcdiff::{encode, encode_windowed};
+use deltapack::formats::vcdiff::{Options, Secondary, encode};
 
 fn pairs() -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
     let (old, new) = release_pair(300_000, 40);
@@ -72,12 +72,14 @@ fn xdelta3_and_deltaapply_apply_ours_byte_for_byte() {
     let settings = Settings::default();
     for (what, old, new) in pairs() {
         let old_path = dir.write("old", &old);
-        for window in [deltapack::formats::vcdiff::WINDOW, 16 << 10] {
-            let patch = if window == deltapack::formats::vcdiff::WINDOW {
-                encode(&old, &new, &settings).unwrap()
-            } else {
-                encode_windowed(&old, &new, &settings, window).unwrap()
-            };
+        for (window, secondary) in [
+            (deltapack::formats::vcdiff::WINDOW, Secondary::Lzma),
+            (deltapack::formats::vcdiff::WINDOW, Secondary::None),
+            (16 << 10, Secondary::Lzma),
+            (16 << 10, Secondary::None),
+        ] {
+            let options = Options { window, secondary };
+            let patch = encode(&old, &new, &settings, &options).unwrap();
             let patch_path = dir.write("patch.vcdiff", &patch);
             let out = dir.join("xdelta3.out");
             xdelta3(&[
@@ -90,11 +92,14 @@ fn xdelta3_and_deltaapply_apply_ours_byte_for_byte() {
             ]);
             assert!(
                 std::fs::read(&out).unwrap() == new,
-                "{what}, windows of {window}: xdelta3 -d"
+                "{what}, windows of {window}, {secondary:?}: xdelta3 -d"
             );
             let got = ours_apply(&dir, &old_path, &patch, &new)
                 .unwrap_or_else(|e| panic!("{what}: deltaapply refused ours: {e}"));
-            assert!(got == new, "{what}, windows of {window}: deltaapply");
+            assert!(
+                got == new,
+                "{what}, windows of {window}, {secondary:?}: deltaapply"
+            );
         }
     }
 }
@@ -106,7 +111,11 @@ fn xdelta3_and_deltaapply_apply_ours_byte_for_byte() {
 fn ours_is_smaller_than_xdelta3_without_secondary_compression_on_the_synthetic_pair() {
     let dir = Dir::new();
     let (old, new) = release_pair(300_000, 40);
-    let ours = encode(&old, &new, &Settings::default()).unwrap();
+    let plain = Options {
+        secondary: Secondary::None,
+        ..Options::default()
+    };
+    let ours = encode(&old, &new, &Settings::default(), &plain).unwrap();
     let old_path = dir.write("old", &old);
     let new_path = dir.write("new", &new);
     let theirs = dir.join("theirs.vcdiff");
@@ -162,12 +171,44 @@ fn deltaapply_applies_xdelta3_patches_in_one_window_or_many() {
 }
 
 #[test]
-fn xdelta3_default_secondary_compression_is_refused_by_name() {
+fn deltaapply_applies_xdelta3_default_lzma_patches() {
+    let dir = Dir::new();
+    for (what, old, new) in pairs() {
+        let old_path = dir.write("old", &old);
+        let new_path = dir.write("new", &new);
+        for window in [None, Some("16384")] {
+            let patch = dir.join("theirs.vcdiff");
+            let mut args: Vec<&std::ffi::OsStr> = vec!["-e".as_ref(), "-9".as_ref()];
+            if let Some(w) = window {
+                args.push("-W".as_ref());
+                args.push(w.as_ref());
+            }
+            let rest: [&std::ffi::OsStr; 5] = [
+                "-f".as_ref(),
+                "-s".as_ref(),
+                old_path.as_os_str(),
+                new_path.as_os_str(),
+                patch.as_os_str(),
+            ];
+            args.extend(rest);
+            xdelta3(&args);
+            let bytes = std::fs::read(&patch).unwrap();
+            let got = ours_apply(&dir, &old_path, &bytes, &new)
+                .unwrap_or_else(|e| panic!("{what}, -W {window:?}: refused: {e}"));
+            assert!(got == new, "{what}, -W {window:?}");
+        }
+    }
+}
+
+#[test]
+fn ours_with_lzma_is_smaller_than_xdelta3_default_on_the_synthetic_pair() {
     let dir = Dir::new();
     let (old, new) = release_pair(300_000, 40);
+    let ours = encode(&old, &new, &Settings::default(), &Options::default()).unwrap();
+    assert_eq!(&ours[3..6], &[0, 1, 2], "VCD_DECOMPRESS, LZMA");
     let old_path = dir.write("old", &old);
     let new_path = dir.write("new", &new);
-    let patch = dir.join("lzma.vcdiff");
+    let theirs = dir.join("theirs.vcdiff");
     xdelta3(&[
         "-e".as_ref(),
         "-9".as_ref(),
@@ -175,14 +216,15 @@ fn xdelta3_default_secondary_compression_is_refused_by_name() {
         "-s".as_ref(),
         old_path.as_os_str(),
         new_path.as_os_str(),
-        patch.as_os_str(),
+        theirs.as_os_str(),
     ]);
-    let bytes = std::fs::read(&patch).unwrap();
-    let e = ours_apply(&dir, &old_path, &bytes, &new).unwrap_err();
-    let text = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+    let theirs = std::fs::metadata(&theirs).unwrap().len();
+    eprintln!("ours {} bytes, xdelta3 -9 {theirs}", ours.len());
     assert!(
-        text.contains("VCD_DECOMPRESS") && text.contains("LZMA"),
-        "{text}"
+        (ours.len() as u64) < theirs,
+        "ours {} >= {theirs}",
+        ours.len()
     );
-    assert!(!dir.join("ours.out").exists());
+    let again = encode(&old, &new, &Settings::default(), &Options::default()).unwrap();
+    assert!(again == ours, "the encoder is deterministic");
 }

@@ -448,7 +448,7 @@ pub fn vcdiff(data: &[u8]) -> Option<u64> {
         assert!(w.total_len() > 0 && w.total_len() <= len - at);
         let inst_at = (at + w.header_len + w.data_len) as usize;
         let inst = &data[inst_at..inst_at + w.inst_len as usize];
-        if w.require_plain(&header, place).is_ok() {
+        if w.delta_indicator == 0 && w.check_compressor(&header, place).is_ok() {
             let _ = check_instructions(&w, inst, &table, place);
         }
         total = total.checked_add(w.target_len)?;

@@ -156,7 +156,8 @@ pub enum Described {
         window_count: u64,
         /// The size of the file it makes.
         target_size: u64,
-        /// Memory applying needs: the largest window's target and sections.
+        /// Memory applying needs: the largest window's target and sections (stored and
+        /// uncompressed) and the LZMA decoders.
         apply_memory: u64,
         /// The first windows' headers (at most 1000).
         windows: Vec<crate::vcdiff::WindowHeader>,

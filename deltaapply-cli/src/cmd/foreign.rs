@@ -254,9 +254,18 @@ pub fn inspect(path: &Path, format: Format, json: bool) -> i32 {
                         None => String::new(),
                     };
                     if w.delta_indicator != 0 {
+                        let kinds: Vec<&str> = deltaapply::vcdiff::secondary::Section::ALL
+                            .into_iter()
+                            .filter(|&k| w.is_compressed(k))
+                            .map(|k| match k {
+                                deltaapply::vcdiff::secondary::Section::Data => "data",
+                                deltaapply::vcdiff::secondary::Section::Inst => "inst",
+                                deltaapply::vcdiff::secondary::Section::Addr => "addr",
+                            })
+                            .collect();
                         sum.push_str(&format!(
-                            ", sections compressed (Delta_Indicator {:#04x}: not applicable \
-                             here)",
+                            ", compressed: {} (Delta_Indicator {:#04x})",
+                            kinds.join(", "),
                             w.delta_indicator
                         ));
                     }
@@ -274,7 +283,8 @@ pub fn inspect(path: &Path, format: Format, json: bool) -> i32 {
                 line(
                     "apply memory",
                     format!(
-                        "{} ({apply_memory} bytes): the largest window's target and sections",
+                        "{} ({apply_memory} bytes): the largest window's target and sections, the \
+                         LZMA decoders",
                         cli::human_bytes(apply_memory)
                     ),
                 );

@@ -183,6 +183,18 @@ pub fn check_instructions(
                 continue;
             }
             let size = size_of(half.size, &mut c, field_of(half.op))?;
+            if size == 0 {
+                // It makes nothing; refusing it bounds the sections by the target
+                // length (`Section::max_len`).
+                return Err(VcdiffError::Invalid {
+                    place,
+                    field: field_of(half.op),
+                    problem: format!(
+                        "is 0 (opcode {code} at offset {at} of the instructions section): an \
+                         instruction must make at least one byte"
+                    ),
+                });
+            }
             if size > w.target_len - made {
                 return Err(VcdiffError::Invalid {
                     place,

@@ -8,6 +8,7 @@ use std::process::Command;
 use anyhow::Context;
 use deltaapply::vcdiff::{VCD_ADLER32, VCD_SOURCE, VCD_TARGET, adler32, write_varint};
 use deltapack::Settings;
+use deltapack::formats::vcdiff::{Options, Secondary, encode};
 
 use super::{BAD_PATCH, LIMIT, Set, peer};
 
@@ -149,7 +150,7 @@ pub(super) fn cases(set: &mut Set, parent: &Path, old: &[u8], new: &[u8]) -> any
         (
             "vcdiff-xdelta3-lzma.vcdiff",
             &[][..],
-            "made by `xdelta3 -e -9` (its default secondary compression, LZMA): refused by name",
+            "made by `xdelta3 -e -9` (its default secondary compression, LZMA)",
         ),
     ] {
         let out = tmp.path().join(name);
@@ -163,24 +164,38 @@ pub(super) fn cases(set: &mut Set, parent: &Path, old: &[u8], new: &[u8]) -> any
                 .arg(&out),
         )?;
         let bytes = std::fs::read(&out)?;
-        if extra.is_empty() {
-            set.bad(name, &bytes, BAD_PATCH, "VCD_DECOMPRESS", what)?;
-        } else {
-            set.ok(name, &bytes, what)?;
-        }
+        set.ok(name, &bytes, what)?;
     }
     let settings = Settings::default();
-    let ours = deltapack::formats::vcdiff::encode(old, new, &settings)?;
+    let plain = Options {
+        secondary: Secondary::None,
+        ..Options::default()
+    };
+    let ours = encode(old, new, &settings, &plain)?;
     set.ok(
         "vcdiff-deltapack.vcdiff",
         &ours,
-        "made by `deltapack diff --format vcdiff`",
+        "made by `deltapack diff --format vcdiff --vcdiff-secondary none`",
     )?;
-    let windowed = deltapack::formats::vcdiff::encode_windowed(old, new, &settings, 1000)?;
+    let windowed = encode(
+        old,
+        new,
+        &settings,
+        &Options {
+            window: 1000,
+            ..plain
+        },
+    )?;
     set.ok(
         "vcdiff-deltapack-windows.vcdiff",
         &windowed,
         "made by deltapack's encoder with 1000-byte target windows (5 windows)",
+    )?;
+    let lzma = encode(old, new, &settings, &Options::default())?;
+    set.ok(
+        "vcdiff-deltapack-lzma.vcdiff",
+        &lzma,
+        "made by `deltapack diff --format vcdiff` (LZMA secondary compression)",
     )?;
     set.ok(
         "vcdiff-target-window.vcdiff",
@@ -347,17 +362,32 @@ fn crafted(set: &mut Set, ours: &[u8]) -> anyhow::Result<()> {
         "VCD_CODETABLE",
         "a custom code table (Hdr_Indicator 0x02): not supported",
     )?;
-    let lz = Win {
-        delta_ind: 1,
-        ..plain(3, b"abc", &[4], &[])
-    };
-    set.bad(
-        "vcdiff-secondary.vcdiff",
-        &patch(1, &[lz]),
-        BAD_PATCH,
-        "secondary compressor 2 (LZMA, VCD_DECOMPRESS)",
-        "VCD_DECOMPRESS naming LZMA and a window whose data section is compressed",
-    )?;
+    for (id, name, file) in [
+        (1, "DJW", "vcdiff-secondary-djw.vcdiff"),
+        (16, "FGK", "vcdiff-secondary-fgk.vcdiff"),
+    ] {
+        let mut p = patch(
+            0,
+            &[Win {
+                delta_ind: 1,
+                ..plain(3, b"abc", &[4], &[])
+            }],
+        );
+        p[4] = 1; // VCD_DECOMPRESS, then the id
+        p.insert(5, id);
+        let error = if id == 1 {
+            "secondary compressor 1 (DJW, VCD_DECOMPRESS)"
+        } else {
+            "secondary compressor 16 (FGK, VCD_DECOMPRESS)"
+        };
+        set.bad(file, &p, BAD_PATCH, error, "")?;
+        set.last().what = if name == "DJW" {
+            "VCD_DECOMPRESS naming DJW (xdelta3 -S djw) and a compressed data section: refused by name"
+        } else {
+            "VCD_DECOMPRESS naming FGK (xdelta3 -S fgk) and a compressed data section: refused by name"
+        };
+    }
+    lzma_cases(set)?;
     set.bad(
         "vcdiff-bad-version.vcdiff",
         &[0xD6, 0xC3, 0xC4, 0x01, 0x00],
@@ -371,6 +401,102 @@ fn crafted(set: &mut Set, ours: &[u8]) -> anyhow::Result<()> {
         BAD_PATCH,
         "truncated inside",
         "the first 8 bytes of a valid patch: cut inside the first window header",
+    )?;
+    Ok(())
+}
+
+/// One piece of an LZMA stream as xdelta3 writes a section: `declared` as the length
+/// varint, then `bytes` compressed (a new stream, ended by a sync flush).
+fn lzma_piece(bytes: &[u8], declared: u64) -> anyhow::Result<Vec<u8>> {
+    use liblzma::stream::{Action, Check, Filters, LzmaOptions, Status, Stream};
+    let mut opts = LzmaOptions::new_preset(6)?;
+    opts.dict_size(4096);
+    let mut filters = Filters::new();
+    filters.lzma2(&opts);
+    let mut s = Stream::new_stream_encoder(&filters, Check::None)?;
+    let mut out = Vec::new();
+    write_varint(&mut out, declared);
+    let mut input = bytes;
+    while !input.is_empty() {
+        out.reserve(1 << 16);
+        let before = s.total_in();
+        s.process_vec(input, &mut out, Action::Run)?;
+        input = &input[(s.total_in() - before) as usize..];
+    }
+    loop {
+        out.reserve(1 << 16);
+        if s.process_vec(&[], &mut out, Action::SyncFlush)? == Status::StreamEnd {
+            return Ok(out);
+        }
+    }
+}
+
+/// A one-window patch with LZMA secondary compression whose target is ADDed from a
+/// compressed data section `data`.
+fn lzma_patch(target_len: u64, data: &[u8]) -> Vec<u8> {
+    let inst = add(target_len as usize);
+    let mut p = patch(
+        0,
+        &[Win {
+            delta_ind: 1,
+            ..plain(target_len, data, &inst, &[])
+        }],
+    );
+    p[4] = 1;
+    p.insert(5, 2);
+    p
+}
+
+fn lzma_cases(set: &mut Set) -> anyhow::Result<()> {
+    let text: Vec<u8> =
+        b"VCDIFF sections compressed with LZMA, as xdelta3 writes them. ".repeat(40);
+    let n = text.len() as u64;
+    let good = lzma_piece(&text, n)?;
+    set.bad(
+        "vcdiff-lzma-truncated.vcdiff",
+        &lzma_patch(n, &good[..good.len() - 6]),
+        BAD_PATCH,
+        "data section is truncated",
+        "an LZMA-compressed data section without its last 6 bytes",
+    )?;
+    let mut flipped = good.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x10;
+    set.bad(
+        "vcdiff-lzma-flipped.vcdiff",
+        &lzma_patch(n, &flipped),
+        BAD_PATCH,
+        "data section",
+        "an LZMA-compressed data section with one bit flipped in its middle",
+    )?;
+    let mut past = Vec::new();
+    write_varint(&mut past, 1 << 40);
+    past.extend_from_slice(&good[2..]);
+    set.bad(
+        "vcdiff-lzma-length-past-window.vcdiff",
+        &lzma_patch(n, &past),
+        BAD_PATCH,
+        "uncompressed length of the data section is 1099511627776 bytes",
+        "a compressed data section declaring 1 TiB uncompressed in a 2520-byte window: refused before anything is decompressed",
+    )?;
+    let zeros = vec![0u8; 16 << 20];
+    set.bad(
+        "vcdiff-lzma-bomb.vcdiff",
+        &lzma_patch(50, &lzma_piece(&zeros, 50)?),
+        BAD_PATCH,
+        "compressed bytes left after its 50 uncompressed bytes",
+        "a 50-byte window whose compressed data section holds 16 MiB of zeros: the decoder stops at the 50 bytes declared",
+    )?;
+    let mut dict = good.clone();
+    // The LZMA2 properties byte of the block header: varint(2520) is 2 bytes, then the
+    // 12-byte stream header, the block header's size and flags, filter id and size.
+    dict[2 + 12 + 4] = 40;
+    set.bad(
+        "vcdiff-lzma-4gib-dictionary.vcdiff",
+        &lzma_patch(n, &dict),
+        LIMIT,
+        "needs up to",
+        "a compressed data section whose block header asks for a 4 GiB dictionary: over the memory limit before anything is decoded",
     )?;
     Ok(())
 }

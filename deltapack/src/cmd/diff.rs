@@ -63,6 +63,11 @@ pub struct Args {
     /// two have no signature and no digests, and --method does not apply.
     #[arg(long, default_value = "deltapack")]
     format: PatchFormat,
+    /// With --format vcdiff: compress the sections with LZMA as xdelta3 does (lzma,
+    /// applied by `xdelta3 -d` and `deltaapply`), or not (none, for VCDIFF decoders
+    /// without LZMA, such as open-vcdiff).
+    #[arg(long, value_name = "none|lzma", default_value = "lzma")]
+    vcdiff_secondary: deltapack::formats::vcdiff::Secondary,
     /// Print the result as one line of JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -408,7 +413,13 @@ mod foreign {
         let new = read(&args.new, "new")?;
         let spinner = cli::Bar::spinner(!args.json, "diffing");
         let made = match format {
-            PatchFormat::Vcdiff => deltapack::formats::vcdiff::encode(&old, &new, &settings(&args)),
+            PatchFormat::Vcdiff => {
+                let options = deltapack::formats::vcdiff::Options {
+                    secondary: args.vcdiff_secondary,
+                    ..Default::default()
+                };
+                deltapack::formats::vcdiff::encode(&old, &new, &settings(&args), &options)
+            }
             _ => deltapack::formats::bsdiff40::encode(&old, &new, &settings(&args)),
         };
         spinner.finish();

@@ -10,13 +10,17 @@
 
 use std::io;
 
+use deltaapply::vcdiff::secondary::{LZMA_ID, Section};
 use deltaapply::vcdiff::{
-    AddressCache, MAGIC, VCD_ADLER32, VCD_SOURCE, VERSION, adler32, opcode, write_varint,
+    AddressCache, MAGIC, VCD_ADLER32, VCD_DECOMPRESS, VCD_SOURCE, VERSION, adler32, opcode,
+    write_varint,
 };
 
 use crate::matcher::{self, Emit};
 use crate::suffix::SuffixIndex;
 use crate::{DiffError, Settings};
+
+mod lzma;
 
 /// Target window length: what the applier holds at once (with the window's sections).
 pub const WINDOW: usize = 4 << 20;
@@ -31,30 +35,75 @@ const SELF_HASH_BITS: u32 = 18;
 /// A literal run of one byte this long is written as a RUN.
 pub const MIN_RUN: usize = 8;
 
-/// Makes the VCDIFF patch from `old` to `new`.
-pub fn encode(old: &[u8], new: &[u8], settings: &Settings) -> Result<Vec<u8>, DiffError> {
-    let index = SuffixIndex::build(old, settings.threads)?;
-    Ok(encode_with(&index, old, new, WINDOW)?)
+/// Secondary compression of the sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Secondary {
+    /// None: any VCDIFF decoder applies the patch.
+    None,
+    /// LZMA as xdelta3 writes it (its default; `xdelta3 -d` and `deltaapply` apply it).
+    #[default]
+    Lzma,
 }
 
-/// [`encode`] in target windows of `window` bytes.
-pub fn encode_windowed(
+impl Secondary {
+    /// Its name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Secondary::None => "none",
+            Secondary::Lzma => "lzma",
+        }
+    }
+}
+
+impl std::str::FromStr for Secondary {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Secondary::None),
+            "lzma" => Ok(Secondary::Lzma),
+            _ => Err(format!(
+                "unknown VCDIFF secondary compressor {s:?} (none or lzma)"
+            )),
+        }
+    }
+}
+
+/// How the patch is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Target window length (at least 1).
+    pub window: usize,
+    /// Secondary compression.
+    pub secondary: Secondary,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            window: WINDOW,
+            secondary: Secondary::default(),
+        }
+    }
+}
+
+/// Makes the VCDIFF patch from `old` to `new`.
+pub fn encode(
     old: &[u8],
     new: &[u8],
     settings: &Settings,
-    window: usize,
+    options: &Options,
 ) -> Result<Vec<u8>, DiffError> {
     let index = SuffixIndex::build(old, settings.threads)?;
-    Ok(encode_with(&index, old, new, window)?)
+    Ok(encode_with(&index, old, new, options)?)
 }
 
-/// [`encode`] with the suffix index of `old` already built, in target windows of
-/// `window` bytes (at least 1).
+/// [`encode`] with the suffix index of `old` already built.
 pub fn encode_with(
     index: &SuffixIndex<'_>,
     old: &[u8],
     new: &[u8],
-    window: usize,
+    options: &Options,
 ) -> io::Result<Vec<u8>> {
     let mut pieces = Pieces {
         old,
@@ -62,11 +111,8 @@ pub fn encode_with(
         list: Vec::new(),
     };
     matcher::diff(index, old, new, &mut pieces);
-    let mut out = Vec::with_capacity(new.len() / 8 + 64);
-    out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
-    out.push(0); // Hdr_Indicator: no secondary compressor, no code table, no app header.
-    let window = window.max(1);
+    let window = options.window.max(1);
+    let mut windows = Vec::new();
     let mut list = pieces.list.as_slice();
     let mut start = 0;
     let mut carry: Option<Piece> = None;
@@ -89,12 +135,81 @@ pub fn encode_with(
             pos += head.len;
             carry = tail;
         }
-        write_window(&mut out, old, new, start, end, &these);
+        windows.push(make_window(new, start, end, &these));
         start = end;
     }
     if new.is_empty() {
         // One empty window: xdelta3 refuses a patch with none ("nothing to output").
-        write_window(&mut out, old, new, 0, 0, &[]);
+        windows.push(make_window(new, 0, 0, &[]));
+    }
+    assemble(&windows, options.secondary)
+}
+
+/// One window's parts before secondary compression.
+struct Window {
+    seg: Option<(usize, usize)>,
+    target_len: usize,
+    adler32: u32,
+    /// Data, instructions, addresses.
+    sections: [Vec<u8>; 3],
+}
+
+/// The file: its header, then each window with its sections compressed where that
+/// is smaller.
+fn assemble(windows: &[Window], secondary: Secondary) -> io::Result<Vec<u8>> {
+    let mut compressed: [Vec<Option<Vec<u8>>>; 3] = Default::default();
+    if secondary == Secondary::Lzma {
+        for kind in Section::ALL {
+            let sections: Vec<&[u8]> = windows
+                .iter()
+                .map(|w| w.sections[kind.index()].as_slice())
+                .collect();
+            compressed[kind.index()] = lzma::compress(kind, &sections)?;
+        }
+    }
+    let size: usize = windows
+        .iter()
+        .map(|w| w.sections.iter().map(Vec::len).sum::<usize>() + 32)
+        .sum();
+    let mut out = Vec::with_capacity(size / 2 + 64);
+    out.extend_from_slice(&MAGIC);
+    out.push(VERSION);
+    match secondary {
+        // No secondary compressor, no code table, no application header.
+        Secondary::None => out.push(0),
+        Secondary::Lzma => out.extend_from_slice(&[VCD_DECOMPRESS, LZMA_ID]),
+    }
+    for (i, w) in windows.iter().enumerate() {
+        let mut delta_indicator = 0;
+        let mut stored: [&[u8]; 3] = [&[]; 3];
+        for kind in Section::ALL {
+            let k = kind.index();
+            stored[k] = match compressed[k].get(i) {
+                Some(Some(c)) => {
+                    delta_indicator |= kind.bit();
+                    c
+                }
+                _ => &w.sections[k],
+            };
+        }
+        out.push(VCD_ADLER32 | if w.seg.is_some() { VCD_SOURCE } else { 0 });
+        if let Some((pos, len)) = w.seg {
+            write_varint(&mut out, len as u64);
+            write_varint(&mut out, pos as u64);
+        }
+        let mut delta = Vec::with_capacity(32);
+        write_varint(&mut delta, w.target_len as u64);
+        delta.push(delta_indicator);
+        for s in stored {
+            write_varint(&mut delta, s.len() as u64);
+        }
+        delta.extend_from_slice(&w.adler32.to_be_bytes());
+        let delta_len = delta.len() + stored.iter().map(|s| s.len()).sum::<usize>();
+        write_varint(&mut out, delta_len as u64);
+        out.extend_from_slice(&delta);
+        for s in stored {
+            out.extend_from_slice(s);
+        }
     }
     Ok(out)
 }
@@ -192,16 +307,8 @@ enum Ins {
     Copy(u64, u8),
 }
 
-/// Writes the window making `new[start..end]` from `pieces`.
-fn write_window(
-    out: &mut Vec<u8>,
-    old: &[u8],
-    new: &[u8],
-    start: usize,
-    end: usize,
-    pieces: &[Piece],
-) {
-    let _ = old;
+/// The window making `new[start..end]` from `pieces`.
+fn make_window(new: &[u8], start: usize, end: usize, pieces: &[Piece]) -> Window {
     // The source segment: the span of the old file the window's copies read.
     let (mut lo, mut hi) = (usize::MAX, 0);
     for p in pieces {
@@ -250,25 +357,12 @@ fn write_window(
     }
     debug_assert_eq!(pos, end);
     let inst = code(&ins);
-
-    out.push(VCD_ADLER32 | if seg.is_some() { VCD_SOURCE } else { 0 });
-    if let Some((pos, len)) = seg {
-        write_varint(out, len as u64);
-        write_varint(out, pos as u64);
+    Window {
+        seg,
+        target_len: end - start,
+        adler32: adler32(&new[start..end]),
+        sections: [data, inst, addr],
     }
-    let mut delta = Vec::with_capacity(32);
-    write_varint(&mut delta, (end - start) as u64);
-    delta.push(0); // Delta_Indicator: no section compressed.
-    for s in [&data, &inst, &addr] {
-        write_varint(&mut delta, s.len() as u64);
-    }
-    delta.extend_from_slice(&adler32(&new[start..end]).to_be_bytes());
-    let delta_len = delta.len() + data.len() + inst.len() + addr.len();
-    write_varint(out, delta_len as u64);
-    out.extend_from_slice(&delta);
-    out.extend_from_slice(&data);
-    out.extend_from_slice(&inst);
-    out.extend_from_slice(&addr);
 }
 
 /// Finds repeats of the target window within itself: a hash of [`MIN_SELF_COPY`]
