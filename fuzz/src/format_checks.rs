@@ -141,11 +141,13 @@ fn header_once(bytes: &[u8], file_len: u64) {
             );
             assert_eq!(h.apply_memory, bound);
             if let Body::Bsdiff { streams, .. } = h.body {
+                // The executable transform's table (if any) fills what the streams leave.
                 assert_eq!(
                     Some(h.payload.size),
                     streams
-                        .control
-                        .checked_add(streams.diff)
+                        .transform
+                        .checked_add(streams.control)
+                        .and_then(|s| s.checked_add(streams.diff))
                         .and_then(|s| s.checked_add(streams.extra))
                 );
             }
