@@ -5,12 +5,14 @@
                                [--skip-peers | --only-ours] [--skip-ours]
                                [--timeout SECS] [--out FILE] [--work DIR] [--keep] [--no-build]
     python3 benches/compare.py --vcdiff [--pairs a,b] [--out benches/results/vcdiff.md] ...
+    python3 benches/compare.py --bsdiff40 [--pairs a,b] [--out benches/results/bsdiff40.md] ...
 
 --vcdiff compares the two VCDIFF encoders instead, in the same run: `deltapack diff
 --format vcdiff` (its default LZMA secondary compression) beside `xdelta3 -e -9 -s`
 (Debian's 3.0.11, whose default secondary compressor is LZMA), and applies each patch
 with `deltaapply apply` and `xdelta3 -d` (the interop matrix), each output compared
-with `new`.
+with `new`. --bsdiff40 does the same for BSDIFF40: `deltapack diff --format bsdiff40`
+beside Debian's `bsdiff`, each patch applied by `deltaapply apply` and Debian's `bspatch`.
 
 For every pair DIR/pairs/<name>/{old,new} (a `*-tree` pair's sides are first packed into
 deterministic tars, as PEERS.md prescribes) and every tool, it makes a patch, applies it
@@ -484,38 +486,64 @@ def render(head, rows, summ, progress):
     return "\n".join(lines)
 
 
-# --vcdiff: our VCDIFF encoder beside xdelta3 -9, and who applies whose patches.
-VCD_MAKERS = ("ours", "xdelta3")
-VCD_APPLIERS = ("deltaapply", "xdelta3")
+# --vcdiff / --bsdiff40: our encoder of a standard format beside the peer that defines
+# it, and who applies whose patches.
+FOREIGN = {
+    "vcdiff": {
+        "title": "VCDIFF: deltapack vs xdelta3 -9", "peer": "xdelta3", "peer_label": "xdelta3 -9",
+        "peer_applier": "xdelta3", "peer_apply_label": "xdelta3 -d",
+        "ours_doc": "`deltapack diff --format vcdiff OLD NEW -o P` (LZMA secondary compression)",
+        "peer_doc": "`xdelta3 -e -9 -s OLD NEW P` (its default secondary compression, LZMA)",
+        "apply_doc": "`xdelta3 -d -s OLD P OUT`",
+    },
+    "bsdiff40": {
+        "title": "BSDIFF40: deltapack vs Debian bsdiff", "peer": "bsdiff", "peer_label": "bsdiff",
+        "peer_applier": "bspatch", "peer_apply_label": "bspatch",
+        "ours_doc": "`deltapack diff --format bsdiff40 OLD NEW -o P` (our matcher, bzip2 streams)",
+        "peer_doc": "`bsdiff OLD NEW P` (Debian's bsdiff 4.3)",
+        "apply_doc": "`bspatch OLD OUT P`",
+    },
+}
 
 
-def vcdiff_cmds(maker, applier, old, new, patch, out):
-    """(diff argv, apply argv) of a VCDIFF maker and applier."""
-    diff = ([str(BIN["deltapack"]), "diff", "--format", "vcdiff", old, new, "-o", patch, "--json"]
-            if maker == "ours" else ["xdelta3", "-f", "-e", "-9", "-s", old, new, patch])
-    digest = hashlib.sha256(Path(new).read_bytes()).hexdigest()
-    apply = ([str(BIN["deltaapply"]), "apply", old, patch, "-o", out, "--expect-sha256", digest,
-              "--max-memory", "1GiB", "--json"]
-             if applier == "deltaapply" else ["xdelta3", "-f", "-d", "-s", old, patch, out])
+def foreign_cmds(fmt, maker, applier, old, new, patch, out):
+    """(diff argv, apply argv) of a maker and an applier of format `fmt`."""
+    f = FOREIGN[fmt]
+    if maker == "ours":
+        diff = [str(BIN["deltapack"]), "diff", "--format", fmt, old, new, "-o", patch, "--json"]
+    elif fmt == "vcdiff":
+        diff = ["xdelta3", "-f", "-e", "-9", "-s", old, new, patch]
+    else:
+        diff = ["bsdiff", old, new, patch]
+    if applier == "deltaapply":
+        digest = hashlib.sha256(Path(new).read_bytes()).hexdigest()
+        apply = [str(BIN["deltaapply"]), "apply", old, patch, "-o", out, "--expect-sha256", digest,
+                 "--max-memory", "1GiB", "--json"]
+    elif f["peer_applier"] == "xdelta3":
+        apply = ["xdelta3", "-f", "-d", "-s", old, patch, out]
+    else:
+        apply = ["bspatch", old, out, patch]
     return diff, apply
 
 
-def vcdiff_pair(old, new, wd, timeout):
+def foreign_pair(fmt, old, new, wd, timeout):
     """Rows for one pair: each maker's patch, applied by each applier."""
     rows, tf = [], str(wd / "time.txt")
-    for maker in VCD_MAKERS:
-        patch = str(wd / f"{maker}.vcdiff")
-        d = timed(vcdiff_cmds(maker, "xdelta3", old, new, patch, "")[0], timeout, tf)
-        r = {"maker": maker, "diff_cmd": vcdiff_cmds(maker, "xdelta3", old, new, patch, "")[0]}
+    appliers = ("deltaapply", FOREIGN[fmt]["peer_applier"])
+    for maker in ("ours", FOREIGN[fmt]["peer"]):
+        patch = str(wd / f"{maker}.{fmt}")
+        diff_cmd = foreign_cmds(fmt, maker, appliers[1], old, new, patch, "")[0]
+        d = timed(diff_cmd, timeout, tf)
+        r = {"maker": maker, "diff_cmd": diff_cmd}
         if d.get("timeout") or d["rc"] != 0 or not os.path.exists(patch):
             r.update(status="diff timeout" if d.get("timeout") else f"diff exit {d['rc']}: {why(d, patch)}")
             rows.append(r)
             continue
         r.update(status="ok", patch_bytes=os.path.getsize(patch), diff_wall=d["wall"],
                  diff_rss_kib=d["rss_kib"], applied={})
-        for applier in VCD_APPLIERS:
+        for applier in appliers:
             out = str(wd / f"{maker}-{applier}.out")
-            a = timed(vcdiff_cmds(maker, applier, old, new, patch, out)[1], timeout, tf)
+            a = timed(foreign_cmds(fmt, maker, applier, old, new, patch, out)[1], timeout, tf)
             if a.get("timeout"):
                 cellr = {"status": "timeout", "verified": False}
             elif a["rc"] != 0 or not os.path.exists(out):
@@ -530,7 +558,10 @@ def vcdiff_pair(old, new, wd, timeout):
     return rows
 
 
-def vcdiff_render(head, results, progress):
+def foreign_render(fmt, head, results, progress):
+    f = FOREIGN[fmt]
+    peer, pa = f["peer"], f["peer_applier"]
+
     def applied(r, who):
         c = (r.get("applied") or {}).get(who)
         if not c:
@@ -538,31 +569,38 @@ def vcdiff_render(head, results, progress):
         if not c.get("verified"):
             return f"FAILED ({c['status']})"
         return f"{c['wall']:.2f} s, {c['rss_kib'] / 1024:.0f} MiB"
-    lines = [f"# VCDIFF: deltapack vs xdelta3 -9{progress}", "",
+
+    def made(r):
+        if r.get("status") != "ok":
+            return "-"
+        return f"{r['diff_wall']:.1f} s, {r['diff_rss_kib'] / 1024:.0f} MiB"
+    version = head["versions"].get(peer, peer)
+    lines = [f"# {f['title']}{progress}", "",
              f"- date: {head['date']}; machine: {head['machine']}",
-             f"- tools: {head['versions']['xdelta3']}; deltapack {head['versions']['deltapack']}",
-             "- ours: `deltapack diff --format vcdiff OLD NEW -o P` (LZMA secondary compression); "
-             "xdelta3: `xdelta3 -e -9 -s OLD NEW P` (its default secondary compression, LZMA). "
+             f"- tools: {version}; deltapack {head['versions']['deltapack']}",
+             f"- ours: {f['ours_doc']}; {peer}: {f['peer_doc']}. "
              "`*-tree` pairs are compared on deterministic tars of each side.",
              "- apply: `deltaapply apply OLD P -o OUT --expect-sha256 HEX` (the `applier` build) and "
-             "`xdelta3 -d -s OLD P OUT`; wall time and peak RSS under GNU time; every output is "
+             f"{f['apply_doc']}; wall time and peak RSS under GNU time; every output is "
              "compared with `new` byte for byte.", "",
-             "| pair | new bytes | ours bytes | xdelta3 -9 bytes | ours / xdelta3 | ours → deltaapply "
-             "| ours → xdelta3 -d | xdelta3 → deltaapply | xdelta3 → xdelta3 -d |",
-             "|---|---:|---:|---:|---:|---|---|---|---|"]
+             f"| pair | new bytes | ours bytes | {f['peer_label']} bytes | ours / {peer} | ours: diff "
+             f"| {peer}: diff | ours → deltaapply | ours → {f['peer_apply_label']} "
+             f"| {peer} → deltaapply | {peer} → {f['peer_apply_label']} |",
+             "|---|---:|---:|---:|---:|---|---|---|---|---|---|"]
     for pair, (new_bytes, rows) in results.items():
         by = {r["maker"]: r for r in rows}
-        o, x = by.get("ours", {}), by.get("xdelta3", {})
+        o, x = by.get("ours", {}), by.get(peer, {})
         ob, xb = o.get("patch_bytes"), x.get("patch_bytes")
         rt = f"{ob / xb:.3f}" if ob and xb else "-"
-        lines.append(f"| {pair} | {new_bytes:,} | {fnum(ob)} | {fnum(xb)} | {rt} | "
-                     f"{applied(o, 'deltaapply')} | {applied(o, 'xdelta3')} | "
-                     f"{applied(x, 'deltaapply')} | {applied(x, 'xdelta3')} |")
+        lines.append(f"| {pair} | {new_bytes:,} | {fnum(ob)} | {fnum(xb)} | {rt} | {made(o)} | "
+                     f"{made(x)} | {applied(o, 'deltaapply')} | {applied(o, pa)} | "
+                     f"{applied(x, 'deltaapply')} | {applied(x, pa)} |")
     lines += ["", "Interop matrix (verified = output equals `new`):", "",
-              "| patch made by | applied by deltaapply | applied by xdelta3 -d |", "|---|---|---|"]
-    for maker in VCD_MAKERS:
+              f"| patch made by | applied by deltaapply | applied by {f['peer_apply_label']} |",
+              "|---|---|---|"]
+    for maker in ("ours", peer):
         cells = []
-        for who in VCD_APPLIERS:
+        for who in ("deltaapply", pa):
             vs = [((r.get("applied") or {}).get(who) or {}).get("verified")
                   for _, rows in results.values() for r in rows if r["maker"] == maker]
             cells.append(f"{sum(1 for v in vs if v)}/{len(vs)} pairs verified")
@@ -570,22 +608,22 @@ def vcdiff_render(head, results, progress):
     return "\n".join(lines) + "\n"
 
 
-def vcdiff_main(args, pairs, head):
-    """--vcdiff: the VCDIFF table (benches/results/vcdiff.md and .json)."""
-    out = args.out if args.out != ROOT / "benches/results/latest.md" else ROOT / "benches/results/vcdiff.md"
-    work = args.work or Path(tempfile.mkdtemp(prefix="deltabench-vcdiff-"))
+def foreign_main(fmt, args, pairs, head):
+    """--vcdiff / --bsdiff40: the format's table (benches/results/FORMAT.md and .json)."""
+    out = args.out if args.out != ROOT / "benches/results/latest.md" else ROOT / f"benches/results/{fmt}.md"
+    work = args.work or Path(tempfile.mkdtemp(prefix=f"deltabench-{fmt}-"))
     work.mkdir(parents=True, exist_ok=True)
     (work / "bin").mkdir(exist_ok=True)
     for name, exe in BIN.items():
         BIN[name] = Path(shutil.copy2(exe, work / "bin" / name))
-    results, failed = {}, False
+    results, failed, md = {}, False, ""
     try:
         for i, pair in enumerate(pairs, 1):
             wd = work / pair
             wd.mkdir(exist_ok=True)
             old, new = prepare(args.corpus / "pairs" / pair, wd)
-            log(f"[{pair}] VCDIFF ...")
-            rows = vcdiff_pair(old, new, wd, args.timeout)
+            log(f"[{pair}] {fmt} ...")
+            rows = foreign_pair(fmt, old, new, wd, args.timeout)
             results[pair] = (os.path.getsize(new), rows)
             for r in rows:
                 log(f"[{pair}] {r['maker']}: {r['status']}, {fnum(r.get('patch_bytes'))} B, "
@@ -595,7 +633,7 @@ def vcdiff_main(args, pairs, head):
             if not args.keep:
                 shutil.rmtree(wd)
             progress = "" if i == len(pairs) else f" (partial: {i}/{len(pairs)} pairs done)"
-            md = vcdiff_render(head, results, progress)
+            md = foreign_render(fmt, head, results, progress)
             out.write_text(md)
             out.with_suffix(".json").write_text(json.dumps(
                 {"header": head, "partial": bool(progress),
@@ -627,6 +665,8 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/")
     ap.add_argument("--vcdiff", action="store_true",
                     help="compare VCDIFF encoders and appliers (writes benches/results/vcdiff.md)")
+    ap.add_argument("--bsdiff40", action="store_true",
+                    help="compare BSDIFF40 encoders and appliers (writes benches/results/bsdiff40.md)")
     args = ap.parse_args()
 
     want = {t.strip() for t in args.tools.split(",")} if args.tools else set(TOOLS)
@@ -652,12 +692,14 @@ def main():
     if lacking := [n for n in need if not shutil.which(n)]:
         sys.exit(f"error: missing {', '.join(lacking)}; install with: apt-get install -y bsdiff xdelta3 zstd time")
 
-    if args.vcdiff:
-        if not shutil.which("xdelta3"):
-            sys.exit("error: --vcdiff needs xdelta3: apt-get install -y xdelta3")
+    for fmt, tools_needed in (("vcdiff", ("xdelta3",)), ("bsdiff40", ("bsdiff", "bspatch"))):
+        if not getattr(args, fmt):
+            continue
+        if lacking := [t for t in tools_needed if not shutil.which(t)]:
+            sys.exit(f"error: --{fmt} needs {', '.join(lacking)}: apt-get install -y {tools_needed[0]}")
         if why_not := (probe_ours() if args.no_build else build_ours()):
             sys.exit(f"error: our tools are not available ({why_not})")
-        vcdiff_main(args, pairs, header_info(args, None, "not used by --vcdiff"))
+        foreign_main(fmt, args, pairs, header_info(args, None, f"not used by --{fmt}"))
 
     ours_missing = None
     if any(t.startswith("ours-") for t in tools):

@@ -503,6 +503,7 @@ fn a_killed_build_leaves_the_previous_release_served_whole_and_a_rerun_completes
     let objects_of_1_0 = store.list("").unwrap().len();
     let mut outcomes = (0, 0);
     let mut between = 0;
+    let mut torn = 0;
     for step in 0..8u32 {
         let delay = probe * step / 8;
         let runner = Dir::new();
@@ -515,8 +516,28 @@ fn a_killed_build_leaves_the_previous_release_served_whole_and_a_rerun_completes
         std::thread::sleep(delay);
         let _ = child.kill();
         let _ = child.wait();
-        // Whatever point it was killed at, the bucket serves one release, complete.
+        // Whatever point it was killed at, the bucket serves one release, complete;
+        // or, killed between the signature's upload and the manifest's, the new
+        // signature beside the old manifest: a pair every client refuses (its
+        // installed release untouched) until a rerun publishes the new manifest.
         let (code, report, stderr) = inputs.verify(Dir::new().path(), &url(), &env);
+        if code != 0 && mismatched_pair_only(&report) {
+            torn += 1;
+            let output = inputs
+                .build(Dir::new().path(), &url(), 1, &env)
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "the rerun after a kill between the last two uploads: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let (code, report, stderr) = inputs.verify(Dir::new().path(), &url(), &env);
+            assert_eq!(code, 0, "after the rerun: {report:#} {stderr}");
+            assert_eq!(report["version"], "1.1");
+            outcomes.1 += 1;
+            break;
+        }
         assert_eq!(code, 0, "killed after {delay:?}: {report:#} {stderr}");
         match report["version"].as_str() {
             Some("1.0") => {
@@ -535,7 +556,7 @@ fn a_killed_build_leaves_the_previous_release_served_whole_and_a_rerun_completes
     }
     eprintln!(
         "killed builds: {} left 1.0 ({between} of them after uploading new content), {} \
-         completed 1.1",
+         completed 1.1 ({torn} killed between the signature and the manifest, then rerun)",
         outcomes.0, outcomes.1
     );
     assert!(
@@ -559,6 +580,25 @@ fn a_killed_build_leaves_the_previous_release_served_whole_and_a_rerun_completes
     assert_eq!(report["version"], "1.1");
     let m = Manifest::parse(&store.get("manifest.toml", 1 << 24).unwrap().unwrap()).unwrap();
     assert_eq!(m.sequence, 2);
+}
+
+/// Whether `verify`'s only complaint is a signature that does not match the manifest
+/// beside it (the content it would name then goes unread, and is listed as missing
+/// by name only when the manifest could not be trusted).
+fn mismatched_pair_only(report: &Value) -> bool {
+    let problems = report["problems"].as_array().cloned().unwrap_or_default();
+    problems.iter().any(|p| {
+        p["file"] == "manifest.toml.sig"
+            && p["problem"]
+                .as_str()
+                .is_some_and(|t| t.contains("does not match the signed bytes"))
+    }) && problems.iter().all(|p| {
+        p["file"] == "manifest.toml.sig"
+            || p["file"] == "manifest.toml"
+            || p["problem"]
+                .as_str()
+                .is_some_and(|t| t.contains("No such file"))
+    })
 }
 
 #[test]
