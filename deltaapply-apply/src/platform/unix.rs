@@ -107,7 +107,7 @@ pub(crate) fn no_follow(options: &mut OpenOptions) {
 pub(crate) fn open_nofollow(path: &Path) -> io::Result<File> {
     let mut options = OpenOptions::new();
     options.read(true);
-    options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    no_follow(&mut options);
     options.open(path)
 }
 
